@@ -1,0 +1,21 @@
+//! sharebench station firmware: an IEC 61851-1 charge point and power sharing.
+//!
+//! The contract of this crate: deterministic, no I/O, no OS time, no heap.
+//! Every input is a `handle_*` call with `now` passed in, every output is
+//! drained with a `poll_*` call, and `poll_timeout()` says when to call again.
+//! A station board and the virtual bench are thin drivers around the same
+//! cores; [`hal`] is the board's side of that boundary.
+//!
+//! - [`pilot`]: the duty-cycle table and pilot level sensing.
+//! - [`charge_point`]: one charging point's state machine and timing.
+//! - [`hal`]: embedded-hal 1.0 pins and the ADC/current-sensor traits.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+
+pub mod charge_point;
+pub mod hal;
+pub mod pilot;
+pub mod time;
+
+pub use charge_point::{ChargePoint, ChargePointConfig};
+pub use time::{Duration, Instant};
