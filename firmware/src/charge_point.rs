@@ -50,7 +50,10 @@ impl core::fmt::Display for Fault {
             Self::PilotShort => f.write_str("pilot short (state E)"),
             Self::PilotUnexpectedF => f.write_str("pilot read -12 V while not driven"),
             Self::DiodeMissing => f.write_str("pilot diode missing or shorted"),
-            Self::Overcurrent { measured_da, offered_da } => write!(
+            Self::Overcurrent {
+                measured_da,
+                offered_da,
+            } => write!(
                 f,
                 "overcurrent: measured {}.{} A against {}.{} A offered",
                 measured_da / 10,
@@ -126,7 +129,9 @@ impl ChargePointConfig {
     /// Check the configuration; the first problem found is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.nameplate_da < MIN_CURRENT_DA || self.nameplate_da > pilot::MAX_CURRENT_DA {
-            return Err(ConfigError::NameplateOutOfRange { nameplate_da: self.nameplate_da });
+            return Err(ConfigError::NameplateOutOfRange {
+                nameplate_da: self.nameplate_da,
+            });
         }
         if self.max_current_da > self.nameplate_da {
             return Err(ConfigError::MaxAboveNameplate {
@@ -135,22 +140,34 @@ impl ChargePointConfig {
             });
         }
         if self.max_current_da < MIN_CURRENT_DA {
-            return Err(ConfigError::MaxBelowMinimum { max_da: self.max_current_da });
+            return Err(ConfigError::MaxBelowMinimum {
+                max_da: self.max_current_da,
+            });
         }
         if self.close_delay > secs(3) {
-            return Err(ConfigError::CloseDelayTooLong { close_delay_us: self.close_delay.ticks() });
+            return Err(ConfigError::CloseDelayTooLong {
+                close_delay_us: self.close_delay.ticks(),
+            });
         }
         if self.duty_pacing < secs(5) {
-            return Err(ConfigError::PacingTooShort { pacing_us: self.duty_pacing.ticks() });
+            return Err(ConfigError::PacingTooShort {
+                pacing_us: self.duty_pacing.ticks(),
+            });
         }
         if self.overcurrent_time < secs(6) {
-            return Err(ConfigError::OvercurrentTimeTooShort { time_us: self.overcurrent_time.ticks() });
+            return Err(ConfigError::OvercurrentTimeTooShort {
+                time_us: self.overcurrent_time.ticks(),
+            });
         }
         if self.fault_hold < ms(300) {
-            return Err(ConfigError::FaultHoldTooShort { hold_us: self.fault_hold.ticks() });
+            return Err(ConfigError::FaultHoldTooShort {
+                hold_us: self.fault_hold.ticks(),
+            });
         }
         if self.pwm_off_open_delay > secs(6) {
-            return Err(ConfigError::PwmOffOpenDelayTooLong { delay_us: self.pwm_off_open_delay.ticks() });
+            return Err(ConfigError::PwmOffOpenDelayTooLong {
+                delay_us: self.pwm_off_open_delay.ticks(),
+            });
         }
         Ok(())
     }
@@ -173,24 +190,44 @@ impl core::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match *self {
             Self::NameplateOutOfRange { nameplate_da } => {
-                write!(f, "nameplate {nameplate_da} dA is outside 60..=800 dA (6-80 A)")
+                write!(
+                    f,
+                    "nameplate {nameplate_da} dA is outside 60..=800 dA (6-80 A)"
+                )
             }
-            Self::MaxAboveNameplate { max_da, nameplate_da } => {
-                write!(f, "maximum current {max_da} dA is above the nameplate {nameplate_da} dA")
+            Self::MaxAboveNameplate {
+                max_da,
+                nameplate_da,
+            } => {
+                write!(
+                    f,
+                    "maximum current {max_da} dA is above the nameplate {nameplate_da} dA"
+                )
             }
             Self::MaxBelowMinimum { max_da } => {
-                write!(f, "maximum current {max_da} dA is below the 60 dA (6 A) minimum")
+                write!(
+                    f,
+                    "maximum current {max_da} dA is below the 60 dA (6 A) minimum"
+                )
             }
             Self::CloseDelayTooLong { close_delay_us } => {
-                write!(f, "close delay {close_delay_us} us exceeds the 3 s IEC 61851-1 allows")
+                write!(
+                    f,
+                    "close delay {close_delay_us} us exceeds the 3 s IEC 61851-1 allows"
+                )
             }
             Self::PacingTooShort { pacing_us } => {
-                write!(f, "duty pacing {pacing_us} us is under the 5 s a car needs to follow")
+                write!(
+                    f,
+                    "duty pacing {pacing_us} us is under the 5 s a car needs to follow"
+                )
             }
             Self::OvercurrentTimeTooShort { time_us } => {
                 write!(f, "overcurrent time {time_us} us is under 6 s: a car following a reduction would trip it")
             }
-            Self::FaultHoldTooShort { hold_us } => write!(f, "fault hold {hold_us} us is under 300 ms"),
+            Self::FaultHoldTooShort { hold_us } => {
+                write!(f, "fault hold {hold_us} us is under 300 ms")
+            }
             Self::PwmOffOpenDelayTooLong { delay_us } => {
                 write!(f, "open delay after PWM off {delay_us} us is over 6 s")
             }
@@ -279,7 +316,11 @@ impl ChargePoint {
     #[must_use]
     pub fn status(&self) -> Status {
         Status {
-            state: if self.output == PilotOutput::MinusTwelve { PilotState::F } else { self.sense.state() },
+            state: if self.output == PilotOutput::MinusTwelve {
+                PilotState::F
+            } else {
+                self.sense.state()
+            },
             offered_da: self.offered_da(),
             target_da: self.target_da,
             measured_da: self.measured_da,
@@ -341,7 +382,11 @@ impl ChargePoint {
     /// Below 6 A means none. Reductions are applied at once; increases are
     /// paced to one duty change per [`ChargePointConfig::duty_pacing`].
     pub fn handle_allocation(&mut self, now: Instant, deciamps: u16) {
-        self.target_da = if deciamps < MIN_CURRENT_DA { 0 } else { deciamps.min(self.config.max_current_da) };
+        self.target_da = if deciamps < MIN_CURRENT_DA {
+            0
+        } else {
+            deciamps.min(self.config.max_current_da)
+        };
         self.update(now);
     }
 
@@ -365,10 +410,18 @@ impl ChargePoint {
         t = earliest(t, self.close_at);
         t = earliest(t, self.hold_until);
         if self.contactor {
-            t = earliest(t, self.pwm_off_since.map(|s| s + self.config.pwm_off_open_delay));
+            t = earliest(
+                t,
+                self.pwm_off_since
+                    .map(|s| s + self.config.pwm_off_open_delay),
+            );
             t = earliest(t, self.over_since.map(|s| s + self.config.overcurrent_time));
         }
-        if self.config.has_relay_sense && self.relay_closed && !self.contactor && self.fault.is_none() {
+        if self.config.has_relay_sense
+            && self.relay_closed
+            && !self.contactor
+            && self.fault.is_none()
+        {
             t = earliest(t, self.open_cmd_at.map(|s| s + self.config.open_allowance));
         }
         if let Some(want) = self.wanted_duty() {
@@ -378,7 +431,10 @@ impl ChargePoint {
                 PilotOutput::MinusTwelve => false,
             };
             if increase {
-                t = earliest(t, self.last_duty_change.map(|l| l + self.config.duty_pacing));
+                t = earliest(
+                    t,
+                    self.last_duty_change.map(|l| l + self.config.duty_pacing),
+                );
             }
         }
         t
@@ -441,7 +497,11 @@ impl ChargePoint {
     fn wanted_duty(&self) -> Option<u16> {
         let s = self.sense.state();
         let plugged = matches!(s, PilotState::B | PilotState::C | PilotState::D);
-        if self.fault.is_some() || self.latch.is_some() || !plugged || self.target_da < MIN_CURRENT_DA {
+        if self.fault.is_some()
+            || self.latch.is_some()
+            || !plugged
+            || self.target_da < MIN_CURRENT_DA
+        {
             return None;
         }
         pilot::duty_for_current(self.target_da).ok()
@@ -506,7 +566,9 @@ impl ChargePoint {
                 self.set_output(now, PilotOutput::Pwm { duty_bp: want });
             }
             (Some(want), out) if out != (PilotOutput::Pwm { duty_bp: want }) => {
-                let paced = self.last_duty_change.is_some_and(|l| now < l + self.config.duty_pacing);
+                let paced = self
+                    .last_duty_change
+                    .is_some_and(|l| now < l + self.config.duty_pacing);
                 // Turning PWM on for a car that just arrived is not a change
                 // the car has to follow, so it is not paced.
                 let first_offer = out == PilotOutput::Steady && !self.contactor;
@@ -518,13 +580,17 @@ impl ChargePoint {
         }
 
         let pwm_on = matches!(self.output, PilotOutput::Pwm { .. });
-        let may_charge = state == PilotState::C || (state == PilotState::D && self.config.allow_ventilation);
+        let may_charge =
+            state == PilotState::C || (state == PilotState::D && self.config.allow_ventilation);
 
         if self.contactor {
             if !may_charge {
                 // C -> B, -> A, or D without ventilation: open now (within 100 ms).
                 self.set_contactor(now, false);
-            } else if self.pwm_off_since.is_some_and(|s| now >= s + self.config.pwm_off_open_delay) {
+            } else if self
+                .pwm_off_since
+                .is_some_and(|s| now >= s + self.config.pwm_off_open_delay)
+            {
                 self.set_contactor(now, false);
             } else {
                 self.supervise_current(now);
@@ -549,7 +615,10 @@ impl ChargePoint {
             if now >= since + self.config.overcurrent_time {
                 self.raise(
                     now,
-                    Fault::Overcurrent { measured_da: measured, offered_da: offered },
+                    Fault::Overcurrent {
+                        measured_da: measured,
+                        offered_da: offered,
+                    },
                     Some(Latch::UntilNotCharging),
                 );
             }

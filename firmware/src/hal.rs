@@ -81,9 +81,18 @@ where
         adc: Adc,
         amps: Amps,
     ) -> Result<Self, HalError> {
-        coil.set_low().map_err(|e| HalError::Coil(digital::Error::kind(&e)))?;
-        pwm.set_duty_cycle_fully_on().map_err(|e| HalError::Pwm(pwm::Error::kind(&e)))?;
-        Ok(Self { point, pwm, coil, relay_sense, adc, amps })
+        coil.set_low()
+            .map_err(|e| HalError::Coil(digital::Error::kind(&e)))?;
+        pwm.set_duty_cycle_fully_on()
+            .map_err(|e| HalError::Pwm(pwm::Error::kind(&e)))?;
+        Ok(Self {
+            point,
+            pwm,
+            coil,
+            relay_sense,
+            adc,
+            amps,
+        })
     }
 
     /// One pass: sample the inputs, feed them to the point, run its timers,
@@ -92,10 +101,15 @@ where
     pub fn step(&mut self, now: Instant) -> Result<(), HalError> {
         let levels = self.adc.sample_pilot().map_err(|_| HalError::Adc)?;
         self.point.handle_pilot(now, levels);
-        let amps = self.amps.read_current().map_err(|_| HalError::CurrentSensor)?;
+        let amps = self
+            .amps
+            .read_current()
+            .map_err(|_| HalError::CurrentSensor)?;
         self.point.handle_current(now, amps);
         if let Some(sense) = self.relay_sense.as_mut() {
-            let closed = sense.is_high().map_err(|e| HalError::RelaySense(digital::Error::kind(&e)))?;
+            let closed = sense
+                .is_high()
+                .map_err(|e| HalError::RelaySense(digital::Error::kind(&e)))?;
             self.point.handle_relay_sense(now, closed);
         }
         self.point.handle_timeout(now);
@@ -108,9 +122,15 @@ where
             match event {
                 Event::Pilot(PilotOutput::Steady) => self.pwm.set_duty_cycle_fully_on(),
                 Event::Pilot(PilotOutput::MinusTwelve) => self.pwm.set_duty_cycle_fully_off(),
-                Event::Pilot(PilotOutput::Pwm { duty_bp }) => self.pwm.set_duty_cycle_fraction(duty_bp, 10_000),
+                Event::Pilot(PilotOutput::Pwm { duty_bp }) => {
+                    self.pwm.set_duty_cycle_fraction(duty_bp, 10_000)
+                }
                 Event::Contactor(closed) => {
-                    let r = if closed { self.coil.set_high() } else { self.coil.set_low() };
+                    let r = if closed {
+                        self.coil.set_high()
+                    } else {
+                        self.coil.set_low()
+                    };
                     r.map_err(|e| HalError::Coil(digital::Error::kind(&e)))?;
                     continue;
                 }
@@ -123,7 +143,14 @@ where
 
     /// Give the pins back.
     pub fn release(self) -> (ChargePoint, Pwm, Coil, Option<Sense>, Adc, Amps) {
-        (self.point, self.pwm, self.coil, self.relay_sense, self.adc, self.amps)
+        (
+            self.point,
+            self.pwm,
+            self.coil,
+            self.relay_sense,
+            self.adc,
+            self.amps,
+        )
     }
 }
 
@@ -152,8 +179,14 @@ mod tests {
         }
     }
 
-    const B: PilotLevels = PilotLevels { high_mv: 9_000, low_mv: -12_000 };
-    const C: PilotLevels = PilotLevels { high_mv: 6_000, low_mv: -12_000 };
+    const B: PilotLevels = PilotLevels {
+        high_mv: 9_000,
+        low_mv: -12_000,
+    };
+    const C: PilotLevels = PilotLevels {
+        high_mv: 6_000,
+        low_mv: -12_000,
+    };
 
     #[test]
     fn pins_follow_the_point_through_a_charge() {
@@ -167,7 +200,15 @@ mod tests {
         let sense = PinMock::new(&core::array::from_fn::<_, 5, _>(|_| Pin::get(State::Low)));
         let mut point = ChargePoint::new(ChargePointConfig::new(320)).unwrap();
         point.handle_allocation(us(0), 160);
-        let mut st = Station::new(point, pwm, coil, Some(sense), Levels(&[B, B, C, C, C], 0), Amps(0)).unwrap();
+        let mut st = Station::new(
+            point,
+            pwm,
+            coil,
+            Some(sense),
+            Levels(&[B, B, C, C, C], 0),
+            Amps(0),
+        )
+        .unwrap();
         st.step(us(0)).unwrap();
         st.step(us(0) + ms(20)).unwrap(); // B debounced: PWM on
         st.step(us(0) + ms(30)).unwrap(); // C seen
@@ -188,7 +229,8 @@ mod tests {
         let pwm = PwmMock::new(&[Pwm::max_duty_cycle(10_000), Pwm::set_duty_cycle(10_000)]);
         let coil = PinMock::new(&[Pin::set(State::Low)]);
         let point = ChargePoint::new(ChargePointConfig::new(320)).unwrap();
-        let mut st = Station::new(point, pwm, coil, None::<PinMock>, Levels(&[], 0), Amps(0)).unwrap();
+        let mut st =
+            Station::new(point, pwm, coil, None::<PinMock>, Levels(&[], 0), Amps(0)).unwrap();
         assert_eq!(st.step(us(0)), Err(HalError::Adc));
         let (_, mut pwm, mut coil, _, _, _) = st.release();
         pwm.done();

@@ -15,6 +15,7 @@
 pub mod charge_point;
 pub mod hal;
 pub mod pilot;
+pub mod sharing;
 pub mod time;
 
 pub use charge_point::{ChargePoint, ChargePointConfig};

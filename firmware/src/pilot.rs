@@ -223,7 +223,12 @@ pub struct PilotSense {
 impl PilotSense {
     #[must_use]
     pub fn new(config: SenseConfig) -> Self {
-        Self { config, stable: PilotState::A, candidate: None, diode_ok: true }
+        Self {
+            config,
+            stable: PilotState::A,
+            candidate: None,
+            diode_ok: true,
+        }
     }
 
     /// The debounced state.
@@ -249,13 +254,23 @@ impl PilotSense {
     /// Feed one sample. `pwm_on` says whether the station was running PWM
     /// when it was taken (the diode can only be checked then). Returns the new
     /// debounced state if it changed.
-    pub fn handle_sample(&mut self, now: Instant, levels: PilotLevels, pwm_on: bool) -> Option<PilotState> {
+    pub fn handle_sample(
+        &mut self,
+        now: Instant,
+        levels: PilotLevels,
+        pwm_on: bool,
+    ) -> Option<PilotState> {
         if pwm_on && levels.high_mv > 1_500 {
             self.diode_ok = levels.low_mv <= self.config.diode_low_max_mv;
         }
         // Hysteresis: stay while within the wider window.
-        let within_stable = (levels.high_mv - self.stable.nominal_mv()).abs() <= self.config.stay_window_mv;
-        let seen = if within_stable { Some(self.stable) } else { self.classify(levels.high_mv) };
+        let within_stable =
+            (levels.high_mv - self.stable.nominal_mv()).abs() <= self.config.stay_window_mv;
+        let seen = if within_stable {
+            Some(self.stable)
+        } else {
+            self.classify(levels.high_mv)
+        };
         match seen {
             Some(s) if s == self.stable => self.candidate = None,
             Some(s) => match self.candidate {
@@ -284,7 +299,8 @@ impl PilotSense {
     /// When the pending candidate matures.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.candidate.map(|(c, since)| since + self.debounce_for(c))
+        self.candidate
+            .map(|(c, since)| since + self.debounce_for(c))
     }
 
     /// Forget everything (the station drives F, or reboots).
@@ -346,7 +362,10 @@ mod tests {
         assert_eq!(duty_for_current(480), Ok(8_000)); // 48 A = 80 %
         assert_eq!(duty_for_current(510), Ok(8_500)); // 51 A = 85 %
         assert_eq!(duty_for_current(800), Ok(9_600)); // 80 A = 96 %
-        assert_eq!(duty_for_current(59), Err(EncodeError::BelowMinimum { deciamps: 59 }));
+        assert_eq!(
+            duty_for_current(59),
+            Err(EncodeError::BelowMinimum { deciamps: 59 })
+        );
     }
 
     #[test]
@@ -356,21 +375,30 @@ mod tests {
             assert_eq!(offer_for_duty(8_500), Offer::Current(510));
         }
         assert_eq!(duty_for_current(526), Ok(8_504));
-        assert_eq!(duty_for_current(900), Ok(9_600), "above 80 A clamps to 80 A");
+        assert_eq!(
+            duty_for_current(900),
+            Ok(9_600),
+            "above 80 A clamps to 80 A"
+        );
     }
 
     #[test]
     fn round_trip_is_exact_to_0_1_a() {
         for da in 60..=800u16 {
             let bp = duty_for_current(da).unwrap();
-            let Offer::Current(back) = offer_for_duty(bp) else { panic!("{da}: {bp}") };
+            let Offer::Current(back) = offer_for_duty(bp) else {
+                panic!("{da}: {bp}")
+            };
             let expect = if (511..=525).contains(&da) { 510 } else { da };
             assert_eq!(back, expect, "{da} -> {bp} -> {back}");
         }
     }
 
     fn levels(high_mv: i32) -> PilotLevels {
-        PilotLevels { high_mv, low_mv: -12_000 }
+        PilotLevels {
+            high_mv,
+            low_mv: -12_000,
+        }
     }
 
     #[test]
@@ -412,12 +440,33 @@ mod tests {
     #[test]
     fn diode_check_needs_the_low_plateau_near_minus_12_v() {
         let mut s = PilotSense::new(SenseConfig::default());
-        s.handle_sample(us(0), PilotLevels { high_mv: 6_000, low_mv: -12_000 }, true);
+        s.handle_sample(
+            us(0),
+            PilotLevels {
+                high_mv: 6_000,
+                low_mv: -12_000,
+            },
+            true,
+        );
         assert!(s.diode_ok());
-        s.handle_sample(us(1), PilotLevels { high_mv: 6_000, low_mv: -5_000 }, true);
+        s.handle_sample(
+            us(1),
+            PilotLevels {
+                high_mv: 6_000,
+                low_mv: -5_000,
+            },
+            true,
+        );
         assert!(!s.diode_ok());
         // Without PWM the low plateau says nothing.
-        s.handle_sample(us(2), PilotLevels { high_mv: 6_000, low_mv: 6_000 }, false);
+        s.handle_sample(
+            us(2),
+            PilotLevels {
+                high_mv: 6_000,
+                low_mv: 6_000,
+            },
+            false,
+        );
         assert!(!s.diode_ok());
     }
 }

@@ -13,11 +13,19 @@ struct Rig {
     log: heapless::Vec<(Instant, Event), 64>,
 }
 
-const PWM_LEVELS: fn(i32) -> PilotLevels = |high_mv| PilotLevels { high_mv, low_mv: -12_000 };
+const PWM_LEVELS: fn(i32) -> PilotLevels = |high_mv| PilotLevels {
+    high_mv,
+    low_mv: -12_000,
+};
 
 impl Rig {
     fn new(config: ChargePointConfig) -> Self {
-        Self { cp: ChargePoint::new(config).unwrap(), now: us(0), welded: false, log: heapless::Vec::new() }
+        Self {
+            cp: ChargePoint::new(config).unwrap(),
+            now: us(0),
+            welded: false,
+            log: heapless::Vec::new(),
+        }
     }
 
     fn drain(&mut self) {
@@ -35,7 +43,11 @@ impl Rig {
             if due > t {
                 break;
             }
-            assert!(due >= self.now, "timeout in the past: {due:?} < {:?}", self.now);
+            assert!(
+                due >= self.now,
+                "timeout in the past: {due:?} < {:?}",
+                self.now
+            );
             self.now = due;
             self.cp.handle_timeout(due);
             self.drain();
@@ -108,7 +120,11 @@ fn plug_offer_and_close_within_3_s_after_b_to_c() {
     r.car(6_000);
     r.advance(secs(5));
     let closed = r.when(Event::Contactor(true)).expect("contactor closed");
-    assert!(closed - c_at <= secs(3), "closed {} us after C", (closed - c_at).ticks());
+    assert!(
+        closed - c_at <= secs(3),
+        "closed {} us after C",
+        (closed - c_at).ticks()
+    );
     assert_eq!(closed - c_at, ms(20) + ms(100), "debounce + close delay");
 }
 
@@ -173,8 +189,14 @@ fn pilot_short_while_charging_opens_at_once_and_holds_f_300_ms() {
     r.car(0); // still shorted; the station's own F masks it while held
     r.advance(secs(2));
     let opened = r.when(Event::Contactor(false)).expect("opened");
-    assert!(opened - e_at <= ms(100), "opened {} us after E", (opened - e_at).ticks());
-    let f_at = r.when(Event::Pilot(PilotOutput::MinusTwelve)).expect("drove F");
+    assert!(
+        opened - e_at <= ms(100),
+        "opened {} us after E",
+        (opened - e_at).ticks()
+    );
+    let f_at = r
+        .when(Event::Pilot(PilotOutput::MinusTwelve))
+        .expect("drove F");
     assert_eq!(r.when(Event::Fault(Fault::PilotShort)), Some(f_at));
     let released = r.when(Event::Pilot(PilotOutput::Steady)).expect("left F");
     assert!(released - f_at >= ms(300));
@@ -186,7 +208,11 @@ fn pwm_removed_while_car_draws_opens_after_6_s() {
     r.current(160);
     let off_at = r.now;
     r.allocate(0);
-    assert_eq!(r.cp.pilot_output(), PilotOutput::Steady, "a cut to zero is not paced");
+    assert_eq!(
+        r.cp.pilot_output(),
+        PilotOutput::Steady,
+        "a cut to zero is not paced"
+    );
     r.advance(secs(5));
     assert_eq!(r.when(Event::Contactor(false)), None, "not before 6 s");
     r.advance(secs(2));
@@ -200,15 +226,29 @@ fn reductions_apply_at_once_and_increases_are_paced_to_5_s() {
     r.advance(secs(10));
     let t0 = r.now;
     r.allocate(100);
-    assert_eq!(r.cp.pilot_output(), PilotOutput::Pwm { duty_bp: 1_667 }, "reduction at once");
+    assert_eq!(
+        r.cp.pilot_output(),
+        PilotOutput::Pwm { duty_bp: 1_667 },
+        "reduction at once"
+    );
     r.advance(secs(1));
     r.allocate(80);
-    assert_eq!(r.cp.pilot_output(), PilotOutput::Pwm { duty_bp: 1_333 }, "a second reduction at once too");
+    assert_eq!(
+        r.cp.pilot_output(),
+        PilotOutput::Pwm { duty_bp: 1_333 },
+        "a second reduction at once too"
+    );
     r.advance(secs(1));
     r.allocate(200);
-    assert_eq!(r.cp.pilot_output(), PilotOutput::Pwm { duty_bp: 1_333 }, "increase waits");
+    assert_eq!(
+        r.cp.pilot_output(),
+        PilotOutput::Pwm { duty_bp: 1_333 },
+        "increase waits"
+    );
     r.advance(secs(10));
-    let up = r.when(Event::Pilot(PilotOutput::Pwm { duty_bp: 3_333 })).expect("increased");
+    let up = r
+        .when(Event::Pilot(PilotOutput::Pwm { duty_bp: 3_333 }))
+        .expect("increased");
     assert_eq!(up, t0 + secs(1) + secs(5), "5 s after the last change");
 }
 
@@ -223,7 +263,10 @@ fn overcurrent_opens_after_the_configured_time_and_not_within_the_cars_5_s() {
     r.advance(secs(5));
     r.current(100);
     r.advance(secs(10));
-    assert!(r.cp.status().contactor_closed, "a car that follows within 5 s is no fault");
+    assert!(
+        r.cp.status().contactor_closed,
+        "a car that follows within 5 s is no fault"
+    );
     assert_eq!(r.cp.status().fault, None);
 
     // Now it overdraws: 10 A offered, 11.6 A drawn (> 10 + 1 + 0.5).
@@ -234,7 +277,13 @@ fn overcurrent_opens_after_the_configured_time_and_not_within_the_cars_5_s() {
     r.advance(secs(2));
     let opened = r.when(Event::Contactor(false)).expect("opened");
     assert_eq!(opened - over_at, secs(7));
-    assert_eq!(r.when(Event::Fault(Fault::Overcurrent { measured_da: 116, offered_da: 100 })), Some(opened));
+    assert_eq!(
+        r.when(Event::Fault(Fault::Overcurrent {
+            measured_da: 116,
+            offered_da: 100
+        })),
+        Some(opened)
+    );
     // Just under the threshold is fine.
     let mut r = Rig::charging_at_16a();
     r.current(181); // 16 * 1.1 + 0.5 = 18.1 A
@@ -266,7 +315,13 @@ fn missing_diode_never_closes() {
     r.car(9_000);
     r.advance(ms(50));
     // The car asks for C but the low plateau reads -9 V: no diode.
-    r.cp.handle_pilot(r.now, PilotLevels { high_mv: 6_000, low_mv: -9_000 });
+    r.cp.handle_pilot(
+        r.now,
+        PilotLevels {
+            high_mv: 6_000,
+            low_mv: -9_000,
+        },
+    );
     r.drain();
     r.advance(secs(5));
     assert_eq!(r.when(Event::Contactor(true)), None);
@@ -294,10 +349,18 @@ fn welded_contactor_is_a_fault_and_holds_f_while_welded() {
     let fault_at = r.when(Event::Fault(Fault::Welded)).expect("welded fault");
     assert_eq!(fault_at - open_cmd, ms(500));
     r.advance(secs(10));
-    assert_eq!(r.cp.pilot_output(), PilotOutput::MinusTwelve, "F while welded");
+    assert_eq!(
+        r.cp.pilot_output(),
+        PilotOutput::MinusTwelve,
+        "F while welded"
+    );
     r.relay(false);
     assert_eq!(r.cp.status().fault, None, "cleared once the contact opens");
-    assert_eq!(r.cp.pilot_output(), PilotOutput::Pwm { duty_bp: 2_667 }, "the car in B is offered again");
+    assert_eq!(
+        r.cp.pilot_output(),
+        PilotOutput::Pwm { duty_bp: 2_667 },
+        "the car in B is offered again"
+    );
 }
 
 #[test]
@@ -317,19 +380,39 @@ fn timeouts_never_point_into_the_past() {
 fn configuration_is_validated() {
     let mut c = ChargePointConfig::new(320);
     c.max_current_da = 400;
-    assert_eq!(c.validate(), Err(ConfigError::MaxAboveNameplate { max_da: 400, nameplate_da: 320 }));
+    assert_eq!(
+        c.validate(),
+        Err(ConfigError::MaxAboveNameplate {
+            max_da: 400,
+            nameplate_da: 320
+        })
+    );
     c.max_current_da = 50;
-    assert_eq!(c.validate(), Err(ConfigError::MaxBelowMinimum { max_da: 50 }));
+    assert_eq!(
+        c.validate(),
+        Err(ConfigError::MaxBelowMinimum { max_da: 50 })
+    );
     let mut c = ChargePointConfig::new(320);
     c.overcurrent_time = secs(5);
-    assert!(matches!(c.validate(), Err(ConfigError::OvercurrentTimeTooShort { .. })));
+    assert!(matches!(
+        c.validate(),
+        Err(ConfigError::OvercurrentTimeTooShort { .. })
+    ));
     let mut c = ChargePointConfig::new(320);
     c.fault_hold = ms(100);
-    assert!(matches!(c.validate(), Err(ConfigError::FaultHoldTooShort { .. })));
+    assert!(matches!(
+        c.validate(),
+        Err(ConfigError::FaultHoldTooShort { .. })
+    ));
     let mut c = ChargePointConfig::new(320);
     c.close_delay = secs(4);
-    assert!(matches!(c.validate(), Err(ConfigError::CloseDelayTooLong { .. })));
-    assert!(matches!(ChargePointConfig::new(900).validate(), Err(ConfigError::NameplateOutOfRange { .. })));
+    assert!(matches!(
+        c.validate(),
+        Err(ConfigError::CloseDelayTooLong { .. })
+    ));
+    assert!(matches!(
+        ChargePointConfig::new(900).validate(),
+        Err(ConfigError::NameplateOutOfRange { .. })
+    ));
     assert!(ChargePoint::new(ChargePointConfig::new(320)).is_ok());
 }
-
