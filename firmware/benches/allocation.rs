@@ -29,7 +29,7 @@ fn site() -> (Vec<NodeSlot>, Vec<StationSlot>) {
                     phases,
                     cap_da: 160 + (n % 7) as u16 * 40,
                     weight: 1,
-                    priority: u8::from(n % 50 == 0),
+                    priority: u8::from(n.is_multiple_of(50)),
                     rank: n.wrapping_mul(2_654_435_761),
                     start_da: 60,
                     fixed_da: 0,

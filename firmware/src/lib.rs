@@ -11,6 +11,9 @@
 //! - [`hal`]: embedded-hal 1.0 pins and the ADC/current-sensor traits.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
+// Per-phase and per-node loops index several parallel arrays at once;
+// iterator chains would hide which index is which.
+#![allow(clippy::needless_range_loop)]
 
 pub mod charge_point;
 pub mod hal;

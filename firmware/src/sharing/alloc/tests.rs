@@ -321,3 +321,13 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_resuming_station_is_admitted_when_its_start_margin_fits() {
+    let mut nodes = [NodeSlot::new(None, flat(160))];
+    let mut st = vec![asking(0, ONE, 480), asking(0, ONE, 480)];
+    st[0].demand.rank = 5;
+    st[1].demand.rank = 0x4000_0000;
+    st[1].demand.start_da = 80;
+    assert_eq!(run(&mut nodes, &mut st), vec![80, 80]);
+}

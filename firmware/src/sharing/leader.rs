@@ -1,0 +1,832 @@
+//! The leader: allocates the supply tree's current to the group, safely.
+//!
+//! Owns the group's runtime view (who joined, who is silent, what each
+//! station was granted and still holds), make-before-break, dynamic headroom
+//! from the mains meter, rotation, and failover reservations. Uses
+//! [`super::alloc`] for the arithmetic and [`super::frame`] for the wire.
+//! Does not drive its own charging point: [`Leader::poll_local_allocation`]
+//! says what to give it.
+//!
+//! Safety rules, each enforced here:
+//! - The sum of `max(granted, held)` under every node never exceeds its
+//!   limit: decreases go out first, and a reduced station's old grant stays
+//!   held until it confirms the new duty and its current has fallen (or the
+//!   car's 5 s allowance after the confirmation has passed).
+//! - A silent follower's grant is never freed early. It is held until the
+//!   follower is heard again, or until its own fallback has certainly taken
+//!   effect (`leader_timeout + car_allowance + cycle` of silence), and then
+//!   `min(grant, fallback)` stays reserved.
+//! - With the meter silent, stale or implausible, the configured worst-case
+//!   other load is assumed.
+//!
+//! Sans-IO: time comes in, bytes come in and go out through `handle_*` and
+//! `poll_*`. Nothing panics; nothing is allocated.
+
+use heapless::{Deque, Vec};
+
+use super::alloc::{self, Demand, NodeSlot, StationSlot, MIN_DA};
+use super::config::{DynamicMode, GroupConfig, GroupConfigError, MAX_NODES, MAX_STATIONS};
+use super::frame::{self, Deframed, Deframer, Header, Message, PeerStatus, MAX_FRAME};
+use super::meter::{MainsReading, MeterClient};
+use crate::charge_point::Status;
+use crate::time::{Duration, Instant};
+
+/// Counters of what the leader refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    pub crc_errors: u32,
+    /// Frames whose MAC did not verify: forged, or another group's key.
+    pub mac_errors: u32,
+    /// Authenticated frames that were old (sequence not increasing) or out of place.
+    pub replays: u32,
+    /// Frames from ids outside the group.
+    pub foreign: u32,
+    pub other_errors: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Peer {
+    boot: Option<u32>,
+    last_seq: u32,
+    challenge: Option<(u64, u32)>,
+    joined: bool,
+    last_heard: Option<Instant>,
+    status: Option<PeerStatus>,
+    granted_da: u16,
+    hold_da: u16,
+    reduce_seq: Option<u32>,
+    reduce_pending: bool,
+    hold_confirmed_at: Option<Instant>,
+    silent_since: Option<Instant>,
+    demand_cap_da: u16,
+    last_offered_da: u16,
+    offer_changed_at: Option<Instant>,
+    served_since: Option<Instant>,
+    waiting_since: Option<Instant>,
+    paused_until: Option<Instant>,
+    yielded_at: Option<Instant>,
+    target_da: u16,
+}
+
+impl Peer {
+    fn reserved_da(&self) -> u16 {
+        self.granted_da.max(self.hold_da)
+    }
+}
+
+/// A snapshot of one station as the leader sees it (for telemetry and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerView {
+    pub id: u8,
+    pub joined: bool,
+    pub silent: bool,
+    pub granted_da: u16,
+    pub reserved_da: u16,
+    pub target_da: u16,
+    /// The car asks for energy (as last reported).
+    pub wants: bool,
+    /// What the leader believes the car would draw at most.
+    pub demand_cap_da: u16,
+    pub paused: bool,
+}
+
+/// The group's leader. See the module documentation.
+#[derive(Debug)]
+pub struct Leader {
+    cfg: GroupConfig,
+    me: usize,
+    boot: u32,
+    seq: u32,
+    nonce_counter: u32,
+    peers: Vec<Peer, MAX_STATIONS>,
+    deframer: Deframer,
+    tx: Deque<(u8, Message), 600>,
+    next_cycle: Instant,
+    started: Instant,
+    meter: Option<MeterClient>,
+    other_hist: Deque<[i32; 3], 16>,
+    solar_on: bool,
+    solar_since: Option<Instant>,
+    ev_at_request: [i32; 3],
+    local_alloc: Option<u16>,
+    shortage: bool,
+    stats: LinkStats,
+    nodes: Vec<NodeSlot, MAX_NODES>,
+    slots: Vec<StationSlot, MAX_STATIONS>,
+    order: [u32; MAX_STATIONS],
+    capacity: Vec<[u32; 3], MAX_NODES>,
+}
+
+impl Leader {
+    /// A leader for `cfg`. `boot` must differ at every boot (hardware RNG or a
+    /// boot counter in flash): it keeps old frames from being replayed.
+    pub fn new(cfg: GroupConfig, boot: u32, now: Instant) -> Result<Self, GroupConfigError> {
+        cfg.validate()?;
+        let me = cfg
+            .index_of(cfg.leader)
+            .ok_or(GroupConfigError::LeaderNotInGroup { leader: cfg.leader })?;
+        let mut peers = Vec::new();
+        for s in &cfg.stations {
+            let _ = peers.push(Peer {
+                demand_cap_da: s.cap_da(),
+                ..Peer::default()
+            });
+        }
+        if let Some(p) = peers.get_mut(me) {
+            p.joined = true;
+            p.boot = Some(boot);
+        }
+        // The meter is read a fifth of a cycle after the stations were
+        // polled, so the reading and their reports describe the same moment.
+        let meter_phase = Duration::from_ticks(cfg.timing.cycle.ticks() / 5);
+        let meter = cfg
+            .dynamic
+            .map(|d| MeterClient::new(d.meter, now + meter_phase));
+        Ok(Self {
+            cfg,
+            me,
+            boot,
+            seq: 0,
+            nonce_counter: 0,
+            peers,
+            deframer: Deframer::new(),
+            tx: Deque::new(),
+            next_cycle: now,
+            started: now,
+            meter,
+            other_hist: Deque::new(),
+            solar_on: false,
+            solar_since: None,
+            ev_at_request: [0; 3],
+            local_alloc: Some(0),
+            shortage: false,
+            stats: LinkStats::default(),
+            nodes: Vec::new(),
+            slots: Vec::new(),
+            order: [0; MAX_STATIONS],
+            capacity: Vec::new(),
+        })
+    }
+
+    #[must_use]
+    pub fn config(&self) -> &GroupConfig {
+        &self.cfg
+    }
+
+    #[must_use]
+    pub fn stats(&self) -> LinkStats {
+        self.stats
+    }
+
+    /// How the leader sees every station.
+    pub fn peers(&self) -> impl Iterator<Item = PeerView> + '_ {
+        self.peers
+            .iter()
+            .zip(self.cfg.stations.iter())
+            .map(|(p, s)| PeerView {
+                id: s.id,
+                joined: p.joined,
+                silent: p.silent_since.is_some(),
+                granted_da: p.granted_da,
+                reserved_da: p.reserved_da(),
+                target_da: p.target_da,
+                wants: p.status.is_some_and(|st| st.wants),
+                demand_cap_da: p.demand_cap_da,
+                paused: p.paused_until.is_some(),
+            })
+    }
+
+    /// The latest good meter reading, if any.
+    #[must_use]
+    pub fn meter_reading(&self, now: Instant) -> Option<MainsReading> {
+        self.meter.as_ref().and_then(|m| m.reading(now))
+    }
+
+    /// The leader's own charging point's status.
+    pub fn handle_local_status(&mut self, now: Instant, status: &Status) {
+        let st = to_peer_status(status, self.peers[self.me].granted_da);
+        self.accept_status(now, self.me, st);
+    }
+
+    /// Bytes from the sharing link.
+    pub fn handle_rx(&mut self, now: Instant, bytes: &[u8]) {
+        for &b in bytes {
+            match self.deframer.push(&self.cfg.key, b) {
+                Some(Deframed::Frame(h, m)) => self.handle_frame(now, h, m),
+                Some(Deframed::Error(frame::FrameError::Crc)) => self.stats.crc_errors += 1,
+                Some(Deframed::Error(frame::FrameError::Mac)) => self.stats.mac_errors += 1,
+                Some(Deframed::Error(_)) => self.stats.other_errors += 1,
+                None => {}
+            }
+        }
+    }
+
+    /// Bytes from the meter's line.
+    pub fn handle_meter_rx(&mut self, now: Instant, bytes: &[u8]) {
+        if let Some(m) = self.meter.as_mut() {
+            m.handle_rx(now, bytes);
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(m) = self.meter.as_mut() {
+            m.handle_timeout(now);
+        }
+        if now >= self.next_cycle {
+            self.cycle(now);
+            self.next_cycle = now + self.cfg.timing.cycle;
+        }
+    }
+
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let meter = self.meter.as_ref().and_then(MeterClient::poll_timeout);
+        crate::time::earliest(Some(self.next_cycle), meter)
+    }
+
+    /// The next frame for the sharing link, encoded into `buf`.
+    #[must_use]
+    pub fn poll_transmit(&mut self, buf: &mut [u8; MAX_FRAME]) -> Option<usize> {
+        let (dest, msg) = self.tx.pop_front()?;
+        self.seq = self.seq.wrapping_add(1);
+        if let (Message::Grant { .. }, Some(i)) = (msg, self.cfg.index_of(dest)) {
+            let p = &mut self.peers[i];
+            if p.reduce_pending {
+                p.reduce_pending = false;
+                p.reduce_seq = Some(self.seq);
+            }
+        }
+        let h = Header {
+            group: self.cfg.group,
+            sender: self.cfg.leader,
+            dest,
+            boot: self.boot,
+            seq: self.seq,
+        };
+        Some(frame::encode(&self.cfg.key, &h, &msg, buf))
+    }
+
+    /// Bytes for the meter's line.
+    #[must_use]
+    pub fn poll_meter_transmit(&mut self) -> Option<Vec<u8, 16>> {
+        let req = self.meter.as_mut().and_then(MeterClient::poll_transmit)?;
+        // The stations' currents as reported when the meter is asked: the
+        // reading that comes back is compared with these, not with reports
+        // that arrive while the answer is on its way.
+        if req.get(2..4) == Some(&super::meter::REG_PHASE_BLOCK.to_be_bytes()[..]) {
+            self.ev_at_request = self.ev_now();
+        }
+        Some(req)
+    }
+
+    /// EV current per grid phase from the stations' latest reports.
+    fn ev_now(&self) -> [i32; 3] {
+        let mut ev = [0i32; 3];
+        for (p, s) in self.peers.iter().zip(self.cfg.stations.iter()) {
+            if let Some(st) = p.status {
+                for (ph, on) in s.loads().into_iter().enumerate() {
+                    if on {
+                        let k = if s.phases >= 3 { ph } else { 0 };
+                        ev[ph] += i32::from(st.measured_da[k]);
+                    }
+                }
+            }
+        }
+        ev
+    }
+
+    /// A new allocation for the leader's own charging point.
+    #[must_use]
+    pub fn poll_local_allocation(&mut self) -> Option<u16> {
+        self.local_alloc.take()
+    }
+
+    fn handle_frame(&mut self, now: Instant, h: Header, m: Message) {
+        if h.group != self.cfg.group {
+            self.stats.foreign += 1;
+            return;
+        }
+        if h.dest != self.cfg.leader {
+            return; // for someone else on the bus
+        }
+        let Some(i) = self.cfg.index_of(h.sender).filter(|&i| i != self.me) else {
+            self.stats.foreign += 1;
+            return;
+        };
+        match m {
+            Message::Join { nonce } => {
+                self.nonce_counter = self.nonce_counter.wrapping_add(1);
+                let challenge = (u64::from(self.boot) << 32) | u64::from(self.nonce_counter);
+                self.peers[i].challenge = Some((challenge, h.boot));
+                let _ = self.tx.push_back((
+                    h.sender,
+                    Message::Challenge {
+                        echo: nonce,
+                        nonce: challenge,
+                    },
+                ));
+            }
+            Message::Confirm { echo } => {
+                let p = &mut self.peers[i];
+                if p.challenge != Some((echo, h.boot)) {
+                    self.stats.replays += 1;
+                    return;
+                }
+                let rebooted = p.boot != Some(h.boot);
+                p.boot = Some(h.boot);
+                p.last_seq = h.seq;
+                p.joined = true;
+                p.challenge = None;
+                p.last_heard = Some(now);
+                if rebooted && p.boot.is_some() {
+                    // A new boot proved by challenge: the follower starts
+                    // from 0 (its firmware offers nothing until granted).
+                    let cap = p.demand_cap_da.max(self.cfg.stations[i].cap_da());
+                    *p = Peer {
+                        boot: p.boot,
+                        last_seq: p.last_seq,
+                        joined: true,
+                        last_heard: p.last_heard,
+                        demand_cap_da: cap,
+                        ..Peer::default()
+                    };
+                }
+                let g = self.peers[i].granted_da;
+                let _ = self
+                    .tx
+                    .push_back((h.sender, Message::Grant { grant_da: g }));
+            }
+            Message::Status(st) => {
+                let p = &mut self.peers[i];
+                if !p.joined || p.boot != Some(h.boot) || h.seq <= p.last_seq {
+                    self.stats.replays += 1;
+                    return;
+                }
+                p.last_seq = h.seq;
+                self.accept_status(now, i, st);
+            }
+            Message::Challenge { .. } | Message::Grant { .. } => self.stats.replays += 1,
+        }
+    }
+
+    fn accept_status(&mut self, now: Instant, i: usize, st: PeerStatus) {
+        let allowance = self.cfg.timing.car_allowance;
+        let cap = self.cfg.stations[i].cap_da();
+        let p = &mut self.peers[i];
+        p.last_heard = Some(now);
+        p.silent_since = None;
+        if st.offered_da != p.last_offered_da {
+            p.last_offered_da = st.offered_da;
+            p.offer_changed_at = Some(now);
+        }
+        // Reclaim what a car does not draw, and give it back when it wants it.
+        let measured = st.measured_da.iter().copied().max().unwrap_or(0);
+        if st.contactor && st.offered_da >= MIN_DA {
+            if p.offer_changed_at.is_some_and(|t| now >= t + allowance) {
+                if measured + 20 < st.offered_da {
+                    p.demand_cap_da = (measured + 10).max(MIN_DA);
+                } else if measured + 5 >= p.demand_cap_da {
+                    p.demand_cap_da = cap;
+                }
+            }
+        } else if !st.wants {
+            p.demand_cap_da = cap;
+        }
+        p.status = Some(st);
+        // A held reduction is released once the new duty is confirmed and
+        // the current has fallen, or the car's allowance has passed.
+        if p.hold_da > p.granted_da {
+            let answered = i == self.me || p.reduce_seq.is_some_and(|s| st.grant_seq >= s);
+            if answered && st.offered_da <= p.granted_da {
+                let at = *p.hold_confirmed_at.get_or_insert(now);
+                let limit = u32::from(p.granted_da) * 11 / 10 + 5;
+                if u32::from(measured) <= limit || now >= at + allowance {
+                    p.hold_da = 0;
+                    p.hold_confirmed_at = None;
+                    p.reduce_seq = None;
+                }
+            }
+        }
+    }
+
+    fn secs_since_start(&self, t: Instant) -> u32 {
+        let d = t
+            .checked_duration_since(self.started)
+            .map_or(0, |d| d.ticks() / 1_000_000);
+        u32::try_from(d).unwrap_or(u32::MAX >> 2).min(0x3FFF_FFFF)
+    }
+
+    fn cycle(&mut self, now: Instant) {
+        let t = self.cfg.timing;
+        // Silence: hold the grant, reduce what we keep sending to the fallback.
+        for i in 0..self.peers.len() {
+            if i == self.me {
+                continue;
+            }
+            let fallback = self.cfg.stations[i].fallback_da;
+            let p = &mut self.peers[i];
+            let heard_recently = p.last_heard.is_some_and(|h| now < h + t.silent_after);
+            let holds_something = p.reserved_da() > 0;
+            if (p.joined && !heard_recently) || (!p.joined && holds_something) {
+                if p.silent_since.is_none() {
+                    p.silent_since = Some(now);
+                    p.hold_da = p.reserved_da();
+                    let reduced = p.granted_da.min(fallback);
+                    if reduced < p.granted_da {
+                        p.granted_da = reduced;
+                        p.reduce_pending = true;
+                        p.hold_confirmed_at = None;
+                    }
+                }
+                let certain = p
+                    .silent_since
+                    .is_some_and(|s| now >= s + t.leader_timeout + t.car_allowance + t.cycle);
+                if certain {
+                    p.hold_da = p.hold_da.min(fallback);
+                }
+            }
+        }
+
+        self.compute_capacity(now);
+        self.compute_targets(now);
+        self.apply_targets(now);
+
+        // Poll every joined follower with its grant.
+        for i in 0..self.peers.len() {
+            if i != self.me && self.peers[i].joined {
+                let msg = Message::Grant {
+                    grant_da: self.peers[i].granted_da,
+                };
+                let _ = self.tx.push_back((self.cfg.stations[i].id, msg));
+            }
+        }
+    }
+
+    /// Per node and phase, what the stations may draw in all.
+    fn compute_capacity(&mut self, now: Instant) {
+        self.capacity.clear();
+        for n in &self.cfg.nodes {
+            let _ = self.capacity.push([n.limit_da; 3]);
+        }
+        let Some(d) = self.cfg.dynamic else { return };
+        let node = usize::from(d.node);
+        let ev = self.ev_at_request;
+        let reading = self.meter.as_ref().and_then(|m| m.reading(now));
+        let limit = self.cfg.nodes[node].limit_da;
+        let cap = match d.mode {
+            DynamicMode::Headroom => {
+                let other = match reading {
+                    Some(r) => {
+                        let mut o = [0i32; 3];
+                        for ph in 0..3 {
+                            o[ph] = (r.current_da[ph] - ev[ph]).max(0);
+                        }
+                        if self.other_hist.is_full() {
+                            self.other_hist.pop_front();
+                        }
+                        let _ = self.other_hist.push_back(o);
+                        while self.other_hist.len() > usize::from(d.peak_hold_readings.max(1)) + 1 {
+                            self.other_hist.pop_front();
+                        }
+                        // A reading and the stations' reports are not taken at
+                        // the same instant, so one reading can overstate the
+                        // other loads while a car ramps up. A rise is believed
+                        // when two consecutive readings show it (one meter
+                        // period later); a fall only after the peak-hold window.
+                        let mut peak = if self.other_hist.len() == 1 {
+                            o
+                        } else {
+                            [0i32; 3]
+                        };
+                        let mut prev: Option<[i32; 3]> = None;
+                        for h in &self.other_hist {
+                            if let Some(p) = prev {
+                                for ph in 0..3 {
+                                    peak[ph] = peak[ph].max(p[ph].min(h[ph]));
+                                }
+                            }
+                            prev = Some(*h);
+                        }
+                        peak.map(|x| u32::try_from(x).unwrap_or(0))
+                    }
+                    None => {
+                        self.other_hist.clear();
+                        [d.worst_case_other_da; 3]
+                    }
+                };
+                other.map(|o| limit.saturating_sub(o).saturating_sub(d.margin_da))
+            }
+            DynamicMode::SolarSurplus => {
+                let surplus = match reading {
+                    // What the stations draw plus what is exported.
+                    Some(r) => {
+                        let mut s = [0u32; 3];
+                        for ph in 0..3 {
+                            s[ph] = u32::try_from((ev[ph] - r.current_da[ph]).max(0)).unwrap_or(0);
+                        }
+                        s
+                    }
+                    None => [0; 3],
+                };
+                let best = surplus.into_iter().max().unwrap_or(0);
+                let start = u32::from(MIN_DA + d.solar_start_margin_da);
+                let stop = u32::from(MIN_DA.saturating_sub(d.solar_stop_margin_da));
+                let (cond, delay) = if self.solar_on {
+                    (best < stop, d.solar_stop_delay)
+                } else {
+                    (best >= start, d.solar_start_delay)
+                };
+                if cond {
+                    let since = *self.solar_since.get_or_insert(now);
+                    if now >= since + delay {
+                        self.solar_on = !self.solar_on;
+                        self.solar_since = None;
+                    }
+                } else {
+                    self.solar_since = None;
+                }
+                if self.solar_on {
+                    // While on, run at least 6 A (a little import is the
+                    // price of not flapping), at most the surplus.
+                    surplus.map(|s| {
+                        s.max(u32::from(MIN_DA))
+                            .saturating_sub(d.margin_da)
+                            .max(u32::from(MIN_DA))
+                    })
+                } else {
+                    [0; 3]
+                }
+            }
+        };
+        if let Some(c) = self.capacity.get_mut(node) {
+            for ph in 0..3 {
+                c[ph] = c[ph].min(cap[ph]);
+            }
+        }
+    }
+
+    /// Admission order (lower first). Served stations keep their slot for
+    /// a rotation period; then waiting stations go first, longest waiting
+    /// first; then the served ones whose period is over; last, stations that
+    /// gave up their slot less than a period ago, so a rotation moves one
+    /// car at a time and nobody is re-admitted ahead of those who waited.
+    fn rank(&self, now: Instant, p: &Peer) -> u32 {
+        let period = self.cfg.timing.rotation_period;
+        let (class, since) = if p.granted_da > 0 {
+            let served = p.served_since.unwrap_or(now);
+            let expired = self.shortage && period.is_some_and(|r| now >= served + r);
+            (if expired { 2 } else { 0 }, served)
+        } else if let Some(w) = p.waiting_since {
+            let recently_yielded = p
+                .yielded_at
+                .is_some_and(|y| period.is_some_and(|r| now < y + r));
+            (if recently_yielded { 3 } else { 1 }, w)
+        } else {
+            (3, now)
+        };
+        (class << 30) | self.secs_since_start(since)
+    }
+
+    fn compute_targets(&mut self, now: Instant) {
+        let dynamic = self.cfg.dynamic;
+        self.nodes.clear();
+        for (n, c) in self.cfg.nodes.iter().zip(self.capacity.iter()) {
+            let _ = self.nodes.push(NodeSlot::new(n.parent, *c));
+        }
+        self.slots.clear();
+        for i in 0..self.peers.len() {
+            let s = self.cfg.stations[i];
+            let p = self.peers[i];
+            let fresh = i == self.me
+                || p.last_heard
+                    .is_some_and(|h| now < h + self.cfg.timing.silent_after);
+            let wants =
+                self.cfg.enabled && fresh && p.joined && p.status.is_some_and(|st| st.wants);
+            let paused = p.paused_until.is_some_and(|u| now < u);
+            let fixed = if p.silent_since.is_some() {
+                p.reserved_da()
+            } else {
+                0
+            };
+            let start_da = match dynamic {
+                Some(d) if p.granted_da == 0 => MIN_DA + d.resume_margin_da,
+                _ => MIN_DA,
+            };
+            let _ = self.slots.push(StationSlot::new(Demand {
+                node: s.node,
+                phases: s.loads(),
+                cap_da: if wants && !paused && fixed == 0 {
+                    p.demand_cap_da.min(s.cap_da())
+                } else {
+                    0
+                },
+                weight: s.weight.max(1),
+                priority: s.priority,
+                rank: self.rank(now, &p),
+                start_da,
+                fixed_da: fixed,
+            }));
+        }
+        let n = self.slots.len();
+        if alloc::allocate(&mut self.nodes, &mut self.slots, &mut self.order[..n]).is_err() {
+            // The tree was validated at construction, so this cannot happen;
+            // if it did, offering nothing is the safe answer.
+            for s in self.slots.iter_mut() {
+                s.alloc_da = s.demand.fixed_da;
+            }
+        }
+        self.shortage = false;
+        for i in 0..n {
+            let slot = self.slots[i];
+            let p = &mut self.peers[i];
+            if slot.demand.fixed_da > 0 {
+                p.target_da = p.granted_da;
+                continue;
+            }
+            p.target_da = slot.alloc_da;
+            if slot.demand.cap_da > 0 && slot.alloc_da == 0 {
+                self.shortage = true;
+                if let (Some(d), true) = (dynamic, p.granted_da > 0) {
+                    p.paused_until = Some(now + d.min_pause);
+                }
+            }
+        }
+    }
+
+    fn apply_targets(&mut self, now: Instant) {
+        let dynamic = self.cfg.dynamic.is_some();
+        // 1. Decreases go out first.
+        for i in 0..self.peers.len() {
+            let p = &mut self.peers[i];
+            if p.silent_since.is_some() || p.target_da >= p.granted_da {
+                continue;
+            }
+            p.hold_da = p.hold_da.max(p.granted_da);
+            p.granted_da = p.target_da;
+            p.hold_confirmed_at = None;
+            if i == self.me {
+                self.local_alloc = Some(p.granted_da);
+            } else {
+                p.reduce_pending = true;
+                let _ = self.tx.push_back((
+                    self.cfg.stations[i].id,
+                    Message::Grant {
+                        grant_da: p.granted_da,
+                    },
+                ));
+            }
+        }
+        // 2. What is held under every node now.
+        let mut reserved: Vec<[u32; 3], MAX_NODES> = Vec::new();
+        for _ in 0..self.cfg.nodes.len() {
+            let _ = reserved.push([0; 3]);
+        }
+        for (p, s) in self.peers.iter().zip(self.cfg.stations.iter()) {
+            self.walk(
+                s.node,
+                s.loads(),
+                |r: &mut [u32; 3], ph| r[ph] += u32::from(p.reserved_da()),
+                &mut reserved,
+            );
+        }
+        // 3. Increases where room is, best priority and rank first.
+        let n = self.peers.len();
+        for k in 0..n {
+            self.order[k] = k as u32;
+        }
+        let ranks: Vec<(u8, u32), MAX_STATIONS> = (0..n)
+            .map(|i| {
+                (
+                    self.cfg.stations[i].priority,
+                    self.rank(now, &self.peers[i]),
+                )
+            })
+            .collect();
+        self.order[..n]
+            .sort_unstable_by_key(|&i| (u8::MAX - ranks[i as usize].0, ranks[i as usize].1, i));
+        for k in 0..n {
+            let i = self.order[k] as usize;
+            let s = self.cfg.stations[i];
+            let p = self.peers[i];
+            if p.silent_since.is_some() || p.target_da <= p.granted_da {
+                continue;
+            }
+            let mut room = u32::MAX;
+            let mut cur = Some(s.node);
+            while let Some(c) = cur {
+                let c = usize::from(c);
+                for (ph, on) in s.loads().into_iter().enumerate() {
+                    if on {
+                        room = room.min(self.capacity[c][ph].saturating_sub(reserved[c][ph]));
+                    }
+                }
+                cur = self.cfg.nodes[c].parent;
+            }
+            // The held part of this station's own reservation is available to it.
+            let own_hold = u32::from(p.hold_da.saturating_sub(p.granted_da));
+            let room = room.saturating_add(own_hold);
+            let want = u32::from(p.target_da - p.granted_da);
+            let inc = want.min(room);
+            let new = p.granted_da + u16::try_from(inc).unwrap_or(0);
+            if new < MIN_DA || inc == 0 {
+                continue;
+            }
+            if dynamic && p.granted_da > 0 && inc < 5 {
+                continue; // no steps under 0.5 A with a meter: no flapping
+            }
+            let added = u32::from(new.max(p.hold_da)) - u32::from(p.reserved_da());
+            self.walk(
+                s.node,
+                s.loads(),
+                |r: &mut [u32; 3], ph| r[ph] += added,
+                &mut reserved,
+            );
+            let p = &mut self.peers[i];
+            p.granted_da = new;
+            if i == self.me {
+                self.local_alloc = Some(new);
+            }
+        }
+        // 4. Who is served and who waits (for rotation).
+        for p in self.peers.iter_mut() {
+            let wants = p.status.is_some_and(|s| s.wants);
+            if p.granted_da > 0 {
+                p.served_since.get_or_insert(now);
+                p.waiting_since = None;
+            } else {
+                if p.served_since.take().is_some() && wants {
+                    p.yielded_at = Some(now);
+                }
+                if wants {
+                    p.waiting_since.get_or_insert(now);
+                } else {
+                    p.waiting_since = None;
+                }
+            }
+        }
+    }
+
+    fn walk(
+        &self,
+        node: u16,
+        loads: [bool; 3],
+        mut f: impl FnMut(&mut [u32; 3], usize),
+        acc: &mut Vec<[u32; 3], MAX_NODES>,
+    ) {
+        let mut cur = Some(node);
+        while let Some(c) = cur {
+            let c = usize::from(c);
+            if let Some(r) = acc.get_mut(c) {
+                for (ph, on) in loads.into_iter().enumerate() {
+                    if on {
+                        f(r, ph);
+                    }
+                }
+            }
+            cur = self.cfg.nodes.get(c).and_then(|n| n.parent);
+        }
+    }
+
+    /// What the leader holds under `node` on each phase (for invariant checks).
+    #[must_use]
+    pub fn reserved_under(&self, node: u16) -> [u32; 3] {
+        let mut sum = [0u32; 3];
+        for (p, s) in self.peers.iter().zip(self.cfg.stations.iter()) {
+            if self.cfg.is_under(s.node, usize::from(node)) {
+                for (ph, on) in s.loads().into_iter().enumerate() {
+                    if on {
+                        sum[ph] += u32::from(p.reserved_da());
+                    }
+                }
+            }
+        }
+        sum
+    }
+
+    /// Time the group has been led.
+    #[must_use]
+    pub fn uptime(&self, now: Instant) -> Duration {
+        now.checked_duration_since(self.started)
+            .unwrap_or(Duration::from_ticks(0))
+    }
+}
+
+/// A charging point's status as the link carries it.
+#[must_use]
+pub fn to_peer_status(s: &Status, granted_da: u16) -> PeerStatus {
+    let wants = s.fault.is_none()
+        && matches!(
+            s.state,
+            crate::pilot::PilotState::C | crate::pilot::PilotState::D
+        );
+    PeerStatus {
+        state: s.state.letter() as u8,
+        wants,
+        contactor: s.contactor_closed,
+        fault: s.fault.is_some(),
+        offered_da: s.offered_da,
+        measured_da: s.measured_da,
+        grant_seq: 0,
+        granted_da,
+    }
+}
