@@ -1,2 +1,27 @@
-#![no_std]
+//! sharebench bench fixture: the fixture's brain, on a fixture board or
+//! inside the virtual bench.
+//!
+//! The contract: deterministic, no I/O, no OS time, no heap. Inputs are
+//! `handle_*` calls with time passed in (the fixture timer, microseconds),
+//! outputs are drained with `poll_*`. One fixture serves many channels, one
+//! per station under test.
+//!
+//! - [`pilot`]: pilot line electrics (source, resistors, diode).
+//! - [`vehicle`]: an emulated car: states, draw, battery, misbehaviours.
+//! - [`capture`]: duty, frequency, levels, contactor instants, current.
+//! - [`loads`]: other site loads on the mains.
+//! - [`meter`]: an SDM630 Modbus RTU server with fault injection.
+//! - [`protocol`]: the host <-> fixture lines (the only definition).
+//! - [`fixture`]: all of it together behind the protocol.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+#![allow(clippy::needless_range_loop)]
+
+pub mod capture;
+pub mod meter;
+pub mod pilot;
+pub mod protocol;
+pub mod rng;
+pub mod vehicle;
+
 pub const NO_STD_MARKER: u8 = 0;

@@ -1,0 +1,478 @@
+//! Capture, per channel: what the fixture measures on one station.
+//!
+//! Owns turning raw measurements into reportable changes: PWM duty and
+//! frequency from pilot edge timestamps (1 MHz timer, microseconds), pilot
+//! state from the sampled plateaus, PWM on and off, contactor instants from
+//! relay sense, and the current. Reports changes only (a duty move of at
+//! least the threshold, a state or PWM change, a contactor transition with
+//! its exact timestamp, a current change), so a 115200-baud link carries 16
+//! channels. Does not know what the station should do: checks live in the
+//! harness.
+//!
+//! Duty is averaged over up to 32 periods since the last jump, so 1 us of
+//! edge jitter costs well under 0.05 %; a jump larger than 0.5 % restarts
+//! the average, and a new duty is reported only after it held for
+//! `confirm_periods` periods (one short pulse is not a duty change). Edges
+//! closer than `glitch_us` to the previous one are dropped with it.
+//!
+//! The decoding of duty to current here is the car's, written apart from
+//! the firmware's encoder on purpose: the fixture must catch a station
+//! whose table is wrong. Nothing here panics or allocates.
+
+use firmware::pilot::PilotState;
+use firmware::time::{Duration, Instant};
+use heapless::Deque;
+
+/// Capture settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureConfig {
+    /// Report a duty move of at least this, in 0.01 % (default 5 = 0.05 %).
+    pub duty_threshold_bp: u16,
+    /// A new duty must hold this many periods before it is reported.
+    pub confirm_periods: u8,
+    /// Edges closer than this to the previous edge are a glitch.
+    pub glitch_us: u32,
+    /// No edge for this long means PWM stopped (hardware); `None` relies on
+    /// the sampled levels alone (the virtual bench samples exactly).
+    pub pwm_timeout: Option<Duration>,
+    /// Report a current change of at least this, deciamps.
+    pub current_threshold_da: u16,
+    /// Window around each nominal level that classifies a state, millivolts.
+    pub level_window_mv: i32,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        Self {
+            duty_threshold_bp: 5,
+            confirm_periods: 3,
+            glitch_us: 5,
+            pwm_timeout: Some(firmware::time::ms(3)),
+            current_threshold_da: 2,
+            level_window_mv: 1_100,
+        }
+    }
+}
+
+/// A change the fixture reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureEvent {
+    /// PWM running at this duty (0.01 %) and frequency (milli-hertz).
+    Duty { duty_bp: u16, freq_mhz: u32 },
+    /// PWM stopped; the pilot is steady.
+    PwmOff,
+    /// The pilot state and the plateaus behind it.
+    Pilot {
+        state: Option<PilotState>,
+        high_mv: i32,
+        low_mv: i32,
+    },
+    /// Relay sense: the contactor closed (`true`) or opened.
+    Contactor(bool),
+    /// Measured current per phase, deciamps.
+    Current([u16; 3]),
+}
+
+const WINDOW: usize = 32;
+const JUMP_BP: i32 = 50;
+
+/// One channel's capture.
+#[derive(Debug, Clone)]
+pub struct ChannelCapture {
+    cfg: CaptureConfig,
+    last_rise: Option<u64>,
+    last_fall: Option<u64>,
+    prev_edge: Option<(u64, bool)>,
+    saved: (Option<u64>, Option<u64>),
+    periods: Deque<(u32, u32), WINDOW>,
+    reported_duty: Option<u16>,
+    pwm_on: bool,
+    last_edge_at: Option<u64>,
+    state: Option<PilotState>,
+    levels: (i32, i32),
+    contactor: bool,
+    current: [u16; 3],
+    events: Deque<(u64, CaptureEvent), 16>,
+}
+
+impl ChannelCapture {
+    #[must_use]
+    pub fn new(cfg: CaptureConfig) -> Self {
+        Self {
+            cfg,
+            last_rise: None,
+            last_fall: None,
+            prev_edge: None,
+            saved: (None, None),
+            periods: Deque::new(),
+            reported_duty: None,
+            pwm_on: false,
+            last_edge_at: None,
+            state: None,
+            levels: (0, 0),
+            contactor: false,
+            current: [0; 3],
+            events: Deque::new(),
+        }
+    }
+
+    /// The duty being reported now, if PWM runs.
+    #[must_use]
+    pub fn duty_bp(&self) -> Option<u16> {
+        if self.pwm_on {
+            self.reported_duty
+        } else {
+            None
+        }
+    }
+
+    #[must_use]
+    pub fn state(&self) -> Option<PilotState> {
+        self.state
+    }
+
+    #[must_use]
+    pub fn contactor(&self) -> bool {
+        self.contactor
+    }
+
+    #[must_use]
+    pub fn current_da(&self) -> [u16; 3] {
+        self.current
+    }
+
+    fn push(&mut self, t_us: u64, e: CaptureEvent) {
+        if self.events.is_full() {
+            self.events.pop_front();
+        }
+        let _ = self.events.push_back((t_us, e));
+    }
+
+    /// One pilot edge from the capture timer.
+    pub fn handle_edge(&mut self, t_us: u64, rising: bool) {
+        if let Some((pt, _)) = self.prev_edge {
+            if t_us.saturating_sub(pt) < u64::from(self.cfg.glitch_us) {
+                // A glitch: forget the previous edge and this one.
+                (self.last_rise, self.last_fall) = self.saved;
+                self.prev_edge = None;
+                return;
+            }
+        }
+        self.saved = (self.last_rise, self.last_fall);
+        self.prev_edge = Some((t_us, rising));
+        self.last_edge_at = Some(t_us);
+        if !rising {
+            self.last_fall = Some(t_us);
+            return;
+        }
+        if let (Some(r), Some(f)) = (self.last_rise, self.last_fall) {
+            if f > r && t_us > f {
+                let period = u32::try_from(t_us - r).unwrap_or(u32::MAX);
+                let high = u32::try_from(f - r).unwrap_or(u32::MAX);
+                self.handle_period(t_us, period, high);
+            }
+        }
+        self.last_rise = Some(t_us);
+    }
+
+    /// A steady PWM fed in a batch: `count` periods from the rising edge at
+    /// `start_us`. Goes through the same path as single edges.
+    pub fn handle_pwm_batch(&mut self, start_us: u64, period_us: u32, high_us: u32, count: u32) {
+        for k in 0..u64::from(count) {
+            let r = start_us + k * u64::from(period_us);
+            self.handle_edge(r, true);
+            self.handle_edge(r + u64::from(high_us), false);
+        }
+        self.handle_edge(start_us + u64::from(count) * u64::from(period_us), true);
+    }
+
+    fn handle_period(&mut self, t_us: u64, period: u32, high: u32) {
+        if period == 0 {
+            return;
+        }
+        let duty = |h: u64, p: u64| -> i32 { i32::try_from((h * 10_000 + p / 2) / p).unwrap_or(0) };
+        let this = duty(u64::from(high), u64::from(period));
+        if let Some(avg) = self.average() {
+            if (this - i32::from(avg.0)).abs() > JUMP_BP {
+                self.periods.clear();
+            }
+        }
+        if self.periods.is_full() {
+            self.periods.pop_front();
+        }
+        let _ = self.periods.push_back((period, high));
+        if self.periods.len() < usize::from(self.cfg.confirm_periods.max(1)) {
+            return;
+        }
+        let Some((avg, freq)) = self.average() else {
+            return;
+        };
+        let moved = match (self.pwm_on, self.reported_duty) {
+            (true, Some(r)) => r.abs_diff(avg) >= self.cfg.duty_threshold_bp,
+            _ => true,
+        };
+        if moved {
+            self.pwm_on = true;
+            self.reported_duty = Some(avg);
+            self.push(
+                t_us,
+                CaptureEvent::Duty {
+                    duty_bp: avg,
+                    freq_mhz: freq,
+                },
+            );
+        }
+    }
+
+    /// Mean duty (0.01 %) and frequency (mHz) over the window.
+    fn average(&self) -> Option<(u16, u32)> {
+        let (mut p, mut h) = (0u64, 0u64);
+        for &(pp, hh) in &self.periods {
+            p += u64::from(pp);
+            h += u64::from(hh);
+        }
+        if p == 0 {
+            return None;
+        }
+        let duty = u16::try_from((h * 10_000 + p / 2) / p).unwrap_or(10_000);
+        let n = self.periods.len() as u64;
+        let freq = u32::try_from(n * 1_000_000_000 / p).unwrap_or(u32::MAX);
+        Some((duty, freq))
+    }
+
+    /// Sampled plateaus. With both plateaus equal the pilot is steady.
+    pub fn handle_levels(&mut self, t_us: u64, high_mv: i32, low_mv: i32) {
+        let steady = (high_mv - low_mv).abs() < 1_000;
+        if steady && self.pwm_on {
+            self.pwm_stopped(t_us);
+        }
+        let state = self.classify(high_mv);
+        if state != self.state
+            || (self.levels.1 - low_mv).abs() > 1_000
+            || (self.levels.0 - high_mv).abs() > 1_000
+        {
+            self.state = state;
+            self.levels = (high_mv, low_mv);
+            self.push(
+                t_us,
+                CaptureEvent::Pilot {
+                    state,
+                    high_mv,
+                    low_mv,
+                },
+            );
+        }
+    }
+
+    fn pwm_stopped(&mut self, t_us: u64) {
+        self.pwm_on = false;
+        self.reported_duty = None;
+        self.periods.clear();
+        self.last_rise = None;
+        self.last_fall = None;
+        self.prev_edge = None;
+        self.push(t_us, CaptureEvent::PwmOff);
+    }
+
+    fn classify(&self, high_mv: i32) -> Option<PilotState> {
+        [
+            PilotState::A,
+            PilotState::B,
+            PilotState::C,
+            PilotState::D,
+            PilotState::E,
+            PilotState::F,
+        ]
+        .into_iter()
+        .find(|s| (high_mv - s.nominal_mv()).abs() <= self.cfg.level_window_mv)
+    }
+
+    /// Relay sense changed, at this exact timer value.
+    pub fn handle_relay(&mut self, t_us: u64, closed: bool) {
+        if closed != self.contactor {
+            self.contactor = closed;
+            self.push(t_us, CaptureEvent::Contactor(closed));
+        }
+    }
+
+    /// Measured current per phase.
+    pub fn handle_current(&mut self, t_us: u64, da: [u16; 3]) {
+        let moved = da
+            .iter()
+            .zip(self.current.iter())
+            .any(|(a, b)| a.abs_diff(*b) >= self.cfg.current_threshold_da)
+            || (da != self.current && da.iter().all(|&x| x == 0));
+        if moved {
+            self.current = da;
+            self.push(t_us, CaptureEvent::Current(da));
+        }
+    }
+
+    /// Hardware path: PWM stopped if no edge came for the timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let (Some(to), Some(last), true) = (self.cfg.pwm_timeout, self.last_edge_at, self.pwm_on)
+        {
+            if now.ticks() >= last + to.ticks() {
+                self.pwm_stopped(now.ticks());
+            }
+        }
+    }
+
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.cfg.pwm_timeout, self.last_edge_at, self.pwm_on) {
+            (Some(to), Some(last), true) => Some(Instant::from_ticks(last + to.ticks())),
+            _ => None,
+        }
+    }
+
+    /// The next change to report, with its timer timestamp.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<(u64, CaptureEvent)> {
+        self.events.pop_front()
+    }
+}
+
+/// The car's reading of a duty cycle (IEC 61851-1 Annex A): deciamps, or
+/// `None` when the duty allows no current.
+#[must_use]
+pub fn current_for_duty(duty_bp: u16) -> Option<u16> {
+    let d = u32::from(duty_bp);
+    let da = match d {
+        800..=999 => 60,
+        1_000..=8_500 => (d * 6 + 50) / 100,
+        8_501..=9_600 => (d - 6_400 + 2) / 4,
+        9_601..=9_700 => 800,
+        _ => return None,
+    };
+    u16::try_from(da).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    fn events(c: &mut ChannelCapture) -> Vec<(u64, CaptureEvent)> {
+        core::iter::from_fn(|| c.poll_event()).collect()
+    }
+
+    /// A 1 kHz PWM at `duty_bp` with +/-1 us of jitter on every edge.
+    fn jittered(
+        c: &mut ChannelCapture,
+        rng: &mut SplitMix64,
+        start: u64,
+        duty_bp: u16,
+        periods: u64,
+    ) {
+        for k in 0..periods {
+            let j = |rng: &mut SplitMix64| rng.below(3) as i64 - 1;
+            let r = (start + k * 1_000) as i64 + j(rng);
+            let f = (start + k * 1_000) as i64 + i64::from(duty_bp) / 10 + j(rng);
+            c.handle_edge(r as u64, true);
+            c.handle_edge(f as u64, false);
+        }
+    }
+
+    #[test]
+    fn duty_within_0_05_percent_with_1_us_jitter() {
+        for (seed, duty) in [
+            (1, 1_000u16),
+            (2, 2_670),
+            (3, 5_330),
+            (4, 8_000),
+            (5, 9_600),
+        ] {
+            let mut rng = SplitMix64::new(seed);
+            let mut c = ChannelCapture::new(CaptureConfig::default());
+            jittered(&mut c, &mut rng, 0, duty, 200);
+            let reported = c.duty_bp().expect("duty");
+            assert!(reported.abs_diff(duty) <= 5, "{duty}: reported {reported}");
+            let ev = events(&mut c);
+            let Some((_, CaptureEvent::Duty { freq_mhz, .. })) = ev.last() else {
+                panic!("{ev:?}")
+            };
+            assert!((999_000..=1_001_000).contains(freq_mhz), "{freq_mhz}");
+        }
+    }
+
+    #[test]
+    fn changes_only_and_a_glitch_is_not_a_change() {
+        let mut c = ChannelCapture::new(CaptureConfig::default());
+        c.handle_pwm_batch(0, 1_000, 267, 100);
+        let first = events(&mut c);
+        assert_eq!(first.len(), 1, "one report for a steady duty: {first:?}");
+        // One short extra pulse inside a low phase.
+        c.handle_edge(100_500, true);
+        c.handle_edge(100_502, false);
+        c.handle_pwm_batch(101_000, 1_000, 267, 100);
+        assert!(events(&mut c).is_empty());
+        // A real change is reported once it held.
+        c.handle_pwm_batch(201_000, 1_000, 533, 100);
+        let ev = events(&mut c);
+        assert!(
+            matches!(
+                ev.first(),
+                Some((_, CaptureEvent::Duty { duty_bp: 5_330, .. }))
+            ),
+            "{ev:?}"
+        );
+    }
+
+    #[test]
+    fn levels_give_the_state_and_steady_means_pwm_off() {
+        let mut c = ChannelCapture::new(CaptureConfig {
+            pwm_timeout: None,
+            ..CaptureConfig::default()
+        });
+        c.handle_pwm_batch(0, 1_000, 267, 10);
+        c.handle_levels(10_000, 6_000, -12_000);
+        c.handle_levels(20_000, 9_000, 9_000);
+        let ev = events(&mut c);
+        assert!(ev.contains(&(
+            10_000,
+            CaptureEvent::Pilot {
+                state: Some(PilotState::C),
+                high_mv: 6_000,
+                low_mv: -12_000
+            }
+        )));
+        assert!(ev.contains(&(20_000, CaptureEvent::PwmOff)));
+        assert_eq!(c.state(), Some(PilotState::B));
+    }
+
+    #[test]
+    fn relay_instants_are_exact() {
+        let mut c = ChannelCapture::new(CaptureConfig::default());
+        c.handle_relay(123_457, true);
+        c.handle_relay(123_458, true);
+        c.handle_relay(223_001, false);
+        assert_eq!(
+            events(&mut c),
+            vec![
+                (123_457, CaptureEvent::Contactor(true)),
+                (223_001, CaptureEvent::Contactor(false))
+            ]
+        );
+    }
+
+    #[test]
+    fn pwm_stops_on_the_hardware_timeout() {
+        let mut c = ChannelCapture::new(CaptureConfig::default());
+        c.handle_pwm_batch(0, 1_000, 500, 10);
+        let due = c.poll_timeout().unwrap();
+        assert_eq!(due.ticks(), 10_000 + 3_000);
+        c.handle_timeout(due);
+        assert_eq!(c.duty_bp(), None);
+    }
+
+    #[test]
+    fn the_cars_duty_table() {
+        assert_eq!(current_for_duty(1_000), Some(60));
+        assert_eq!(current_for_duty(2_667), Some(160));
+        assert_eq!(current_for_duty(8_500), Some(510));
+        assert_eq!(current_for_duty(9_600), Some(800));
+        assert_eq!(current_for_duty(500), None);
+        assert_eq!(current_for_duty(10_000), None);
+    }
+}

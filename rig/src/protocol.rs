@@ -1,0 +1,635 @@
+//! The fixture protocol: the lines between the harness and a bench fixture.
+//!
+//! This module is the protocol's only definition. The fixture uses it to
+//! parse commands and encode events and acknowledgements; the harness uses
+//! it to encode commands and parse events. The format is documented for
+//! people in `docs/fixture-protocol.md`.
+//!
+//! Every line is human-readable ASCII, one record per line:
+//!
+//! ```text
+//! C <seq> <VERB> [args..]*<crc>          host -> fixture: a command
+//! A <seq> OK [info..]*<crc>              fixture -> host: command <seq> done
+//! A <seq> ERR <code> <message..>*<crc>   fixture -> host: command <seq> refused
+//! E <seq> <t_us> <KIND> [args..]*<crc>   fixture -> host: an event at fixture time t_us
+//! ```
+//!
+//! `<crc>` is the CRC-16/XMODEM of everything before `*`, as four hex
+//! digits. A person at a terminal may write `*--` instead: the line is then
+//! taken unchecked (the harness never does this).
+//!
+//! Parsing is streaming (nom): a partial line is `Incomplete`, not an error;
+//! a garbled line is reported with what was wrong and skipped, and parsing
+//! resumes at the next newline. Nothing here panics or allocates.
+
+use core::fmt::Write as _;
+
+use crc::{Crc, CRC_16_XMODEM};
+use firmware::pilot::PilotState;
+use heapless::String;
+use nom::bytes::streaming::take_until;
+use nom::combinator::all_consuming;
+use nom::Parser;
+
+use crate::meter::MeterFault;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Longest line either side sends, newline included.
+pub const MAX_LINE: usize = 192;
+
+const CRC16: Crc<u16> = Crc::<u16>::new(&CRC_16_XMODEM);
+
+/// A channel number (one station under test per channel).
+pub type Channel = u8;
+
+/// A car setting in a `CAR` command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CarSetting {
+    MaxDa(u16),
+    Phases(u8),
+    CapacityWh(u32),
+    SocPermille(u16),
+    KneePermille(u16),
+    TargetPermille(u16),
+    /// Response delay, fixed, in milliseconds.
+    DelayMs(u32),
+    /// Response delay drawn in `DelayMs..=DelayMaxMs`.
+    DelayMaxMs(u32),
+    RampDaPerS(u16),
+    Ventilation(bool),
+}
+
+/// A misbehaviour in a `MISBEHAVE` command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misbehave {
+    None,
+    IgnoreReductions,
+    OverdrawDa(u16),
+    SlowMs(u32),
+    DrawsInB,
+    NoDiode,
+    ShortedDiode,
+    ShortPilot,
+}
+
+/// Host -> fixture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Hello {
+        version: u16,
+    },
+    Reset,
+    Plug(Channel),
+    Unplug(Channel),
+    Request(Channel),
+    Stop(Channel),
+    Pause(Channel),
+    Car(Channel, CarSetting),
+    Misbehave(Channel, Misbehave),
+    /// A site load: name, phases (bit 0 = L1), deciamps (negative for
+    /// generation such as PV), on or off.
+    Load {
+        name: String<16>,
+        phases: u8,
+        da: i32,
+        on: bool,
+    },
+    Meter(MeterFault),
+    Query(Channel),
+}
+
+/// Fixture -> host, stamped with fixture time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Duty {
+        ch: Channel,
+        duty_bp: u16,
+        freq_mhz: u32,
+    },
+    PwmOff {
+        ch: Channel,
+    },
+    Pilot {
+        ch: Channel,
+        state: Option<PilotState>,
+        high_mv: i32,
+        low_mv: i32,
+    },
+    Contactor {
+        ch: Channel,
+        closed: bool,
+    },
+    Current {
+        ch: Channel,
+        da: [u16; 3],
+    },
+    /// What the emulated mains meter reports, deciamps per phase (import +).
+    Meter {
+        da: [i32; 3],
+    },
+    Heartbeat,
+    /// Answer to `QUERY`: the car's state of charge and draw.
+    Car {
+        ch: Channel,
+        plugged: bool,
+        soc_permille: u16,
+        draw_da: u16,
+    },
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    Checksum,
+    Parse,
+    Version,
+    Channel,
+    NoHello,
+}
+
+impl ErrorCode {
+    fn word(self) -> &'static str {
+        match self {
+            Self::Checksum => "checksum",
+            Self::Parse => "parse",
+            Self::Version => "version",
+            Self::Channel => "channel",
+            Self::NoHello => "no-hello",
+        }
+    }
+
+    fn from_word(w: &str) -> Option<Self> {
+        Some(match w {
+            "checksum" => Self::Checksum,
+            "parse" => Self::Parse,
+            "version" => Self::Version,
+            "channel" => Self::Channel,
+            "no-hello" => Self::NoHello,
+            _ => return None,
+        })
+    }
+}
+
+/// One protocol line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    Command {
+        seq: u32,
+        cmd: Command,
+    },
+    Event {
+        seq: u32,
+        t_us: u64,
+        event: Event,
+    },
+    Ok {
+        seq: u32,
+        info: String<96>,
+    },
+    Err {
+        seq: u32,
+        code: ErrorCode,
+        message: String<96>,
+    },
+}
+
+/// Why a complete line was not understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineError {
+    /// The line is not ASCII text.
+    NotText,
+    /// No `*<crc>` at the end.
+    NoChecksum,
+    /// The checksum does not match.
+    Checksum { seq: Option<u32> },
+    /// The fields do not form a known record; `seq` when it could be read.
+    Syntax {
+        seq: Option<u32>,
+        what: &'static str,
+    },
+}
+
+impl core::fmt::Display for LineError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NotText => f.write_str("line is not ASCII text"),
+            Self::NoChecksum => f.write_str("line has no *<crc> checksum"),
+            Self::Checksum { .. } => f.write_str("line checksum mismatch"),
+            Self::Syntax { what, .. } => write!(f, "line not understood: {what}"),
+        }
+    }
+}
+
+impl core::error::Error for LineError {}
+
+/// The outcome of looking for one line in a buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// No newline yet: wait for more bytes.
+    Incomplete,
+    /// A line, and how many bytes it took.
+    Line(usize, Line),
+    /// A garbled line, skipped: how many bytes to drop, and why.
+    Garbled(usize, LineError),
+}
+
+/// Find and parse the next line in `buf`.
+#[must_use]
+pub fn parse_next(buf: &[u8]) -> Parsed {
+    let found: nom::IResult<&[u8], &[u8]> = take_until("\n").parse(buf);
+    let raw = match found {
+        Ok((_, raw)) => raw,
+        Err(nom::Err::Incomplete(_)) => {
+            if buf.len() > MAX_LINE {
+                // Too long to be a line: drop it and resynchronise.
+                return Parsed::Garbled(
+                    buf.len(),
+                    LineError::Syntax {
+                        seq: None,
+                        what: "line too long",
+                    },
+                );
+            }
+            return Parsed::Incomplete;
+        }
+        Err(_) => return Parsed::Garbled(buf.len(), LineError::NotText),
+    };
+    let used = raw.len() + 1;
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    match parse_line(raw) {
+        Ok(line) => Parsed::Line(used, line),
+        Err(e) => Parsed::Garbled(used, e),
+    }
+}
+
+/// Parse one line without its newline.
+pub fn parse_line(raw: &[u8]) -> Result<Line, LineError> {
+    let text = core::str::from_utf8(raw).map_err(|_| LineError::NotText)?;
+    if !text.is_ascii() {
+        return Err(LineError::NotText);
+    }
+    let (body, crc) = text.rsplit_once('*').ok_or(LineError::NoChecksum)?;
+    let seq = body.split(' ').nth(1).and_then(num::<u32>);
+    if crc != "--" {
+        let want = u16::from_str_radix(crc, 16).map_err(|_| LineError::Checksum { seq })?;
+        if crc.len() != 4 || CRC16.checksum(body.as_bytes()) != want {
+            return Err(LineError::Checksum { seq });
+        }
+    }
+    let syntax = |what| LineError::Syntax { seq, what };
+    let mut f = body.split(' ').filter(|s| !s.is_empty());
+    let kind = f.next().ok_or(syntax("empty line"))?;
+    let seq = f
+        .next()
+        .and_then(num::<u32>)
+        .ok_or(syntax("sequence number"))?;
+    match kind {
+        "C" => parse_command(&mut f)
+            .map(|cmd| Line::Command { seq, cmd })
+            .map_err(syntax),
+        "E" => {
+            let t_us = f.next().and_then(num::<u64>).ok_or(syntax("timestamp"))?;
+            let event = parse_event(&mut f).map_err(syntax)?;
+            Ok(Line::Event { seq, t_us, event })
+        }
+        "A" => match f.next() {
+            Some("OK") => Ok(Line::Ok { seq, info: join(f) }),
+            Some("ERR") => {
+                let code = f
+                    .next()
+                    .and_then(ErrorCode::from_word)
+                    .ok_or(syntax("error code"))?;
+                Ok(Line::Err {
+                    seq,
+                    code,
+                    message: join(f),
+                })
+            }
+            _ => Err(syntax("OK or ERR")),
+        },
+        _ => Err(syntax("record kind C, A or E")),
+    }
+}
+
+fn join<'a>(f: impl Iterator<Item = &'a str>) -> String<96> {
+    let mut s = String::new();
+    for (i, w) in f.enumerate() {
+        if i > 0 {
+            let _ = s.push(' ');
+        }
+        let _ = s.push_str(w);
+    }
+    s
+}
+
+/// A decimal number, parsed with nom.
+fn num<T: core::str::FromStr>(s: &str) -> Option<T> {
+    let r: nom::IResult<&str, &str> = all_consuming(nom::sequence::preceded(
+        nom::combinator::opt(nom::character::complete::char('-')),
+        nom::character::complete::digit1,
+    ))
+    .parse(s);
+    r.ok().and_then(|_| s.parse().ok())
+}
+
+fn ch<'a>(f: &mut impl Iterator<Item = &'a str>) -> Result<Channel, &'static str> {
+    f.next().and_then(num::<Channel>).ok_or("channel number")
+}
+
+fn end<'a>(f: &mut impl Iterator<Item = &'a str>) -> Result<(), &'static str> {
+    if f.next().is_some() {
+        Err("trailing fields")
+    } else {
+        Ok(())
+    }
+}
+
+fn parse_command<'a>(f: &mut impl Iterator<Item = &'a str>) -> Result<Command, &'static str> {
+    let verb = f.next().ok_or("command verb")?;
+    let cmd = match verb {
+        "HELLO" => Command::Hello {
+            version: f.next().and_then(num::<u16>).ok_or("protocol version")?,
+        },
+        "RESET" => Command::Reset,
+        "PLUG" => Command::Plug(ch(f)?),
+        "UNPLUG" => Command::Unplug(ch(f)?),
+        "REQUEST" => Command::Request(ch(f)?),
+        "STOP" => Command::Stop(ch(f)?),
+        "PAUSE" => Command::Pause(ch(f)?),
+        "QUERY" => Command::Query(ch(f)?),
+        "CAR" => {
+            let c = ch(f)?;
+            let (k, v) = f
+                .next()
+                .and_then(|kv| kv.split_once('='))
+                .ok_or("key=value")?;
+            let n = |v: &str| num::<u32>(v).ok_or("a number");
+            let setting = match k {
+                "max" => CarSetting::MaxDa(u16::try_from(n(v)?).map_err(|_| "max in dA")?),
+                "phases" => CarSetting::Phases(u8::try_from(n(v)?).map_err(|_| "phases 1 or 3")?),
+                "capacity" => CarSetting::CapacityWh(n(v)?),
+                "soc" => CarSetting::SocPermille(u16::try_from(n(v)?).map_err(|_| "soc in permille")?),
+                "knee" => CarSetting::KneePermille(u16::try_from(n(v)?).map_err(|_| "knee in permille")?),
+                "target" => CarSetting::TargetPermille(u16::try_from(n(v)?).map_err(|_| "target in permille")?),
+                "delay" => CarSetting::DelayMs(n(v)?),
+                "delay_max" => CarSetting::DelayMaxMs(n(v)?),
+                "ramp" => CarSetting::RampDaPerS(u16::try_from(n(v)?).map_err(|_| "ramp in dA/s")?),
+                "vent" => CarSetting::Ventilation(n(v)? != 0),
+                _ => return Err("car setting (max, phases, capacity, soc, knee, target, delay, delay_max, ramp, vent)"),
+            };
+            Command::Car(c, setting)
+        }
+        "MISBEHAVE" => {
+            let c = ch(f)?;
+            let m = match f.next().ok_or("misbehaviour")? {
+                "none" => Misbehave::None,
+                "ignore-reductions" => Misbehave::IgnoreReductions,
+                "overdraw" => {
+                    Misbehave::OverdrawDa(f.next().and_then(num::<u16>).ok_or("overdraw in dA")?)
+                }
+                "slow" => {
+                    Misbehave::SlowMs(f.next().and_then(num::<u32>).ok_or("slow response in ms")?)
+                }
+                "draws-in-b" => Misbehave::DrawsInB,
+                "no-diode" => Misbehave::NoDiode,
+                "shorted-diode" => Misbehave::ShortedDiode,
+                "short-pilot" => Misbehave::ShortPilot,
+                _ => return Err("misbehaviour kind"),
+            };
+            Command::Misbehave(c, m)
+        }
+        "LOAD" => {
+            let name = f.next().ok_or("load name")?;
+            let mut n = String::new();
+            n.push_str(name)
+                .map_err(|_| "load name under 16 characters")?;
+            let phases = match f.next().ok_or("phases")? {
+                "L1" => 1,
+                "L2" => 2,
+                "L3" => 4,
+                "L123" => 7,
+                _ => return Err("phases L1, L2, L3 or L123"),
+            };
+            let da = f.next().and_then(num::<i32>).ok_or("current in dA")?;
+            let on = match f.next().ok_or("ON or OFF")? {
+                "ON" => true,
+                "OFF" => false,
+                _ => return Err("ON or OFF"),
+            };
+            Command::Load {
+                name: n,
+                phases,
+                da,
+                on,
+            }
+        }
+        "METER" => Command::Meter(match f.next().ok_or("meter mode")? {
+            "ok" => MeterFault::None,
+            "silent" => MeterFault::Silent,
+            "garbage" => MeterFault::Garbage,
+            "stale" => MeterFault::Stale,
+            "implausible" => MeterFault::Implausible,
+            _ => return Err("meter mode ok, silent, garbage, stale or implausible"),
+        }),
+        _ => return Err("known command verb"),
+    };
+    end(f)?;
+    Ok(cmd)
+}
+
+fn parse_event<'a>(f: &mut impl Iterator<Item = &'a str>) -> Result<Event, &'static str> {
+    let kind = f.next().ok_or("event kind")?;
+    let ev = match kind {
+        "DUTY" => Event::Duty {
+            ch: ch(f)?,
+            duty_bp: f.next().and_then(num::<u16>).ok_or("duty in 0.01 %")?,
+            freq_mhz: f.next().and_then(num::<u32>).ok_or("frequency in mHz")?,
+        },
+        "PWMOFF" => Event::PwmOff { ch: ch(f)? },
+        "PILOT" => {
+            let c = ch(f)?;
+            let s = f.next().ok_or("state letter")?;
+            let state = match s.as_bytes() {
+                [b'?'] => None,
+                [l] => Some(PilotState::from_letter(*l).ok_or("state A-F or ?")?),
+                _ => return Err("state A-F or ?"),
+            };
+            Event::Pilot {
+                ch: c,
+                state,
+                high_mv: f.next().and_then(num::<i32>).ok_or("high level mV")?,
+                low_mv: f.next().and_then(num::<i32>).ok_or("low level mV")?,
+            }
+        }
+        "CONTACTOR" => Event::Contactor {
+            ch: ch(f)?,
+            closed: match f.next() {
+                Some("1") => true,
+                Some("0") => false,
+                _ => return Err("contactor 0 or 1"),
+            },
+        },
+        "CURRENT" => {
+            let c = ch(f)?;
+            let mut da = [0u16; 3];
+            for d in &mut da {
+                *d = f
+                    .next()
+                    .and_then(num::<u16>)
+                    .ok_or("three currents in dA")?;
+            }
+            Event::Current { ch: c, da }
+        }
+        "METER" => {
+            let mut da = [0i32; 3];
+            for d in &mut da {
+                *d = f
+                    .next()
+                    .and_then(num::<i32>)
+                    .ok_or("three meter currents in dA")?;
+            }
+            Event::Meter { da }
+        }
+        "HB" => Event::Heartbeat,
+        "CAR" => Event::Car {
+            ch: ch(f)?,
+            plugged: f.next().and_then(num::<u8>).ok_or("plugged 0 or 1")? != 0,
+            soc_permille: f.next().and_then(num::<u16>).ok_or("soc permille")?,
+            draw_da: f.next().and_then(num::<u16>).ok_or("draw dA")?,
+        },
+        _ => return Err("known event kind"),
+    };
+    end(f)?;
+    Ok(ev)
+}
+
+/// Encode a line, checksum and newline included, into `out`.
+pub fn encode(line: &Line, out: &mut String<MAX_LINE>) -> core::fmt::Result {
+    out.clear();
+    match line {
+        Line::Command { seq, cmd } => {
+            write!(out, "C {seq} ")?;
+            write_command(cmd, out)?;
+        }
+        Line::Event { seq, t_us, event } => {
+            write!(out, "E {seq} {t_us} ")?;
+            write_event(event, out)?;
+        }
+        Line::Ok { seq, info } => {
+            write!(out, "A {seq} OK")?;
+            if !info.is_empty() {
+                write!(out, " {info}")?;
+            }
+        }
+        Line::Err { seq, code, message } => write!(out, "A {seq} ERR {} {message}", code.word())?,
+    }
+    let crc = CRC16.checksum(out.as_bytes());
+    writeln!(out, "*{crc:04X}")
+}
+
+fn write_command(cmd: &Command, out: &mut String<MAX_LINE>) -> core::fmt::Result {
+    match cmd {
+        Command::Hello { version } => write!(out, "HELLO {version}"),
+        Command::Reset => write!(out, "RESET"),
+        Command::Plug(c) => write!(out, "PLUG {c}"),
+        Command::Unplug(c) => write!(out, "UNPLUG {c}"),
+        Command::Request(c) => write!(out, "REQUEST {c}"),
+        Command::Stop(c) => write!(out, "STOP {c}"),
+        Command::Pause(c) => write!(out, "PAUSE {c}"),
+        Command::Query(c) => write!(out, "QUERY {c}"),
+        Command::Car(c, s) => match s {
+            CarSetting::MaxDa(v) => write!(out, "CAR {c} max={v}"),
+            CarSetting::Phases(v) => write!(out, "CAR {c} phases={v}"),
+            CarSetting::CapacityWh(v) => write!(out, "CAR {c} capacity={v}"),
+            CarSetting::SocPermille(v) => write!(out, "CAR {c} soc={v}"),
+            CarSetting::KneePermille(v) => write!(out, "CAR {c} knee={v}"),
+            CarSetting::TargetPermille(v) => write!(out, "CAR {c} target={v}"),
+            CarSetting::DelayMs(v) => write!(out, "CAR {c} delay={v}"),
+            CarSetting::DelayMaxMs(v) => write!(out, "CAR {c} delay_max={v}"),
+            CarSetting::RampDaPerS(v) => write!(out, "CAR {c} ramp={v}"),
+            CarSetting::Ventilation(v) => write!(out, "CAR {c} vent={}", u8::from(*v)),
+        },
+        Command::Misbehave(c, m) => match m {
+            Misbehave::None => write!(out, "MISBEHAVE {c} none"),
+            Misbehave::IgnoreReductions => write!(out, "MISBEHAVE {c} ignore-reductions"),
+            Misbehave::OverdrawDa(v) => write!(out, "MISBEHAVE {c} overdraw {v}"),
+            Misbehave::SlowMs(v) => write!(out, "MISBEHAVE {c} slow {v}"),
+            Misbehave::DrawsInB => write!(out, "MISBEHAVE {c} draws-in-b"),
+            Misbehave::NoDiode => write!(out, "MISBEHAVE {c} no-diode"),
+            Misbehave::ShortedDiode => write!(out, "MISBEHAVE {c} shorted-diode"),
+            Misbehave::ShortPilot => write!(out, "MISBEHAVE {c} short-pilot"),
+        },
+        Command::Load {
+            name,
+            phases,
+            da,
+            on,
+        } => {
+            let ph = match phases {
+                1 => "L1",
+                2 => "L2",
+                4 => "L3",
+                _ => "L123",
+            };
+            write!(
+                out,
+                "LOAD {name} {ph} {da} {}",
+                if *on { "ON" } else { "OFF" }
+            )
+        }
+        Command::Meter(m) => write!(
+            out,
+            "METER {}",
+            match m {
+                MeterFault::None => "ok",
+                MeterFault::Silent => "silent",
+                MeterFault::Garbage => "garbage",
+                MeterFault::Stale => "stale",
+                MeterFault::Implausible => "implausible",
+            }
+        ),
+    }
+}
+
+fn write_event(e: &Event, out: &mut String<MAX_LINE>) -> core::fmt::Result {
+    match e {
+        Event::Duty {
+            ch,
+            duty_bp,
+            freq_mhz,
+        } => write!(out, "DUTY {ch} {duty_bp} {freq_mhz}"),
+        Event::PwmOff { ch } => write!(out, "PWMOFF {ch}"),
+        Event::Pilot {
+            ch,
+            state,
+            high_mv,
+            low_mv,
+        } => {
+            write!(
+                out,
+                "PILOT {ch} {} {high_mv} {low_mv}",
+                state.map_or('?', PilotState::letter)
+            )
+        }
+        Event::Contactor { ch, closed } => write!(out, "CONTACTOR {ch} {}", u8::from(*closed)),
+        Event::Current { ch, da } => write!(out, "CURRENT {ch} {} {} {}", da[0], da[1], da[2]),
+        Event::Meter { da } => write!(out, "METER {} {} {}", da[0], da[1], da[2]),
+        Event::Heartbeat => write!(out, "HB"),
+        Event::Car {
+            ch,
+            plugged,
+            soc_permille,
+            draw_da,
+        } => {
+            write!(
+                out,
+                "CAR {ch} {} {soc_permille} {draw_da}",
+                u8::from(*plugged)
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
