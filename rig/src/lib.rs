@@ -18,6 +18,8 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod capture;
+pub mod fixture;
+pub mod loads;
 pub mod meter;
 pub mod pilot;
 pub mod protocol;

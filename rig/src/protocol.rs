@@ -58,6 +58,8 @@ pub enum CarSetting {
     DelayMaxMs(u32),
     RampDaPerS(u16),
     Ventilation(bool),
+    /// Channel wiring: the grid phase (0 = L1) the car's first phase is on.
+    Rotation(u8),
 }
 
 /// A misbehaviour in a `MISBEHAVE` command.
@@ -376,7 +378,8 @@ fn parse_command<'a>(f: &mut impl Iterator<Item = &'a str>) -> Result<Command, &
                 "delay_max" => CarSetting::DelayMaxMs(n(v)?),
                 "ramp" => CarSetting::RampDaPerS(u16::try_from(n(v)?).map_err(|_| "ramp in dA/s")?),
                 "vent" => CarSetting::Ventilation(n(v)? != 0),
-                _ => return Err("car setting (max, phases, capacity, soc, knee, target, delay, delay_max, ramp, vent)"),
+                "rot" => CarSetting::Rotation(u8::try_from(n(v)?).map_err(|_| "rotation 0, 1 or 2")?),
+                _ => return Err("car setting (max, phases, capacity, soc, knee, target, delay, delay_max, ramp, vent, rot)"),
             };
             Command::Car(c, setting)
         }
@@ -549,6 +552,7 @@ fn write_command(cmd: &Command, out: &mut String<MAX_LINE>) -> core::fmt::Result
             CarSetting::DelayMaxMs(v) => write!(out, "CAR {c} delay_max={v}"),
             CarSetting::RampDaPerS(v) => write!(out, "CAR {c} ramp={v}"),
             CarSetting::Ventilation(v) => write!(out, "CAR {c} vent={}", u8::from(*v)),
+            CarSetting::Rotation(v) => write!(out, "CAR {c} rot={v}"),
         },
         Command::Misbehave(c, m) => match m {
             Misbehave::None => write!(out, "MISBEHAVE {c} none"),

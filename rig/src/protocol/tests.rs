@@ -127,6 +127,7 @@ fn any_command() -> impl Strategy<Value = Command> {
         any::<u32>().prop_map(CarSetting::DelayMaxMs),
         any::<u16>().prop_map(CarSetting::RampDaPerS),
         any::<bool>().prop_map(CarSetting::Ventilation),
+        any::<u8>().prop_map(CarSetting::Rotation),
     ];
     let misbehave = prop_oneof![
         Just(Misbehave::None),

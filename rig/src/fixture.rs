@@ -1,0 +1,665 @@
+//! The whole fixture: channels of car emulation and capture, site loads and
+//! the mains meter, behind the fixture protocol.
+//!
+//! Owns the command loop (parse, execute, acknowledge every command with its
+//! sequence number, refuse with a reason, never stay silent), the event
+//! stream (capture changes, meter values, heartbeats, stamped with fixture
+//! time), and the coupling between a channel's capture and its car (the car
+//! learns the offer and the power exactly as a real car would). Does not
+//! touch hardware: a fixture board feeds capture inputs from its timers and
+//! ADC and applies [`Fixture::car_load`] and [`Fixture::car_draw_da`] to its
+//! resistor switches and load bank; the virtual bench does the same with
+//! its models.
+
+use firmware::time::{ms, secs, Duration, Instant};
+use heapless::{Deque, String, Vec};
+
+use crate::capture::{current_for_duty, CaptureConfig, CaptureEvent, ChannelCapture};
+use crate::loads::SiteLoads;
+use crate::meter::{MeterEmulator, MeterFault};
+use crate::pilot::CarLoad;
+use crate::protocol::{
+    self, CarSetting, Command, ErrorCode, Event, Line, Misbehave, Parsed, MAX_LINE,
+    PROTOCOL_VERSION,
+};
+use crate::vehicle::{CarParams, Misbehaviour, ResponseDelay, Vehicle};
+
+/// Fixture settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixtureConfig {
+    pub channels: u16,
+    pub capture: CaptureConfig,
+    /// A heartbeat event this often.
+    pub heartbeat: Duration,
+    pub meter_unit: u8,
+    pub voltage_v: u16,
+    /// Seeds the cars' response delays and the meter's garbage.
+    pub seed: u64,
+}
+
+impl Default for FixtureConfig {
+    fn default() -> Self {
+        Self {
+            channels: 16,
+            capture: CaptureConfig::default(),
+            heartbeat: secs(1),
+            meter_unit: 1,
+            voltage_v: 230,
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Chan {
+    car: Vehicle,
+    cap: ChannelCapture,
+    rotation: u8,
+}
+
+/// A fixture with up to `N` channels.
+#[derive(Debug)]
+pub struct Fixture<const N: usize> {
+    cfg: FixtureConfig,
+    chans: Vec<Chan, N>,
+    loads: SiteLoads,
+    meter: MeterEmulator,
+    rx: Vec<u8, { 2 * MAX_LINE }>,
+    out: Deque<Line, 256>,
+    event_seq: u32,
+    hello: bool,
+    next_hb: Instant,
+    reported_meter: [i32; 3],
+    dropped_lines: u32,
+}
+
+impl<const N: usize> Fixture<N> {
+    /// A fixture at time `now`; more channels than `N` are not created.
+    #[must_use]
+    pub fn new(cfg: FixtureConfig, now: Instant) -> Self {
+        let mut chans = Vec::new();
+        for i in 0..cfg.channels {
+            let seed = cfg.seed ^ (u64::from(i) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let _ = chans.push(Chan {
+                car: Vehicle::new(CarParams::default(), seed, now),
+                cap: ChannelCapture::new(cfg.capture),
+                rotation: 0,
+            });
+        }
+        Self {
+            meter: MeterEmulator::new(cfg.meter_unit, cfg.seed),
+            cfg,
+            chans,
+            loads: SiteLoads::default(),
+            rx: Vec::new(),
+            out: Deque::new(),
+            event_seq: 0,
+            hello: false,
+            next_hb: now + cfg.heartbeat,
+            reported_meter: [0; 3],
+            dropped_lines: 0,
+        }
+    }
+
+    #[must_use]
+    pub fn channels(&self) -> usize {
+        self.chans.len()
+    }
+
+    /// Lines lost because the host did not read them (0 on a healthy link).
+    #[must_use]
+    pub fn dropped_lines(&self) -> u32 {
+        self.dropped_lines
+    }
+
+    /// What the car on `ch` presents on the pilot (resistor and diode switches).
+    #[must_use]
+    pub fn car_load(&self, ch: usize) -> CarLoad {
+        self.chans
+            .get(ch)
+            .map_or(CarLoad::UNPLUGGED, |c| c.car.load())
+    }
+
+    /// What the car on `ch` draws per phase (the load bank's setpoint).
+    #[must_use]
+    pub fn car_draw_da(&self, ch: usize) -> [u16; 3] {
+        self.chans.get(ch).map_or([0; 3], |c| c.car.draw_da())
+    }
+
+    /// The channel's car, for inspection.
+    #[must_use]
+    pub fn car(&self, ch: usize) -> Option<&Vehicle> {
+        self.chans.get(ch).map(|c| &c.car)
+    }
+
+    /// Site loads other than the stations, per phase.
+    #[must_use]
+    pub fn site_loads_da(&self) -> [i32; 3] {
+        self.loads.total_da()
+    }
+
+    fn emit(&mut self, t_us: u64, event: Event) {
+        self.event_seq = self.event_seq.wrapping_add(1);
+        self.queue(Line::Event {
+            seq: self.event_seq,
+            t_us,
+            event,
+        });
+    }
+
+    fn queue(&mut self, line: Line) {
+        if self.out.is_full() {
+            self.out.pop_front();
+            self.dropped_lines = self.dropped_lines.saturating_add(1);
+        }
+        let _ = self.out.push_back(line);
+    }
+
+    fn ok(&mut self, seq: u32, info: &str) {
+        let mut s = String::new();
+        let _ = s.push_str(&info[..info.len().min(96)]);
+        self.queue(Line::Ok { seq, info: s });
+    }
+
+    fn err(&mut self, seq: u32, code: ErrorCode, message: &str) {
+        let mut s = String::new();
+        let _ = s.push_str(&message[..message.len().min(96)]);
+        self.queue(Line::Err {
+            seq,
+            code,
+            message: s,
+        });
+    }
+
+    /// Bytes from the host.
+    pub fn handle_host_rx(&mut self, now: Instant, bytes: &[u8]) {
+        for &b in bytes {
+            if self.rx.push(b).is_err() {
+                self.rx.clear();
+                self.err(0, ErrorCode::Parse, "line too long, dropped");
+            }
+            if b != b'\n' {
+                continue;
+            }
+            match protocol::parse_next(&self.rx) {
+                Parsed::Line(_, Line::Command { seq, cmd }) => self.execute(now, seq, cmd),
+                Parsed::Line(_, _) => {
+                    self.err(0, ErrorCode::Parse, "fixtures take commands (C lines) only")
+                }
+                Parsed::Garbled(_, e) => {
+                    let (seq, code) = match e {
+                        protocol::LineError::Checksum { seq } => (seq, ErrorCode::Checksum),
+                        protocol::LineError::Syntax { seq, .. } => (seq, ErrorCode::Parse),
+                        _ => (None, ErrorCode::Parse),
+                    };
+                    let mut msg: String<96> = String::new();
+                    let _ = core::fmt::write(&mut msg, format_args!("{e}"));
+                    self.err(seq.unwrap_or(0), code, &msg);
+                }
+                Parsed::Incomplete => {}
+            }
+            self.rx.clear();
+        }
+    }
+
+    fn execute(&mut self, now: Instant, seq: u32, cmd: Command) {
+        if let Command::Hello { version } = cmd {
+            if version != PROTOCOL_VERSION {
+                let mut m: String<96> = String::new();
+                let _ = core::fmt::write(
+                    &mut m,
+                    format_args!(
+                        "protocol {version} not supported; this fixture speaks {PROTOCOL_VERSION}"
+                    ),
+                );
+                return self.err(seq, ErrorCode::Version, &m);
+            }
+            self.hello = true;
+            let mut info: String<96> = String::new();
+            let _ = core::fmt::write(
+                &mut info,
+                format_args!(
+                    "sharebench-fixture proto={PROTOCOL_VERSION} channels={}",
+                    self.chans.len()
+                ),
+            );
+            return self.ok(seq, &info);
+        }
+        if !self.hello {
+            return self.err(seq, ErrorCode::NoHello, "say HELLO first");
+        }
+        let channel_of = |c: &Command| match *c {
+            Command::Plug(c)
+            | Command::Unplug(c)
+            | Command::Request(c)
+            | Command::Stop(c)
+            | Command::Pause(c)
+            | Command::Query(c)
+            | Command::Car(c, _)
+            | Command::Misbehave(c, _) => Some(usize::from(c)),
+            _ => None,
+        };
+        if let Some(c) = channel_of(&cmd) {
+            if c >= self.chans.len() {
+                let mut m: String<96> = String::new();
+                let _ = core::fmt::write(
+                    &mut m,
+                    format_args!(
+                        "channel {c} does not exist; channels are 0..{}",
+                        self.chans.len()
+                    ),
+                );
+                return self.err(seq, ErrorCode::Channel, &m);
+            }
+        }
+        match cmd {
+            Command::Hello { .. } => {}
+            Command::Reset => {
+                for c in self.chans.iter_mut() {
+                    c.car.unplug(now);
+                    c.car.misbehaviour = Misbehaviour::default();
+                }
+                self.loads.clear();
+                self.meter.set_fault(MeterFault::None);
+            }
+            Command::Plug(c) => self.chans[usize::from(c)].car.plug(now),
+            Command::Unplug(c) => self.chans[usize::from(c)].car.unplug(now),
+            Command::Request(c) => self.chans[usize::from(c)].car.request(now),
+            Command::Stop(c) => self.chans[usize::from(c)].car.stop(now),
+            Command::Pause(c) => self.chans[usize::from(c)].car.pause(now),
+            Command::Query(c) => {
+                let car = &self.chans[usize::from(c)].car;
+                let ev = Event::Car {
+                    ch: c,
+                    plugged: car.plugged(),
+                    soc_permille: car.soc_permille(),
+                    draw_da: car.draw_da()[0],
+                };
+                self.emit(now.ticks(), ev);
+            }
+            Command::Car(c, s) => {
+                let chan = &mut self.chans[usize::from(c)];
+                let mut p = *chan.car.params();
+                match s {
+                    CarSetting::MaxDa(v) => p.max_da = v,
+                    CarSetting::Phases(v) => p.phases = if v >= 3 { 3 } else { 1 },
+                    CarSetting::CapacityWh(v) => p.capacity_wh = v,
+                    CarSetting::SocPermille(v) => p.soc_permille = v.min(1_000),
+                    CarSetting::KneePermille(v) => p.knee_permille = v.min(1_000),
+                    CarSetting::TargetPermille(v) => p.target_permille = v.min(1_000),
+                    CarSetting::DelayMs(v) => p.delay = ResponseDelay::Fixed(ms(u64::from(v))),
+                    CarSetting::DelayMaxMs(v) => {
+                        let min = match p.delay {
+                            ResponseDelay::Fixed(d) | ResponseDelay::Range { min: d, .. } => d,
+                        };
+                        p.delay = ResponseDelay::Range {
+                            min,
+                            max: ms(u64::from(v)),
+                        };
+                    }
+                    CarSetting::RampDaPerS(v) => p.ramp_da_per_s = v.max(1),
+                    CarSetting::Ventilation(v) => p.ventilation = v,
+                    CarSetting::Rotation(v) => chan.rotation = v % 3,
+                }
+                chan.car.set_params(now, p);
+            }
+            Command::Misbehave(c, m) => {
+                let mb = &mut self.chans[usize::from(c)].car.misbehaviour;
+                match m {
+                    Misbehave::None => *mb = Misbehaviour::default(),
+                    Misbehave::IgnoreReductions => mb.ignores_reductions = true,
+                    Misbehave::OverdrawDa(v) => mb.overdraw_da = v,
+                    Misbehave::SlowMs(v) => mb.slow_response = Some(ms(u64::from(v))),
+                    Misbehave::DrawsInB => mb.draws_in_b = true,
+                    Misbehave::NoDiode => mb.no_diode = true,
+                    Misbehave::ShortedDiode => mb.shorted_diode = true,
+                    Misbehave::ShortPilot => mb.short_pilot = true,
+                }
+            }
+            Command::Load {
+                name,
+                phases,
+                da,
+                on,
+            } => {
+                if self.loads.set(&name, phases, da, on).is_err() {
+                    return self.err(seq, ErrorCode::Parse, "too many site loads (16 at most)");
+                }
+            }
+            Command::Meter(f) => self.meter.set_fault(f),
+        }
+        self.ok(seq, "");
+        self.update_meter(now);
+    }
+
+    fn drain_capture(&mut self, ch: usize, now: Instant) {
+        while let Some((t, e)) = self.chans[ch].cap.poll_event() {
+            let c = u8::try_from(ch).unwrap_or(u8::MAX);
+            let ev = match e {
+                CaptureEvent::Duty { duty_bp, freq_mhz } => {
+                    self.chans[ch]
+                        .car
+                        .handle_offer(now, current_for_duty(duty_bp));
+                    Event::Duty {
+                        ch: c,
+                        duty_bp,
+                        freq_mhz,
+                    }
+                }
+                CaptureEvent::PwmOff => {
+                    self.chans[ch].car.handle_offer(now, None);
+                    Event::PwmOff { ch: c }
+                }
+                CaptureEvent::Pilot {
+                    state,
+                    high_mv,
+                    low_mv,
+                } => Event::Pilot {
+                    ch: c,
+                    state,
+                    high_mv,
+                    low_mv,
+                },
+                CaptureEvent::Contactor(closed) => {
+                    self.chans[ch].car.handle_power(now, closed);
+                    Event::Contactor { ch: c, closed }
+                }
+                CaptureEvent::Current(da) => Event::Current { ch: c, da },
+            };
+            self.emit(t, ev);
+        }
+    }
+
+    /// A pilot edge on channel `ch` at timer value `t_us`.
+    pub fn handle_edge(&mut self, now: Instant, ch: usize, t_us: u64, rising: bool) {
+        if let Some(c) = self.chans.get_mut(ch) {
+            c.cap.handle_edge(t_us, rising);
+            self.drain_capture(ch, now);
+        }
+    }
+
+    /// A steady PWM on channel `ch`, fed as a batch of periods.
+    pub fn handle_pwm_batch(
+        &mut self,
+        now: Instant,
+        ch: usize,
+        start_us: u64,
+        period_us: u32,
+        high_us: u32,
+        count: u32,
+    ) {
+        if let Some(c) = self.chans.get_mut(ch) {
+            c.cap.handle_pwm_batch(start_us, period_us, high_us, count);
+            self.drain_capture(ch, now);
+        }
+    }
+
+    /// Sampled pilot plateaus on channel `ch`.
+    pub fn handle_levels(&mut self, now: Instant, ch: usize, high_mv: i32, low_mv: i32) {
+        if let Some(c) = self.chans.get_mut(ch) {
+            c.cap.handle_levels(now.ticks(), high_mv, low_mv);
+            self.drain_capture(ch, now);
+        }
+    }
+
+    /// Relay sense on channel `ch`.
+    pub fn handle_relay(&mut self, now: Instant, ch: usize, closed: bool) {
+        if let Some(c) = self.chans.get_mut(ch) {
+            c.cap.handle_relay(now.ticks(), closed);
+            self.drain_capture(ch, now);
+        }
+    }
+
+    /// Measured current on channel `ch`, per phase of the station.
+    pub fn handle_current(&mut self, now: Instant, ch: usize, da: [u16; 3]) {
+        if let Some(c) = self.chans.get_mut(ch) {
+            c.cap.handle_current(now.ticks(), da);
+            self.drain_capture(ch, now);
+            self.update_meter(now);
+        }
+    }
+
+    /// The site's net current per grid phase: other loads plus every
+    /// channel's measured current on the phase it is wired to.
+    #[must_use]
+    pub fn site_da(&self) -> [i32; 3] {
+        let mut t = self.loads.total_da();
+        for c in &self.chans {
+            let m = c.cap.current_da();
+            for k in 0..3 {
+                let ph = (k + usize::from(c.rotation)) % 3;
+                t[ph] += i32::from(m[k]);
+            }
+        }
+        t
+    }
+
+    fn update_meter(&mut self, now: Instant) {
+        let site = self.site_da();
+        self.meter.set_site(site, self.cfg.voltage_v);
+        let shown = self.meter.currents_da();
+        if shown
+            .iter()
+            .zip(self.reported_meter.iter())
+            .any(|(a, b)| a.abs_diff(*b) >= 2)
+        {
+            self.reported_meter = shown;
+            self.emit(now.ticks(), Event::Meter { da: shown });
+        }
+    }
+
+    /// Bytes from the leader's Modbus line; the answer, if the meter gives one.
+    pub fn handle_meter_rx(&mut self, now: Instant, bytes: &[u8]) -> Option<Vec<u8, 256>> {
+        self.update_meter(now);
+        self.meter.handle_rx(bytes)
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for ch in 0..self.chans.len() {
+            let c = &mut self.chans[ch];
+            if c.car.poll_timeout().is_some_and(|t| t <= now) {
+                c.car.handle_timeout(now);
+            }
+            if c.cap.poll_timeout().is_some_and(|t| t <= now) {
+                c.cap.handle_timeout(now);
+                self.drain_capture(ch, now);
+            }
+        }
+        if now >= self.next_hb {
+            self.emit(now.ticks(), Event::Heartbeat);
+            self.next_hb = now + self.cfg.heartbeat;
+        }
+    }
+
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = Some(self.next_hb);
+        for c in &self.chans {
+            t = firmware::time::earliest(t, c.car.poll_timeout());
+            t = firmware::time::earliest(t, c.cap.poll_timeout());
+        }
+        t
+    }
+
+    /// The next line for the host, encoded into `out`.
+    pub fn poll_line(&mut self, out: &mut String<MAX_LINE>) -> bool {
+        match self.out.pop_front() {
+            Some(l) => protocol::encode(&l, out).is_ok(),
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use firmware::time::us;
+
+    fn cmd(f: &mut Fixture<4>, seq: u32, c: Command) {
+        let mut s = String::new();
+        protocol::encode(&Line::Command { seq, cmd: c }, &mut s).unwrap();
+        f.handle_host_rx(us(0), s.as_bytes());
+    }
+
+    fn lines(f: &mut Fixture<4>) -> std::vec::Vec<Line> {
+        let mut out = std::vec::Vec::new();
+        let mut s = String::new();
+        while f.poll_line(&mut s) {
+            let Parsed::Line(_, l) = protocol::parse_next(s.as_bytes()) else {
+                panic!("{s}")
+            };
+            out.push(l);
+        }
+        out
+    }
+
+    #[test]
+    fn hello_first_every_command_answered_errors_are_lines() {
+        let mut f = Fixture::<4>::new(
+            FixtureConfig {
+                channels: 4,
+                ..FixtureConfig::default()
+            },
+            us(0),
+        );
+        cmd(&mut f, 1, Command::Plug(0));
+        assert!(matches!(
+            &lines(&mut f)[..],
+            [Line::Err {
+                seq: 1,
+                code: ErrorCode::NoHello,
+                ..
+            }]
+        ));
+        cmd(&mut f, 2, Command::Hello { version: 2 });
+        assert!(matches!(
+            &lines(&mut f)[..],
+            [Line::Err {
+                seq: 2,
+                code: ErrorCode::Version,
+                ..
+            }]
+        ));
+        cmd(&mut f, 3, Command::Hello { version: 1 });
+        assert!(matches!(&lines(&mut f)[..], [Line::Ok { seq: 3, .. }]));
+        cmd(&mut f, 4, Command::Plug(9));
+        assert!(matches!(
+            &lines(&mut f)[..],
+            [Line::Err {
+                seq: 4,
+                code: ErrorCode::Channel,
+                ..
+            }]
+        ));
+        f.handle_host_rx(us(0), b"C 5 PLUG 0*0000\n");
+        assert!(matches!(
+            &lines(&mut f)[..],
+            [Line::Err {
+                seq: 5,
+                code: ErrorCode::Checksum,
+                ..
+            }]
+        ));
+        f.handle_host_rx(us(0), b"C 6 PLUG 0*--\n");
+        assert!(matches!(&lines(&mut f)[..], [Line::Ok { seq: 6, .. }]));
+        assert!(f.car_load(0).plugged);
+    }
+
+    #[test]
+    fn the_car_follows_what_capture_sees() {
+        // Levels tell PWM on and off here, as in the virtual bench.
+        let capture = CaptureConfig {
+            pwm_timeout: None,
+            ..CaptureConfig::default()
+        };
+        let mut f = Fixture::<4>::new(
+            FixtureConfig {
+                channels: 1,
+                capture,
+                ..FixtureConfig::default()
+            },
+            us(0),
+        );
+        cmd(&mut f, 1, Command::Hello { version: 1 });
+        cmd(&mut f, 2, Command::Plug(0));
+        cmd(&mut f, 3, Command::Request(0));
+        f.handle_pwm_batch(us(0), 0, 0, 1_000, 267, 40);
+        f.handle_relay(us(0) + ms(40), 0, true);
+        let mut now = us(0) + ms(40);
+        while let Some(t) = f.poll_timeout() {
+            if t > us(0) + secs(10) {
+                break;
+            }
+            now = t;
+            f.handle_timeout(now);
+        }
+        let _ = now;
+        assert_eq!(f.car_draw_da(0), [160, 0, 0], "16 A read from 26.7 % duty");
+        let ls = lines(&mut f);
+        assert!(ls.iter().any(|l| matches!(
+            l,
+            Line::Event {
+                event: Event::Duty {
+                    ch: 0,
+                    duty_bp: 2_670,
+                    ..
+                },
+                ..
+            }
+        )));
+        assert!(ls.iter().any(|l| matches!(
+            l,
+            Line::Event {
+                event: Event::Contactor {
+                    ch: 0,
+                    closed: true
+                },
+                t_us: 40_000,
+                ..
+            }
+        )));
+        assert!(ls.iter().any(|l| matches!(
+            l,
+            Line::Event {
+                event: Event::Heartbeat,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn the_meter_sees_loads_and_station_currents() {
+        let mut f = Fixture::<4>::new(
+            FixtureConfig {
+                channels: 2,
+                ..FixtureConfig::default()
+            },
+            us(0),
+        );
+        cmd(&mut f, 1, Command::Hello { version: 1 });
+        cmd(&mut f, 2, Command::Car(1, CarSetting::Rotation(1)));
+        cmd(
+            &mut f,
+            3,
+            Command::Load {
+                name: String::try_from("oven").unwrap(),
+                phases: 7,
+                da: 130,
+                on: true,
+            },
+        );
+        f.handle_current(us(1), 0, [160, 0, 0]);
+        f.handle_current(us(2), 1, [100, 0, 0]);
+        assert_eq!(f.site_da(), [290, 230, 130]);
+        let ls = lines(&mut f);
+        assert!(ls.iter().any(|l| matches!(
+            l,
+            Line::Event {
+                event: Event::Meter {
+                    da: [290, 230, 130]
+                },
+                ..
+            }
+        )));
+    }
+}
