@@ -329,7 +329,6 @@ impl<const N: usize> Fixture<N> {
             Command::Meter(f) => self.meter.set_fault(f),
         }
         self.ok(seq, "");
-        self.update_meter(now);
     }
 
     fn drain_capture(&mut self, ch: usize, now: Instant) {
@@ -415,7 +414,6 @@ impl<const N: usize> Fixture<N> {
         if let Some(c) = self.chans.get_mut(ch) {
             c.cap.handle_current(now.ticks(), da);
             self.drain_capture(ch, now);
-            self.update_meter(now);
         }
     }
 
@@ -456,15 +454,41 @@ impl<const N: usize> Fixture<N> {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         for ch in 0..self.chans.len() {
-            let c = &mut self.chans[ch];
-            if c.car.poll_timeout().is_some_and(|t| t <= now) {
-                c.car.handle_timeout(now);
-            }
-            if c.cap.poll_timeout().is_some_and(|t| t <= now) {
-                c.cap.handle_timeout(now);
-                self.drain_capture(ch, now);
-            }
+            self.handle_channel_timeout(now, ch);
         }
+        self.handle_heartbeat(now);
+    }
+
+    /// When channel `ch` needs [`Self::handle_channel_timeout`] (a driver
+    /// with many channels schedules them one by one instead of scanning).
+    #[must_use]
+    pub fn channel_timeout(&self, ch: usize) -> Option<Instant> {
+        let c = self.chans.get(ch)?;
+        firmware::time::earliest(c.car.poll_timeout(), c.cap.poll_timeout())
+    }
+
+    /// Run channel `ch`'s car and capture timers.
+    pub fn handle_channel_timeout(&mut self, now: Instant, ch: usize) {
+        let Some(c) = self.chans.get_mut(ch) else {
+            return;
+        };
+        if c.car.poll_timeout().is_some_and(|t| t <= now) {
+            c.car.handle_timeout(now);
+        }
+        if c.cap.poll_timeout().is_some_and(|t| t <= now) {
+            c.cap.handle_timeout(now);
+            self.drain_capture(ch, now);
+        }
+    }
+
+    /// When the next heartbeat is due.
+    #[must_use]
+    pub fn heartbeat_timeout(&self) -> Instant {
+        self.next_hb
+    }
+
+    /// Emit the heartbeat if it is due.
+    pub fn handle_heartbeat(&mut self, now: Instant) {
         if now >= self.next_hb {
             self.emit(now.ticks(), Event::Heartbeat);
             self.next_hb = now + self.cfg.heartbeat;
@@ -651,6 +675,12 @@ mod tests {
         f.handle_current(us(1), 0, [160, 0, 0]);
         f.handle_current(us(2), 1, [100, 0, 0]);
         assert_eq!(f.site_da(), [290, 230, 130]);
+        // The leader asks the meter (input registers 0..18).
+        let req = [1u8, 4, 0, 0, 0, 18];
+        let crc = crc::Crc::<u16>::new(&crc::CRC_16_MODBUS).checksum(&req);
+        let mut frame = req.to_vec();
+        frame.extend_from_slice(&crc.to_le_bytes());
+        assert!(f.handle_meter_rx(us(3), &frame).is_some());
         let ls = lines(&mut f);
         assert!(ls.iter().any(|l| matches!(
             l,

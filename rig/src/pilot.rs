@@ -17,6 +17,8 @@ pub enum Source {
     Pwm,
     /// Steady -12 V (state F).
     Minus12,
+    /// No source at all: the station is unpowered.
+    Off,
 }
 
 /// The car-side diode.
@@ -107,6 +109,7 @@ pub fn levels(source: Source, load: &CarLoad) -> (i32, i32) {
         Source::Plus12 => (level(SOURCE_MV, load), level(SOURCE_MV, load)),
         Source::Pwm => (level(SOURCE_MV, load), level(-SOURCE_MV, load)),
         Source::Minus12 => (level(-SOURCE_MV, load), level(-SOURCE_MV, load)),
+        Source::Off => (0, 0),
     };
     (hi as i32, lo as i32)
 }

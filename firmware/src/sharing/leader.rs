@@ -60,6 +60,7 @@ struct Peer {
     silent_since: Option<Instant>,
     demand_cap_da: u16,
     last_offered_da: u16,
+    last_measured_da: u16,
     offer_changed_at: Option<Instant>,
     served_since: Option<Instant>,
     waiting_since: Option<Instant>,
@@ -375,19 +376,22 @@ impl Leader {
         let p = &mut self.peers[i];
         p.last_heard = Some(now);
         p.silent_since = None;
-        if st.offered_da != p.last_offered_da {
+        // Reclaim what a car does not draw, and give it back when it wants
+        // it. A car's draw counts only once it has stopped moving (ramping
+        // cars take their time) and the offer has not changed for the car's
+        // allowance.
+        let measured = st.measured_da.iter().copied().max().unwrap_or(0);
+        if st.offered_da != p.last_offered_da || measured.abs_diff(p.last_measured_da) > 5 {
             p.last_offered_da = st.offered_da;
+            p.last_measured_da = measured;
             p.offer_changed_at = Some(now);
         }
-        // Reclaim what a car does not draw, and give it back when it wants it.
-        let measured = st.measured_da.iter().copied().max().unwrap_or(0);
         if st.contactor && st.offered_da >= MIN_DA {
-            if p.offer_changed_at.is_some_and(|t| now >= t + allowance) {
-                if measured + 20 < st.offered_da {
-                    p.demand_cap_da = (measured + 10).max(MIN_DA);
-                } else if measured + 5 >= p.demand_cap_da {
-                    p.demand_cap_da = cap;
-                }
+            let steady = p.offer_changed_at.is_some_and(|t| now >= t + allowance);
+            if measured + 5 >= p.demand_cap_da {
+                p.demand_cap_da = cap;
+            } else if steady && measured + 20 < st.offered_da {
+                p.demand_cap_da = (measured + 10).max(MIN_DA);
             }
         } else if !st.wants {
             p.demand_cap_da = cap;

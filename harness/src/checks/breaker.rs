@@ -1,0 +1,332 @@
+//! Breaker safety, three ways: offered currents under every node never over
+//! its limit (strict); measured currents over it only within a car's
+//! allowance after a reduction or a load step; and a thermal trip model
+//! (IEC 60898-1, UL 489) that says whether a real breaker would have tripped.
+
+use super::{s, when, CheckResult};
+use crate::scenario::{Action, BreakerStandard, Scenario};
+use crate::trace::{at, Series};
+use crate::units::amps;
+
+/// After a reduction the car has 5 s (IEC 61851-1), plus 1 s for the
+/// fixture to see the current settle.
+const CAR_ALLOWANCE_US: u64 = 6_000_000;
+/// After another load switches on, the meter, the leader and the car need
+/// their periods plus the car's allowance.
+const LOAD_STEP_ALLOWANCE_US: u64 = 10_000_000;
+
+/// A station's current per grid phase, from its per-station-phase values.
+fn to_grid(sc: &Scenario, i: usize, per_station_phase: [u16; 3]) -> [u32; 3] {
+    let st = &sc.stations[i];
+    let mut g = [0u32; 3];
+    if st.phases >= 3 {
+        for k in 0..3 {
+            g[(k + usize::from(st.rotation)) % 3] += u32::from(per_station_phase[k]);
+        }
+    } else {
+        g[usize::from(st.rotation % 3)] += u32::from(per_station_phase[0]);
+    }
+    g
+}
+
+fn offered_grid(sc: &Scenario, i: usize, o: u16) -> [u32; 3] {
+    let mut g = [0u32; 3];
+    for (p, on) in sc.stations[i].loads().into_iter().enumerate() {
+        if on {
+            g[p] = u32::from(o);
+        }
+    }
+    g
+}
+
+/// Per node, its per-phase sum as change points `(t, sums)`, built by one
+/// sweep over the stations' changes (each change walks its station's path).
+/// With `measured`, the metered node follows the meter, which sees every load.
+fn node_sums(sc: &Scenario, series: &Series, measured: bool) -> Vec<Vec<(u64, [u32; 3])>> {
+    let paths: Vec<Vec<usize>> = sc
+        .stations
+        .iter()
+        .map(|st| {
+            let mut v = Vec::new();
+            let mut cur = Some(st.node);
+            while let Some(c) = cur {
+                v.push(c);
+                cur = sc.nodes[c].parent;
+            }
+            v
+        })
+        .collect();
+    let metered = if measured {
+        sc.meter
+            .as_ref()
+            .map(|m| m.node)
+            .filter(|_| !series.meter.is_empty())
+    } else {
+        None
+    };
+    // (t, station, grid value); the meter as station usize::MAX.
+    let mut changes: Vec<(u64, usize, [u32; 3])> = Vec::new();
+    for i in 0..sc.stations.len() {
+        if measured {
+            changes.extend(
+                series.measured[i]
+                    .iter()
+                    .map(|&(t, m)| (t, i, to_grid(sc, i, m))),
+            );
+        } else {
+            changes.extend(
+                series.offered[i]
+                    .iter()
+                    .map(|&(t, o)| (t, i, offered_grid(sc, i, o))),
+            );
+        }
+    }
+    if metered.is_some() {
+        changes.extend(series.meter.iter().map(|&(t, m)| {
+            (
+                t,
+                usize::MAX,
+                m.map(|x| u32::try_from(x.max(0)).unwrap_or(0)),
+            )
+        }));
+    }
+    changes.sort_by_key(|c| c.0);
+    let mut value = vec![[0u32; 3]; sc.stations.len()];
+    let mut sums = vec![[0u32; 3]; sc.nodes.len()];
+    let mut out: Vec<Vec<(u64, [u32; 3])>> = vec![vec![(0, [0; 3])]; sc.nodes.len()];
+    let mut k = 0;
+    while k < changes.len() {
+        let t = changes[k].0;
+        let mut touched: Vec<usize> = Vec::new();
+        while k < changes.len() && changes[k].0 == t {
+            let (_, i, v) = changes[k];
+            if i == usize::MAX {
+                if let Some(m) = metered {
+                    sums[m] = v;
+                    touched.push(m);
+                }
+            } else {
+                for &n in &paths[i] {
+                    for p in 0..3 {
+                        sums[n][p] = sums[n][p] + v[p] - value[i][p];
+                    }
+                    touched.push(n);
+                }
+                value[i] = v;
+            }
+            k += 1;
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for n in touched {
+            out[n].push((t, sums[n]));
+        }
+    }
+    out
+}
+
+/// Sum of offered currents under each node, at every change.
+pub fn offered(sc: &Scenario, series: &Series) -> CheckResult {
+    let mut c = CheckResult::new("breaker-offered");
+    if !sc.expect.breaker_safe {
+        return CheckResult::skip("breaker-offered", "breaker_safe = false in the scenario");
+    }
+    let mut peak = 0.0f64;
+    for (ni, points) in node_sums(sc, series, false).into_iter().enumerate() {
+        let node = &sc.nodes[ni];
+        for (t, sum) in points {
+            for p in 0..3 {
+                peak = peak.max(f64::from(sum[p]) / f64::from(node.limit_da.max(1)));
+                if sum[p] > node.limit_da {
+                    let who: Vec<String> = sc
+                        .stations
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, st)| {
+                            sc.is_under(st.node, ni) && at(&series.offered[*i], t, 0) > 0
+                        })
+                        .map(|(i, st)| {
+                            format!(
+                                "st{} {}",
+                                st.id,
+                                amps(i64::from(at(&series.offered[i], t, 0)))
+                            )
+                        })
+                        .collect();
+                    c.fail(format!(
+                        "{}: node {} L{} offered {} A, limit {} A ({})",
+                        when(t),
+                        node.name,
+                        p + 1,
+                        amps(i64::from(sum[p])),
+                        amps(i64::from(node.limit_da)),
+                        who.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    c.figure("peak_ratio", (peak * 1_000.0).round() / 1_000.0);
+    c
+}
+
+/// Whether an over-limit at `t` under `node` is excused.
+fn excused(sc: &Scenario, series: &Series, node: usize, t: u64) -> bool {
+    // A station under the node had its offer reduced within the allowance.
+    let reduced = sc.stations.iter().enumerate().any(|(i, st)| {
+        sc.is_under(st.node, node)
+            && series.offered[i]
+                .windows(2)
+                .any(|w| w[1].1 < w[0].1 && w[1].0 <= t && t < w[1].0 + CAR_ALLOWANCE_US)
+    });
+    // Another load switched on within its allowance (metered node only).
+    let load_step = sc.meter.as_ref().is_some_and(|m| m.node == node)
+        && sc.timeline.iter().any(|st| {
+            matches!(st.action, Action::Load { on: true, .. })
+                && st.at_us <= t
+                && t < st.at_us + LOAD_STEP_ALLOWANCE_US
+        });
+    reduced || load_step
+}
+
+/// Measured currents under each node: over the limit only within allowances.
+pub fn measured(sc: &Scenario, series: &Series) -> CheckResult {
+    let mut c = CheckResult::new("breaker-measured");
+    if !sc.expect.breaker_safe {
+        return CheckResult::skip("breaker-measured", "breaker_safe = false in the scenario");
+    }
+    let mut peak = 0.0f64;
+    let mut overload_us = 0u64;
+    let mut unexcused_us = 0u64;
+    let mut worst: Option<(u64, usize, usize, u32)> = None;
+    for (ni, points) in node_sums(sc, series, true).into_iter().enumerate() {
+        let node = &sc.nodes[ni];
+        for (k, &(t, sum)) in points.iter().enumerate() {
+            let next = points.get(k + 1).map_or(series.end_us, |p| p.0).max(t);
+            let hottest = (0..3).max_by_key(|&p| sum[p]).unwrap_or(0);
+            peak = peak.max(f64::from(sum[hottest]) / f64::from(node.limit_da.max(1)));
+            if sum[hottest] > node.limit_da {
+                overload_us += next - t;
+                if !excused(sc, series, ni, t) {
+                    unexcused_us += next - t;
+                    if worst.is_none_or(|w| sum[hottest] > w.3) {
+                        worst = Some((t, ni, hottest, sum[hottest]));
+                    }
+                }
+            }
+        }
+    }
+    c.figure("peak_ratio", (peak * 1_000.0).round() / 1_000.0);
+    c.figure("overload_s", s(overload_us));
+    c.figure("unexcused_overload_s", s(unexcused_us));
+    if unexcused_us > sc.expect.measured_overload_max_us {
+        if let Some((t, ni, p, sum)) = worst {
+            c.fail(format!(
+                "node {} L{} carried more than its {} A limit for {:.1} s outside any car or load-step allowance (allowed {:.1} s); worst {} A at {}",
+                sc.nodes[ni].name,
+                p + 1,
+                amps(i64::from(sc.nodes[ni].limit_da)),
+                s(unexcused_us),
+                s(sc.expect.measured_overload_max_us),
+                amps(i64::from(sum)),
+                when(t)
+            ));
+        }
+    }
+    c
+}
+
+/// Which curve a trip model follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TripModel {
+    /// IEC 60898-1 (type C magnetic at 5 In), rating in deciamps.
+    Iec { rating_da: u32 },
+    /// UL 489.
+    Ul { rating_da: u32 },
+}
+
+/// Seconds to trip at `multiple` of the rating (infinite below the
+/// conventional non-tripping current). A fast curve through the standard's
+/// points, interpolated log-log: IEC 60898-1 never below 1.13 In, 1 h at
+/// 1.45 In, 60 s (In <= 32 A) or 120 s at 2.55 In, instant at 5 In; UL 489
+/// holds 100 %, 1 h at 1.35 In, 120 s at 2 In, instant at 10 In.
+#[must_use]
+pub fn trip_time_s(model: TripModel, multiple: f64) -> f64 {
+    let (no_trip, pts): (f64, Vec<(f64, f64)>) = match model {
+        TripModel::Iec { rating_da } => {
+            let t255 = if rating_da <= 320 { 60.0 } else { 120.0 };
+            (
+                1.13,
+                vec![(1.13, 1.0e7), (1.45, 3_600.0), (2.55, t255), (5.0, 0.01)],
+            )
+        }
+        TripModel::Ul { .. } => (
+            1.0,
+            vec![(1.0, 1.0e7), (1.35, 3_600.0), (2.0, 120.0), (10.0, 0.01)],
+        ),
+    };
+    if multiple <= no_trip {
+        return f64::INFINITY;
+    }
+    for w in pts.windows(2) {
+        let ((x0, t0), (x1, t1)) = (w[0], w[1]);
+        if multiple <= x1 {
+            let f = (multiple.ln() - x0.ln()) / (x1.ln() - x0.ln());
+            return (t0.ln() + f * (t1.ln() - t0.ln())).exp();
+        }
+    }
+    0.01
+}
+
+/// A thermal integrator per node with a breaker rating.
+pub fn thermal(sc: &Scenario, series: &Series) -> CheckResult {
+    let mut c = CheckResult::new("breaker-thermal");
+    let rated: Vec<usize> = (0..sc.nodes.len())
+        .filter(|&n| sc.nodes[n].breaker_da.is_some())
+        .collect();
+    if rated.is_empty() {
+        return CheckResult::skip("breaker-thermal", "no node has a breaker rating");
+    }
+    let sums = node_sums(sc, series, true);
+    let mut worst = 0.0f64;
+    for ni in rated {
+        let node = &sc.nodes[ni];
+        let rating = node.breaker_da.unwrap_or(node.limit_da);
+        let model = match node.standard {
+            BreakerStandard::Iec60898 => TripModel::Iec { rating_da: rating },
+            BreakerStandard::Ul489 => TripModel::Ul { rating_da: rating },
+        };
+        let mut heat = 0.0f64;
+        let mut tripped_at = None;
+        let points = &sums[ni];
+        for (k, &(t, sum)) in points.iter().enumerate() {
+            let next = points.get(k + 1).map_or(series.end_us, |p| p.0).max(t);
+            let dt = (next - t) as f64 / 1e6;
+            let hottest = sum.into_iter().max().unwrap_or(0);
+            let multiple = f64::from(hottest) / f64::from(rating.max(1));
+            let tt = trip_time_s(model, multiple);
+            if tt.is_finite() {
+                heat += dt / tt;
+            } else {
+                // Cools over an hour below the non-tripping current.
+                heat = (heat - dt / 3_600.0).max(0.0);
+            }
+            if heat >= 1.0 && tripped_at.is_none() {
+                tripped_at = Some((t, hottest));
+            }
+            worst = worst.max(heat);
+        }
+        if let Some((t, cur)) = tripped_at {
+            c.fail(format!(
+                "breaker of node {} ({} A, {:?}) would have tripped at {} carrying {} A",
+                node.name,
+                amps(i64::from(rating)),
+                node.standard,
+                when(t),
+                amps(i64::from(cur))
+            ));
+        }
+    }
+    c.figure("max_trip_fraction", (worst * 1_000.0).round() / 1_000.0);
+    c
+}

@@ -1,0 +1,226 @@
+//! Each check fails when it should, on hand-made wrong traces.
+
+use super::*;
+use crate::bench::Record;
+use crate::scenario::tests::tiny;
+use rig::protocol::Event;
+
+fn trace(events: &[(u64, Event)], end_s: u64) -> Trace {
+    let mut t = Trace {
+        scenario: "tiny".into(),
+        station_ids: vec![0, 1],
+        ..Trace::default()
+    };
+    for &(t_us, event) in events {
+        t.push_record(Record::Event { t_us, event });
+    }
+    t.finish(end_s * 1_000_000);
+    t
+}
+
+fn duty(ch: u8, a: u16) -> Event {
+    // The duty that offers `a` deciamps (10-85 % range).
+    Event::Duty {
+        ch,
+        duty_bp: (u32::from(a) * 100 / 6) as u16,
+        freq_mhz: 1_000_000,
+    }
+}
+
+fn find<'a>(cs: &'a [CheckResult], name: &str) -> &'a CheckResult {
+    cs.iter().find(|c| c.name == name).unwrap()
+}
+
+const S: u64 = 1_000_000;
+
+#[test]
+fn a_station_that_overshoots_fails_breaker_offered() {
+    let sc = tiny();
+    let t = trace(&[(2 * S, duty(0, 320)), (41 * S, duty(1, 160))], 120);
+    let cs = run_all(&sc, &t);
+    let c = find(&cs, "breaker-offered");
+    assert!(!c.passed);
+    assert!(
+        c.failures[0].contains("node circuit L1 offered 48.0 A, limit 32.0 A"),
+        "{:?}",
+        c.failures
+    );
+    assert!(
+        c.failures[0].contains("st0 32.0, st1 16.0"),
+        "{:?}",
+        c.failures
+    );
+}
+
+#[test]
+fn an_allocation_that_never_settles_fails_convergence() {
+    let sc = tiny();
+    // Station 0 keeps 32 A after station 1 arrives; station 1 gets nothing.
+    let t = trace(&[(2 * S, duty(0, 320))], 120);
+    let cs = run_all(&sc, &t);
+    let c = find(&cs, "convergence");
+    assert!(!c.passed);
+    assert!(
+        c.failures.iter().any(|f| f.contains("never settled")
+            && f.contains("expected [16.0, 16.0] A, seen [32.0, 0.0] A")),
+        "{:?}",
+        c.failures
+    );
+}
+
+#[test]
+fn a_slow_settle_fails_convergence_and_a_good_one_passes() {
+    let sc = tiny();
+    let late = trace(
+        &[
+            (2 * S, duty(0, 320)),
+            (40 * S + 100, duty(0, 160)),
+            (75 * S, duty(1, 160)),
+        ],
+        120,
+    );
+    let cs = run_all(&sc, &late);
+    assert!(find(&cs, "convergence")
+        .failures
+        .iter()
+        .any(|f| f.contains("settled only after 35.0 s")));
+    let good = trace(
+        &[
+            (2 * S, duty(0, 320)),
+            (41 * S, duty(0, 160)),
+            (43 * S, duty(1, 160)),
+        ],
+        120,
+    );
+    let cs = run_all(&sc, &good);
+    assert!(
+        find(&cs, "convergence").passed,
+        "{:?}",
+        find(&cs, "convergence").failures
+    );
+    assert!(find(&cs, "breaker-offered").passed);
+}
+
+#[test]
+fn a_contactor_that_is_too_slow_fails_iec() {
+    let sc = tiny();
+    let t = trace(
+        &[
+            (
+                1 * S,
+                Event::Pilot {
+                    ch: 0,
+                    state: Some(firmware::pilot::PilotState::B),
+                    high_mv: 9_000,
+                    low_mv: -12_000,
+                },
+            ),
+            (2 * S, duty(0, 320)),
+            (
+                3 * S,
+                Event::Pilot {
+                    ch: 0,
+                    state: Some(firmware::pilot::PilotState::C),
+                    high_mv: 6_000,
+                    low_mv: -12_000,
+                },
+            ),
+            (
+                3 * S + 200_000,
+                Event::Contactor {
+                    ch: 0,
+                    closed: true,
+                },
+            ),
+            (
+                10 * S,
+                Event::Pilot {
+                    ch: 0,
+                    state: Some(firmware::pilot::PilotState::B),
+                    high_mv: 9_000,
+                    low_mv: -12_000,
+                },
+            ),
+            (
+                10 * S + 900_000,
+                Event::Contactor {
+                    ch: 0,
+                    closed: false,
+                },
+            ),
+        ],
+        60,
+    );
+    let cs = run_all(&sc, &t);
+    let c = find(&cs, "iec-61851");
+    assert!(!c.passed);
+    assert!(
+        c.failures
+            .iter()
+            .any(|f| f.contains("contactor opened only at") && f.contains("limit 100 ms")),
+        "{:?}",
+        c.failures
+    );
+}
+
+#[test]
+fn an_overdrawing_car_fails_breaker_measured_and_a_long_one_trips_the_breaker() {
+    let sc = tiny();
+    // 32 A offered, 100 A drawn for 20 minutes on a 40 A breaker (2.5 In).
+    let t = trace(
+        &[
+            (1 * S, duty(0, 320)),
+            (
+                2 * S,
+                Event::Contactor {
+                    ch: 0,
+                    closed: true,
+                },
+            ),
+            (
+                3 * S,
+                Event::Current {
+                    ch: 0,
+                    da: [1_000, 0, 0],
+                },
+            ),
+        ],
+        1_200,
+    );
+    let cs = run_all(&sc, &t);
+    assert!(!find(&cs, "breaker-measured").passed);
+    let th = find(&cs, "breaker-thermal");
+    assert!(!th.passed, "{:?}", th.figures);
+    assert!(th.failures[0].contains("would have tripped"));
+    assert!(find(&cs, "iec-61851")
+        .failures
+        .iter()
+        .any(|f| f.contains("overcurrent protection")));
+}
+
+#[test]
+fn trip_curves() {
+    let iec = TripModel::Iec { rating_da: 400 };
+    assert!(trip_time_s(iec, 1.1).is_infinite());
+    assert!((trip_time_s(iec, 1.45) - 3_600.0).abs() < 1.0);
+    assert!(trip_time_s(iec, 2.55) > 100.0);
+    assert!(trip_time_s(iec, 6.0) < 0.1);
+    let ul = TripModel::Ul { rating_da: 300 };
+    assert!(trip_time_s(ul, 1.0).is_infinite());
+    assert!((trip_time_s(ul, 2.0) - 120.0).abs() < 1.0);
+}
+
+#[test]
+fn flapping_is_caught() {
+    let sc = tiny();
+    let t = trace(
+        &[
+            (1 * S, duty(0, 200)),
+            (10 * S, duty(0, 100)),
+            (11 * S, duty(0, 200)),
+        ],
+        60,
+    );
+    let cs = run_all(&sc, &t);
+    assert!(!find(&cs, "no-flapping").passed);
+}

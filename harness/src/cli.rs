@@ -1,0 +1,507 @@
+//! The `sharebench` command line.
+//!
+//! ```text
+//! sharebench run [PATH...] [--bench sim|serial:PORT[@BAUD]] [--seed N] [--out DIR] [--filter TEXT]
+//! sharebench check FILE...
+//! sharebench virtual-fixture SCENARIO [--pty] [--time-scale X] [--seed N]
+//! ```
+//!
+//! Exit codes: 0 every scenario passed; 1 a check failed or a golden trace
+//! differs; 2 setup error (a bad scenario file, no scenario, no fixture);
+//! 3 a bench stopped answering (the run is incomplete).
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use serialport::SerialPort as _;
+
+use crate::artefacts;
+use crate::bench::{Bench, BenchError};
+use crate::golden::{self, GoldenOutcome};
+use crate::runner::{self, ScenarioRun, Verdict};
+use crate::scenario::Scenario;
+use crate::serial::{SerialBench, Timeouts};
+use crate::sim::VirtualBench;
+
+/// Documented exit codes.
+pub mod exit {
+    pub const PASS: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const SETUP: u8 = 2;
+    pub const INCOMPLETE: u8 = 3;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sharebench",
+    version,
+    about = "Hardware-in-the-loop test rig for load-sharing EV charging stations"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run scenarios (files or directories) and check them.
+    Run(RunArgs),
+    /// Validate scenario files without running them.
+    Check(CheckArgs),
+    /// Serve a scenario's virtual site as a fixture on a pseudo-terminal.
+    VirtualFixture(VirtualFixtureArgs),
+}
+
+/// Options of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario files or directories of them.
+    #[arg(default_value = "fixtures/scenarios")]
+    pub paths: Vec<PathBuf>,
+    /// `sim` (the virtual bench) or `serial:PORT[@BAUD]` (a fixture).
+    #[arg(long, default_value = "sim", env = "SHAREBENCH_BENCH")]
+    pub bench: String,
+    /// Seed for every scenario (default: each scenario's own).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where artefacts go.
+    #[arg(long, default_value = "target/sharebench")]
+    pub out: PathBuf,
+    /// Only scenarios whose name contains this.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Timing tolerance for golden traces on real benches, ms.
+    #[arg(long, default_value_t = 50)]
+    pub tolerance_ms: u64,
+    /// Skip the golden comparison.
+    #[arg(long)]
+    pub no_golden: bool,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct VirtualFixtureArgs {
+    scenario: PathBuf,
+    /// Serve on a new pseudo-terminal and print its path.
+    #[arg(long)]
+    pty: bool,
+    /// Virtual seconds per wall second.
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Stop after this long (wall time), e.g. "2min".
+    #[arg(long)]
+    stop_after: Option<String>,
+}
+
+/// Entry point of the binary.
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Cmd::Run(a) => run(&a),
+        Cmd::Check(a) => check(&a),
+        Cmd::VirtualFixture(a) => virtual_fixture(&a),
+    };
+    ExitCode::from(code)
+}
+
+/// Scenario files under `paths`, sorted.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let rd = std::fs::read_dir(p)
+                .map_err(|e| format!("failed to read directory {}: {e}", p.display()))?;
+            let mut v: Vec<PathBuf> = rd
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|f| f.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            v.sort();
+            files.extend(v);
+        } else if p.exists() {
+            files.push(p.clone());
+        } else {
+            return Err(format!(
+                "failed to find scenario {} (hint: run from the repository root, or give a path)",
+                p.display()
+            ));
+        }
+    }
+    Ok(files)
+}
+
+fn check(a: &CheckArgs) -> u8 {
+    let mut code = exit::PASS;
+    for f in &a.files {
+        match Scenario::load(f) {
+            Ok(sc) => println!(
+                "{}: ok ({}, {} stations, {} steps)",
+                f.display(),
+                sc.name,
+                sc.stations.len(),
+                sc.timeline.len()
+            ),
+            Err(e) => {
+                eprintln!("error: {e}");
+                code = exit::SETUP;
+            }
+        }
+    }
+    code
+}
+
+/// Load every scenario; any error stops the run before anything runs.
+fn load_all(files: &[PathBuf], filter: Option<&str>) -> Result<Vec<Scenario>, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    for f in files {
+        match Scenario::load(f) {
+            Ok(sc) => {
+                if filter.is_none_or(|flt| sc.name.contains(flt)) {
+                    out.push(sc);
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Run one scenario on the virtual bench (used by the CLI and the tests).
+pub fn run_sim(sc: &Scenario, seed: Option<u64>) -> Result<ScenarioRun, BenchError> {
+    let seed = runner::effective_seed(sc, seed);
+    if sc.requires_hardware {
+        return Ok(runner::skipped(
+            sc,
+            seed,
+            "needs a bench fixture: run with --bench serial:PORT".into(),
+        ));
+    }
+    let mut bench = VirtualBench::new(sc, seed)?;
+    Ok(runner::run(sc, &mut bench, seed))
+}
+
+fn run(a: &RunArgs) -> u8 {
+    let files = match discover(&a.paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::SETUP;
+        }
+    };
+    let scenarios = match load_all(&files, a.filter.as_deref()) {
+        Ok(s) => s,
+        Err(errs) => {
+            for e in errs {
+                eprintln!("error: {e}");
+            }
+            eprintln!("error: failed to load scenarios; nothing ran");
+            return exit::SETUP;
+        }
+    };
+    if scenarios.is_empty() {
+        eprintln!(
+            "error: no scenario matched (paths {:?}, filter {:?})",
+            a.paths, a.filter
+        );
+        return exit::SETUP;
+    }
+    let mut serial = if a.bench == "sim" {
+        None
+    } else if let Some(spec) = a.bench.strip_prefix("serial:") {
+        match SerialBench::open(spec, Timeouts::default()) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::SETUP;
+            }
+        }
+    } else {
+        eprintln!(
+            "error: unknown bench \"{}\"; expected sim or serial:PORT[@BAUD]",
+            a.bench
+        );
+        return exit::SETUP;
+    };
+    if let Err(e) = std::fs::create_dir_all(&a.out) {
+        eprintln!(
+            "error: failed to create output directory {}: {e}",
+            a.out.display()
+        );
+        return exit::SETUP;
+    }
+
+    let bar = indicatif::ProgressBar::new(scenarios.len() as u64);
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut runs = Vec::new();
+    let mut setup_failed = false;
+    for sc in &scenarios {
+        bar.set_message(sc.name.clone());
+        let seed = runner::effective_seed(sc, a.seed);
+        let result = match serial.as_mut() {
+            None => run_sim(sc, a.seed),
+            Some(b) if sc.needs_sim() => {
+                let _ = b;
+                Ok(runner::skipped(
+                    sc,
+                    seed,
+                    "needs the virtual bench (link or node faults)".into(),
+                ))
+            }
+            Some(b) => Ok(runner::run(sc, b as &mut dyn Bench, seed)),
+        };
+        let mut r = match result {
+            Ok(r) => r,
+            Err(e) => {
+                bar.suspend(|| eprintln!("error: {}: {e}", sc.name));
+                setup_failed = true;
+                bar.inc(1);
+                continue;
+            }
+        };
+        if r.verdict != Verdict::Skipped && !a.no_golden {
+            let tol = if serial.is_some() { a.tolerance_ms } else { 0 };
+            r.golden = Some(golden::compare(
+                &sc.path,
+                &sc.name,
+                &r.trace.canonical(),
+                tol,
+            ));
+        }
+        if r.verdict != Verdict::Skipped {
+            if let Err(e) = artefacts::write_scenario(&a.out, &r) {
+                bar.suspend(|| eprintln!("error: failed to write artefacts of {}: {e}", sc.name));
+            }
+        }
+        if r.verdict == Verdict::Fail || r.verdict == Verdict::Incomplete {
+            bar.suspend(|| report_failure(&r, &a.out));
+        }
+        runs.push(r);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    let report = artefacts::report::json(&a.bench, &runs);
+    let _ = std::fs::write(
+        a.out.join("report.json"),
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    );
+    match artefacts::report::junit(&runs) {
+        Ok(x) => {
+            let _ = std::fs::write(a.out.join("junit.xml"), x);
+        }
+        Err(e) => eprintln!("error: {e}"),
+    }
+    print_table(&runs);
+    println!("artefacts: {}", a.out.display());
+
+    let golden_differs = runs
+        .iter()
+        .any(|r| matches!(r.golden, Some(GoldenOutcome::Differs { .. })));
+    if setup_failed {
+        exit::SETUP
+    } else if runs.iter().any(|r| r.verdict == Verdict::Incomplete) {
+        exit::INCOMPLETE
+    } else if golden_differs || runs.iter().any(|r| r.verdict == Verdict::Fail) {
+        exit::FAILED
+    } else {
+        exit::PASS
+    }
+}
+
+fn report_failure(r: &ScenarioRun, out: &Path) {
+    eprintln!(
+        "FAIL {} (seed {}; rerun: sharebench run {} --seed {})",
+        r.scenario.name,
+        r.seed,
+        r.scenario.path.display(),
+        r.seed
+    );
+    if let Some(why) = &r.trace.incomplete {
+        eprintln!("  incomplete: {why}");
+    }
+    for c in r.checks.iter().filter(|c| !c.ok()) {
+        if c.known_violation {
+            eprintln!(
+                "  {}: expected to fail here (a known violation), but passed",
+                c.name
+            );
+        }
+        for f in &c.failures {
+            eprintln!("  {}: {f}", c.name);
+        }
+        if c.more_failures > 0 {
+            eprintln!("  {}: ... and {} more", c.name, c.more_failures);
+        }
+    }
+    if let Some(GoldenOutcome::Differs { first_line, .. }) = &r.golden {
+        eprintln!(
+            "  golden trace differs from line {first_line}: see {}",
+            artefacts::scenario_dir(out, &r.scenario.name)
+                .join("golden.diff")
+                .display()
+        );
+    }
+}
+
+fn print_table(runs: &[ScenarioRun]) {
+    println!(
+        "{:<34} {:<11} {:>13} {:>11} {:>10}",
+        "scenario", "verdict", "slowest conv", "peak/limit", "speed-up"
+    );
+    let mut sim = 0.0;
+    let mut wall = 0.0;
+    for r in runs {
+        let verdict = match (r.verdict, &r.golden) {
+            (Verdict::Pass, Some(GoldenOutcome::Differs { .. })) => "golden-diff",
+            (Verdict::Pass, _) => "pass",
+            (Verdict::Fail, _) => "FAIL",
+            (Verdict::Skipped, _) => "skipped",
+            (Verdict::Incomplete, _) => "INCOMPLETE",
+        };
+        let conv = r
+            .slowest_convergence_s()
+            .map_or("-".into(), |s| format!("{s:.1} s"));
+        let peak = r.peak_ratio().map_or("-".into(), |p| format!("{p:.2}"));
+        let speed = r.speedup().map_or("-".into(), |s| format!("{s:.0}x"));
+        println!(
+            "{:<34} {:<11} {:>13} {:>11} {:>10}",
+            r.scenario.name, verdict, conv, peak, speed
+        );
+        sim += r.sim_s;
+        wall += r.wall_s;
+    }
+    let passed = runs
+        .iter()
+        .filter(|r| {
+            r.verdict == Verdict::Pass && !matches!(r.golden, Some(GoldenOutcome::Differs { .. }))
+        })
+        .count();
+    println!(
+        "{passed} passed, {} failed, {} skipped",
+        runs.iter()
+            .filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::Incomplete))
+            .count()
+            + runs
+                .iter()
+                .filter(|r| r.verdict == Verdict::Pass
+                    && matches!(r.golden, Some(GoldenOutcome::Differs { .. })))
+                .count(),
+        runs.iter()
+            .filter(|r| r.verdict == Verdict::Skipped)
+            .count()
+    );
+    if wall > 0.0 && sim > 0.0 {
+        println!(
+            "simulated {:.0} s in {:.2} s of wall time: {:.0}x real time",
+            sim,
+            wall,
+            sim / wall
+        );
+    }
+}
+
+fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
+    let sc = match Scenario::load(&a.scenario) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::SETUP;
+        }
+    };
+    let seed = runner::effective_seed(&sc, a.seed);
+    let mut vb = match VirtualBench::new(&sc, seed) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::SETUP;
+        }
+    };
+    let stop_after = match a
+        .stop_after
+        .as_deref()
+        .map(crate::units::duration)
+        .transpose()
+    {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: --stop-after: {e}");
+            return exit::SETUP;
+        }
+    };
+    if !a.pty {
+        eprintln!("error: only --pty is supported: the fixture is served on a new pseudo-terminal");
+        return exit::SETUP;
+    }
+    // Both ends stay open for as long as we serve.
+    let (mut master, slave) = match serialport::TTYPort::pair() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: failed to open a pseudo-terminal: {e}");
+            return exit::SETUP;
+        }
+    };
+    let Some(name) = slave.name() else {
+        eprintln!("error: the pseudo-terminal has no name");
+        return exit::SETUP;
+    };
+    if let Err(e) = serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(5)) {
+        eprintln!("error: failed to set the pseudo-terminal's timeout: {e}");
+        return exit::SETUP;
+    }
+    println!("{name}");
+    let _ = std::io::stdout().flush();
+    let start = Instant::now();
+    let mut buf = [0u8; 1_024];
+    loop {
+        if stop_after.is_some_and(|d| start.elapsed() >= d) {
+            return exit::PASS;
+        }
+        let mut out = Vec::new();
+        match master.read(&mut buf) {
+            Ok(n) if n > 0 => out.extend(vb.serve_input(&buf[..n])),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => {
+                eprintln!("error: failed to read the pseudo-terminal: {e}");
+                return exit::INCOMPLETE;
+            }
+        }
+        let virtual_now = (start.elapsed().as_secs_f64() * a.time_scale * 1e6) as u64;
+        out.extend(vb.serve_until(virtual_now));
+        for line in out {
+            if master.write_all(line.as_bytes()).is_err() {
+                // Nobody is reading the other end (yet): the line is lost,
+                // as on a real UART with no host.
+                break;
+            }
+        }
+    }
+}

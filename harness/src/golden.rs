@@ -1,0 +1,161 @@
+//! Golden traces: the canonical trace of each scenario, kept as an insta
+//! snapshot beside the scenario (`fixtures/scenarios/snapshots/<name>.snap`).
+//!
+//! The test runner compares through insta (so `cargo insta review` shows a
+//! readable diff and accepts only what a person accepted); the CLI reads the
+//! same files to report a mismatch and write the diff, and never writes a
+//! snapshot. Real benches compare with [`TimingTolerance`]: every line must
+//! be the same except its time, which may differ by a stated number of ms.
+
+use std::path::{Path, PathBuf};
+
+use insta::internals::SnapshotContents;
+use insta::{Comparator, Snapshot};
+
+/// Where a scenario's golden trace lives.
+#[must_use]
+pub fn snapshot_dir(scenario_path: &Path) -> PathBuf {
+    scenario_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("snapshots")
+}
+
+/// The snapshot file of a scenario named `name`.
+#[must_use]
+pub fn snapshot_file(scenario_path: &Path, name: &str) -> PathBuf {
+    snapshot_dir(scenario_path).join(format!("{name}.snap"))
+}
+
+/// The result of a golden comparison.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum GoldenOutcome {
+    Match,
+    /// The trace differs; a unified diff was written here.
+    Differs {
+        diff: String,
+        first_line: usize,
+    },
+    /// No golden trace yet.
+    Missing,
+    NotChecked {
+        reason: String,
+    },
+}
+
+/// The body of an insta `.snap` file (after its metadata header).
+#[must_use]
+pub fn snapshot_body(file_text: &str) -> &str {
+    // ---\n<yaml>\n---\n<body>
+    let rest = file_text.strip_prefix("---\n").unwrap_or(file_text);
+    match rest.find("\n---\n") {
+        Some(i) => &rest[i + 5..],
+        None => rest,
+    }
+}
+
+/// Whether two canonical traces match, times within `tolerance_ms`.
+#[must_use]
+pub fn traces_match(reference: &str, test: &str, tolerance_ms: u64) -> bool {
+    first_difference(reference, test, tolerance_ms).is_none()
+}
+
+/// The 1-based line of the first difference, if any.
+#[must_use]
+pub fn first_difference(reference: &str, test: &str, tolerance_ms: u64) -> Option<usize> {
+    let a: Vec<&str> = reference.trim_end().lines().collect();
+    let b: Vec<&str> = test.trim_end().lines().collect();
+    for k in 0..a.len().max(b.len()) {
+        let (Some(x), Some(y)) = (a.get(k), b.get(k)) else {
+            return Some(k + 1);
+        };
+        if x == y {
+            continue;
+        }
+        let split = |l: &str| -> Option<(u64, String)> {
+            let t = l.trim_start();
+            let (num, rest) = t.split_once(' ')?;
+            Some((num.parse().ok()?, rest.to_string()))
+        };
+        match (split(x), split(y)) {
+            (Some((tx, rx)), Some((ty, ry))) if rx == ry && tx.abs_diff(ty) <= tolerance_ms => {}
+            _ => return Some(k + 1),
+        }
+    }
+    None
+}
+
+/// Compare a run's canonical trace with its golden file (the CLI's path; it
+/// never writes the golden file).
+#[must_use]
+pub fn compare(
+    scenario_path: &Path,
+    name: &str,
+    canonical: &str,
+    tolerance_ms: u64,
+) -> GoldenOutcome {
+    let file = snapshot_file(scenario_path, name);
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return GoldenOutcome::Missing;
+    };
+    let golden = snapshot_body(&text);
+    match first_difference(golden, canonical, tolerance_ms) {
+        None => GoldenOutcome::Match,
+        Some(line) => {
+            let diff = similar::TextDiff::from_lines(golden.trim_end(), canonical.trim_end())
+                .unified_diff()
+                .context_radius(3)
+                .header(&format!("golden {}", file.display()), "this run")
+                .to_string();
+            GoldenOutcome::Differs {
+                diff,
+                first_line: line,
+            }
+        }
+    }
+}
+
+/// insta comparator for traces from real benches: timings may differ by up
+/// to `ms`, everything else must match.
+#[derive(Debug, Clone, Copy)]
+pub struct TimingTolerance {
+    pub ms: u64,
+}
+
+impl Comparator for TimingTolerance {
+    fn matches(&self, reference: &Snapshot, test: &Snapshot) -> bool {
+        match (reference.contents(), test.contents()) {
+            (SnapshotContents::Text(a), SnapshotContents::Text(b)) => {
+                traces_match(&a.to_string(), &b.to_string(), self.ms)
+            }
+            _ => false,
+        }
+    }
+
+    fn dyn_clone(&self) -> Box<dyn Comparator> {
+        Box::new(*self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerance_applies_to_times_only() {
+        let a = "# x\n     1000 st0 offer 16.0 A\n     2000 st0 contactor closed\n";
+        let b = "# x\n     1004 st0 offer 16.0 A\n     1997 st0 contactor closed\n";
+        assert!(traces_match(a, b, 5));
+        assert_eq!(first_difference(a, b, 3), Some(2));
+        let c = "# x\n     1000 st0 offer 16.1 A\n     2000 st0 contactor closed\n";
+        assert_eq!(first_difference(a, c, 100), Some(2));
+        assert_eq!(first_difference(a, "# x\n", 0), Some(2));
+    }
+
+    #[test]
+    fn snapshot_body_skips_the_header() {
+        let f = "---\nsource: tests/scenarios.rs\nexpression: trace\n---\n# sharebench trace\n";
+        assert_eq!(snapshot_body(f), "# sharebench trace\n");
+    }
+}

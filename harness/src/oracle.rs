@@ -1,0 +1,220 @@
+//! The harness's reference allocator: a test oracle, written apart from the
+//! firmware's allocator on purpose and as plainly as possible.
+//!
+//! It raises every admitted station by 0.1 A at a time, round robin, until
+//! nothing more fits under any node or cap: slow, obviously max-min fair,
+//! and sharing no code with `firmware::sharing::alloc`. Admission takes
+//! stations by priority, then in arrival order, while 6 A more fits.
+
+use crate::scenario::{Action, Expectation, Scenario};
+
+/// One station's demand for the oracle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Want {
+    /// What it may take at most (0 when its car does not ask), deciamps.
+    pub cap_da: u16,
+    /// Lower is admitted first within a priority.
+    pub arrival: u64,
+}
+
+/// Max-min fair shares for `wants` (one per station), deciamps.
+#[must_use]
+pub fn allocate(sc: &Scenario, wants: &[Want]) -> Vec<u16> {
+    let n = sc.stations.len();
+    let mut alloc = vec![0u16; n];
+    let mut used = vec![[0u32; 3]; sc.nodes.len()];
+    let path = |i: usize| -> Vec<usize> {
+        let mut v = Vec::new();
+        let mut cur = Some(sc.stations[i].node);
+        while let Some(c) = cur {
+            v.push(c);
+            cur = sc.nodes[c].parent;
+        }
+        v
+    };
+    let fits = |used: &Vec<[u32; 3]>, i: usize, extra: u32| {
+        let loads = sc.stations[i].loads();
+        path(i).into_iter().all(|node| {
+            (0..3).all(|p| !loads[p] || used[node][p] + extra <= sc.nodes[node].limit_da)
+        })
+    };
+    let add = |used: &mut Vec<[u32; 3]>, i: usize, extra: u32| {
+        let loads = sc.stations[i].loads();
+        for node in path(i) {
+            for p in 0..3 {
+                if loads[p] {
+                    used[node][p] += extra;
+                }
+            }
+        }
+    };
+    let mut prios: Vec<u8> = sc.stations.iter().map(|s| s.priority).collect();
+    prios.sort_unstable();
+    prios.dedup();
+    for prio in prios.into_iter().rev() {
+        let mut class: Vec<usize> = (0..n)
+            .filter(|&i| sc.stations[i].priority == prio && wants[i].cap_da >= 60)
+            .collect();
+        class.sort_by_key(|&i| (wants[i].arrival, i));
+        let mut admitted = Vec::new();
+        for i in class {
+            if fits(&used, i, 60) {
+                add(&mut used, i, 60);
+                alloc[i] = 60;
+                admitted.push(i);
+            }
+        }
+        // 0.1 A at a time, round robin, weighted by repeating a station.
+        loop {
+            let mut moved = false;
+            for &i in &admitted {
+                for _ in 0..sc.stations[i].weight.max(1) {
+                    if alloc[i] < wants[i].cap_da && fits(&used, i, 1) {
+                        add(&mut used, i, 1);
+                        alloc[i] += 1;
+                        moved = true;
+                    }
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+    alloc
+}
+
+/// Fill in the expected allocation after every step that has none, by
+/// replaying who asks for energy. Stops at the first fault or meter-driven
+/// site: after those the oracle does not know the state.
+pub fn fill_expectations(sc: &mut Scenario) {
+    if sc.meter.is_some() {
+        return;
+    }
+    let n = sc.stations.len();
+    let mut asking = vec![false; n];
+    let mut arrival = vec![0u64; n];
+    let car_max: Vec<u16> = (0..n)
+        .map(|i| {
+            sc.cars
+                .iter()
+                .find(|c| c.station == i)
+                .map_or(320, |c| c.max_da)
+        })
+        .collect();
+    let within = sc.expect.converge_within_us;
+    for k in 0..sc.timeline.len() {
+        let step = &sc.timeline[k];
+        match step.action {
+            Action::Arrive(i) => {
+                asking[i] = true;
+                arrival[i] = step.at_us;
+            }
+            Action::Request(i) => {
+                if !asking[i] {
+                    arrival[i] = step.at_us;
+                }
+                asking[i] = true;
+            }
+            Action::Unplug(i) | Action::Stop(i) | Action::Pause(i) => asking[i] = false,
+            Action::Plug(_) | Action::Load { .. } => {}
+            _ => return,
+        }
+        if sc.timeline[k].expect.is_some() {
+            continue;
+        }
+        let wants: Vec<Want> = (0..n)
+            .map(|i| Want {
+                cap_da: if asking[i] && sc.sharing.enabled {
+                    sc.stations[i].cap_da().min(car_max[i])
+                } else {
+                    0
+                },
+                arrival: arrival[i],
+            })
+            .collect();
+        let exact = allocate(sc, &wants);
+        sc.timeline[k].expect = Some(Expectation {
+            exact: Some(exact),
+            max: None,
+            within_us: within,
+            from_reference: true,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn sc(text: &str) -> Scenario {
+        Scenario::parse(Path::new("t.toml"), text).unwrap()
+    }
+
+    const SITE: &str = r#"
+duration = "10min"
+[[node]]
+name = "panel"
+limit = "200A"
+[[node]]
+name = "c1"
+parent = "panel"
+limit = "48A"
+[[node]]
+name = "c2"
+parent = "panel"
+limit = "48A"
+[[station]]
+id = 0
+node = "c1"
+nameplate = "48A"
+phases = 3
+leader = true
+[[station]]
+id = 1
+node = "c1"
+nameplate = "48A"
+phases = 3
+[[station]]
+id = 2
+node = "c2"
+nameplate = "48A"
+phases = 3
+[sharing]
+rotation = "off"
+"#;
+
+    #[test]
+    fn shares_under_nested_limits() {
+        let s = sc(SITE);
+        let w = |cap: u16, arrival: u64| Want {
+            cap_da: cap,
+            arrival,
+        };
+        assert_eq!(
+            allocate(&s, &[w(480, 0), w(480, 1), w(480, 2)]),
+            vec![240, 240, 480]
+        );
+        assert_eq!(
+            allocate(&s, &[w(480, 0), w(0, 1), w(100, 2)]),
+            vec![480, 0, 100]
+        );
+    }
+
+    #[test]
+    fn expectations_follow_arrivals() {
+        let mut text = SITE.to_string();
+        text.push_str("[expect]\nreference = true\n[[at]]\ntime = \"1s\"\ndo = \"arrive\"\nstation = 0\n[[at]]\ntime = \"60s\"\ndo = \"arrive\"\nstation = 1\n");
+        let s = sc(&text);
+        assert_eq!(
+            s.timeline[0].expect.as_ref().unwrap().exact,
+            Some(vec![320, 0, 0]),
+            "a car draws 32 A by default"
+        );
+        assert_eq!(
+            s.timeline[1].expect.as_ref().unwrap().exact,
+            Some(vec![240, 240, 0])
+        );
+    }
+}

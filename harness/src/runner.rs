@@ -1,0 +1,319 @@
+//! Running one scenario on a bench: set up the fixture, play the timeline,
+//! collect the trace, run the checks.
+
+use std::time::Instant as WallClock;
+
+use rig::protocol::{CarSetting, Command};
+
+use crate::bench::{Bench, BenchError, Record, SimFault};
+use crate::checks::{self, CheckResult};
+use crate::scenario::{Action, Scenario};
+use crate::trace::Trace;
+
+/// How a scenario ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// Not run here (needs hardware, or needs the virtual bench).
+    Skipped,
+    /// The bench stopped answering: the trace is partial.
+    Incomplete,
+}
+
+/// The outcome of one scenario.
+#[derive(Debug, Clone)]
+pub struct ScenarioRun {
+    pub scenario: Scenario,
+    pub seed: u64,
+    pub trace: Trace,
+    pub checks: Vec<CheckResult>,
+    pub verdict: Verdict,
+    pub skipped: Option<String>,
+    pub sim_s: f64,
+    pub wall_s: f64,
+    /// Golden comparison, filled in by the caller.
+    pub golden: Option<crate::golden::GoldenOutcome>,
+}
+
+impl ScenarioRun {
+    /// Simulated seconds per wall second (virtual benches only).
+    #[must_use]
+    pub fn speedup(&self) -> Option<f64> {
+        (self.wall_s > 0.0 && self.sim_s > 0.0).then(|| self.sim_s / self.wall_s)
+    }
+
+    /// Slowest convergence over both convergence checks, seconds.
+    #[must_use]
+    pub fn slowest_convergence_s(&self) -> Option<f64> {
+        self.checks
+            .iter()
+            .filter(|c| c.name == "convergence" || c.name == "failover")
+            .filter_map(|c| {
+                c.figures
+                    .get("slowest_s")
+                    .and_then(serde_json::Value::as_f64)
+            })
+            .reduce(f64::max)
+    }
+
+    /// Peak measured load against its limit.
+    #[must_use]
+    pub fn peak_ratio(&self) -> Option<f64> {
+        self.checks
+            .iter()
+            .find(|c| c.name == "breaker-measured")
+            .and_then(|c| c.figures.get("peak_ratio"))
+            .and_then(serde_json::Value::as_f64)
+    }
+}
+
+/// The seed a run uses: the command line's if given, else the scenario's.
+#[must_use]
+pub fn effective_seed(sc: &Scenario, cli_seed: Option<u64>) -> u64 {
+    cli_seed.unwrap_or(sc.seed)
+}
+
+fn describe(sc: &Scenario, a: &Action) -> String {
+    let st = |i: &usize| format!("st{}", sc.stations[*i].id);
+    match a {
+        Action::Arrive(i) => format!("arrive {}", st(i)),
+        Action::Plug(i) => format!("plug {}", st(i)),
+        Action::Unplug(i) => format!("unplug {}", st(i)),
+        Action::Request(i) => format!("request {}", st(i)),
+        Action::Stop(i) => format!("stop {}", st(i)),
+        Action::Pause(i) => format!("pause {}", st(i)),
+        Action::Load { name, da, on, .. } => {
+            if *on {
+                format!("load {name} on {} A", crate::units::amps(i64::from(*da)))
+            } else {
+                format!("load {name} off")
+            }
+        }
+        Action::Meter(f) => format!("meter {f:?}"),
+        Action::Misbehave(i, m) => format!("misbehave {} {m:?}", st(i)),
+        Action::LinkDown => "link down".into(),
+        Action::OneWay { from, to } => format!("frames from {} to {} lost", st(from), st(to)),
+        Action::Partition(g) => format!(
+            "partition {}",
+            g.iter()
+                .map(|grp| grp.iter().map(|i| st(i)).collect::<Vec<_>>().join("+"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ),
+        Action::Noise { loss, corrupt } => format!("noisy link: loss {loss}, corruption {corrupt}"),
+        Action::Repair => "link repaired".into(),
+        Action::Crash(i) => format!("crash {}", st(i)),
+        Action::Reboot(i) => format!("reboot {}", st(i)),
+        Action::Welded(i, on) => format!(
+            "{} contactor {}",
+            st(i),
+            if *on { "welds" } else { "freed" }
+        ),
+        Action::Forge => "forged frames injected".into(),
+    }
+}
+
+fn setup(
+    sc: &Scenario,
+    bench: &mut dyn Bench,
+    sink: &mut dyn FnMut(Record),
+) -> Result<(), BenchError> {
+    bench.command(Command::Reset, sink)?;
+    for (i, st) in sc.stations.iter().enumerate() {
+        let ch = u8::try_from(i).map_err(|_| BenchError::Setup("more than 256 channels".into()))?;
+        bench.command(Command::Car(ch, CarSetting::Rotation(st.rotation)), sink)?;
+    }
+    for car in &sc.cars {
+        let ch = u8::try_from(car.station)
+            .map_err(|_| BenchError::Setup("more than 256 channels".into()))?;
+        let mut settings = vec![
+            CarSetting::MaxDa(car.max_da),
+            CarSetting::Phases(car.phases),
+            CarSetting::CapacityWh(car.capacity_wh),
+            CarSetting::SocPermille(car.soc_permille),
+            CarSetting::KneePermille(car.knee_permille),
+            CarSetting::TargetPermille(car.target_permille),
+            CarSetting::DelayMs(car.delay_ms),
+            CarSetting::RampDaPerS(car.ramp_da_per_s),
+            CarSetting::Ventilation(car.ventilation),
+        ];
+        if let Some(m) = car.delay_max_ms {
+            settings.push(CarSetting::DelayMaxMs(m));
+        }
+        for s in settings {
+            bench.command(Command::Car(ch, s), sink)?;
+        }
+    }
+    Ok(())
+}
+
+fn act(
+    sc: &Scenario,
+    bench: &mut dyn Bench,
+    a: &Action,
+    sink: &mut dyn FnMut(Record),
+) -> Result<(), BenchError> {
+    let ch = |i: &usize| u8::try_from(*i).unwrap_or(u8::MAX);
+    match a {
+        Action::Arrive(i) => {
+            bench.command(Command::Plug(ch(i)), sink)?;
+            bench.command(Command::Request(ch(i)), sink)
+        }
+        Action::Plug(i) => bench.command(Command::Plug(ch(i)), sink),
+        Action::Unplug(i) => bench.command(Command::Unplug(ch(i)), sink),
+        Action::Request(i) => bench.command(Command::Request(ch(i)), sink),
+        Action::Stop(i) => bench.command(Command::Stop(ch(i)), sink),
+        Action::Pause(i) => bench.command(Command::Pause(ch(i)), sink),
+        Action::Load {
+            name,
+            phases,
+            da,
+            on,
+        } => {
+            let mut n = heapless::String::new();
+            n.push_str(name)
+                .map_err(|_| BenchError::Setup(format!("load name \"{name}\" too long")))?;
+            bench.command(
+                Command::Load {
+                    name: n,
+                    phases: *phases,
+                    da: *da,
+                    on: *on,
+                },
+                sink,
+            )
+        }
+        Action::Meter(f) => bench.command(Command::Meter(*f), sink),
+        Action::Misbehave(i, m) => bench.command(Command::Misbehave(ch(i), *m), sink),
+        Action::LinkDown => bench.fault(&SimFault::LinkDown),
+        Action::OneWay { from, to } => bench.fault(&SimFault::OneWay {
+            from: *from,
+            to: *to,
+        }),
+        Action::Partition(g) => bench.fault(&SimFault::Partition(g.clone())),
+        Action::Noise { loss, corrupt } => bench.fault(&SimFault::Noise {
+            loss: *loss,
+            corrupt: *corrupt,
+        }),
+        Action::Repair => bench.fault(&SimFault::Repair),
+        Action::Crash(i) => bench.fault(&SimFault::Crash(*i)),
+        Action::Reboot(i) => bench.fault(&SimFault::Reboot(*i)),
+        Action::Welded(i, on) => bench.fault(&SimFault::Welded(*i, *on)),
+        Action::Forge => bench.fault(&SimFault::Forge),
+    }
+    .map_err(|e| match e {
+        BenchError::Refused { what, reason } => BenchError::Refused {
+            what: format!("{} ({what})", describe(sc, a)),
+            reason,
+        },
+        e => e,
+    })
+}
+
+/// Run `sc` on `bench`. Never panics on bench trouble: a bench error ends
+/// the run with a partial trace marked incomplete.
+pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
+    let wall = WallClock::now();
+    let mut trace = Trace {
+        scenario: sc.name.clone(),
+        seed,
+        bench: bench.name(),
+        station_ids: sc.stations.iter().map(|s| s.id).collect(),
+        ..Trace::default()
+    };
+    let mut records: Vec<Record> = Vec::new();
+    let start_us = bench.now_us();
+    let mut outcome = setup(sc, bench, &mut |r| records.push(r));
+    if outcome.is_ok() {
+        for step in &sc.timeline {
+            if let Err(e) = bench.run_until(start_us + step.at_us, &mut |r| records.push(r)) {
+                outcome = Err(e);
+                break;
+            }
+            trace.push_action(step.at_us, describe(sc, &step.action));
+            if let Err(e) = act(sc, bench, &step.action, &mut |r| records.push(r)) {
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
+    if outcome.is_ok() {
+        outcome = bench.run_until(start_us + sc.duration_us, &mut |r| records.push(r));
+    }
+    for r in records {
+        trace.push_record(shift(r, start_us));
+    }
+    let end = bench.now_us().saturating_sub(start_us).min(sc.duration_us);
+    if let Err(e) = &outcome {
+        trace.incomplete = Some(e.to_string());
+    }
+    trace.finish(end);
+    let checks = checks::run_all(sc, &trace);
+    let verdict = if trace.incomplete.is_some() {
+        Verdict::Incomplete
+    } else if checks.iter().all(CheckResult::ok) {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
+    let wall_s = wall.elapsed().as_secs_f64();
+    ScenarioRun {
+        scenario: sc.clone(),
+        seed,
+        trace,
+        checks,
+        verdict,
+        skipped: None,
+        sim_s: if bench.is_virtual() {
+            end as f64 / 1e6
+        } else {
+            0.0
+        },
+        wall_s,
+        golden: None,
+    }
+}
+
+fn shift(r: Record, start: u64) -> Record {
+    match r {
+        Record::Event { t_us, event } => Record::Event {
+            t_us: t_us.saturating_sub(start),
+            event,
+        },
+        Record::Telemetry {
+            t_us,
+            station,
+            text,
+        } => Record::Telemetry {
+            t_us: t_us.saturating_sub(start),
+            station,
+            text,
+        },
+        Record::Garbled { t_us, text } => Record::Garbled {
+            t_us: t_us.saturating_sub(start),
+            text,
+        },
+    }
+}
+
+/// A skipped scenario's result.
+#[must_use]
+pub fn skipped(sc: &Scenario, seed: u64, why: String) -> ScenarioRun {
+    ScenarioRun {
+        scenario: sc.clone(),
+        seed,
+        trace: Trace {
+            scenario: sc.name.clone(),
+            seed,
+            ..Trace::default()
+        },
+        checks: Vec::new(),
+        verdict: Verdict::Skipped,
+        skipped: Some(why),
+        sim_s: 0.0,
+        wall_s: 0.0,
+        golden: None,
+    }
+}

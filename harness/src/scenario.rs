@@ -1,0 +1,994 @@
+//! Scenario files (TOML) and their validation.
+//!
+//! Owns the file format and turning a file into a [`Scenario`] that can run:
+//! every quantity parsed, every reference resolved, every rule of the site
+//! checked. A bad file gives a [`ScenarioError`] naming the file, line and
+//! column and what was expected; nothing runs. Does not run anything.
+//!
+//! The format is documented by example in `fixtures/scenarios/` and in the
+//! README; the fields are the `Raw*` structs below.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::units;
+use rig::meter::MeterFault;
+use rig::protocol::Misbehave;
+
+/// A scenario that failed to load.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}:{line}:{column}: {message}")]
+pub struct ScenarioError {
+    pub path: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+type S = Spanned<String>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: Option<String>,
+    description: Option<String>,
+    system: Option<String>,
+    duration: S,
+    #[serde(default)]
+    seed: u64,
+    /// `sim` (default) or `hardware`: a hardware scenario is skipped without a fixture.
+    #[serde(default)]
+    requires: Option<S>,
+    #[serde(default, rename = "node")]
+    nodes: Vec<RawNode>,
+    #[serde(default, rename = "station")]
+    stations: Vec<RawStation>,
+    #[serde(default, rename = "car")]
+    cars: Vec<RawCar>,
+    #[serde(default)]
+    sharing: RawSharing,
+    meter: Option<RawMeter>,
+    #[serde(default)]
+    bench: RawBench,
+    #[serde(default, rename = "at")]
+    timeline: Vec<RawStep>,
+    #[serde(default)]
+    expect: RawExpect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: S,
+    parent: Option<S>,
+    limit: S,
+    breaker: Option<S>,
+    /// `iec` (60898-1, default) or `ul` (489).
+    standard: Option<S>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStation {
+    id: Spanned<u8>,
+    node: S,
+    nameplate: S,
+    breaker: Option<S>,
+    phases: Option<Spanned<u8>>,
+    rotation: Option<S>,
+    fallback: Option<S>,
+    #[serde(default)]
+    priority: u8,
+    weight: Option<Spanned<u8>>,
+    #[serde(default)]
+    leader: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCar {
+    station: Spanned<u8>,
+    max: Option<S>,
+    phases: Option<Spanned<u8>>,
+    capacity: Option<S>,
+    soc: Option<u16>,
+    knee: Option<u16>,
+    target: Option<u16>,
+    delay: Option<S>,
+    delay_max: Option<S>,
+    ramp: Option<S>,
+    #[serde(default)]
+    ventilation: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSharing {
+    enabled: Option<bool>,
+    cycle: Option<S>,
+    /// A duration, or "off".
+    rotation: Option<S>,
+    silent_after: Option<S>,
+    leader_timeout: Option<S>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMeter {
+    mode: S,
+    node: S,
+    worst_case_other: S,
+    margin: Option<S>,
+    resume_margin: Option<S>,
+    min_pause: Option<S>,
+    peak_hold: Option<u8>,
+    solar_start_margin: Option<S>,
+    solar_start_delay: Option<S>,
+    solar_stop_margin: Option<S>,
+    solar_stop_delay: Option<S>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBench {
+    contactor_close: Option<S>,
+    contactor_open: Option<S>,
+    link_baud: Option<u32>,
+    link_latency: Option<S>,
+    current_noise: Option<S>,
+    current_offset: Option<S>,
+    meter_baud: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    time: S,
+    #[serde(rename = "do")]
+    action: S,
+    station: Option<Spanned<u8>>,
+    name: Option<S>,
+    phases: Option<S>,
+    current: Option<S>,
+    from: Option<Spanned<u8>>,
+    to: Option<Spanned<u8>>,
+    groups: Option<Vec<Vec<u8>>>,
+    mode: Option<S>,
+    kind: Option<S>,
+    value: Option<S>,
+    loss: Option<f64>,
+    corrupt: Option<f64>,
+    expect: Option<Spanned<Vec<String>>>,
+    expect_max: Option<Spanned<Vec<String>>>,
+    within: Option<S>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    converge_within: Option<S>,
+    #[serde(default)]
+    reference: bool,
+    breaker_safe: Option<bool>,
+    iec: Option<bool>,
+    measured_overload_max: Option<S>,
+    /// Checks this scenario is built to fail (a demonstration of a fault the
+    /// firmware cannot prevent, such as a car that ignores a reduction).
+    #[serde(default)]
+    known_violations: Vec<String>,
+}
+
+/// Which breaker standard a node's trip model follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerStandard {
+    Iec60898,
+    Ul489,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub name: String,
+    pub parent: Option<usize>,
+    /// Continuous limit per phase, deciamps.
+    pub limit_da: u32,
+    pub breaker_da: Option<u32>,
+    pub standard: BreakerStandard,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Station {
+    pub id: u8,
+    pub node: usize,
+    pub nameplate_da: u16,
+    pub breaker_da: Option<u16>,
+    pub phases: u8,
+    /// Grid phase of the station's first phase (0 = L1).
+    pub rotation: u8,
+    pub fallback_da: u16,
+    pub priority: u8,
+    pub weight: u8,
+    pub leader: bool,
+}
+
+impl Station {
+    /// Grid phases loaded.
+    #[must_use]
+    pub fn loads(&self) -> [bool; 3] {
+        if self.phases >= 3 {
+            [true; 3]
+        } else {
+            let mut l = [false; 3];
+            l[usize::from(self.rotation % 3)] = true;
+            l
+        }
+    }
+
+    #[must_use]
+    pub fn cap_da(&self) -> u16 {
+        self.breaker_da
+            .map_or(self.nameplate_da, |b| b.min(self.nameplate_da))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Car {
+    /// Index into `stations`.
+    pub station: usize,
+    pub max_da: u16,
+    pub phases: u8,
+    pub capacity_wh: u32,
+    pub soc_permille: u16,
+    pub knee_permille: u16,
+    pub target_permille: u16,
+    pub delay_ms: u32,
+    pub delay_max_ms: Option<u32>,
+    pub ramp_da_per_s: u16,
+    pub ventilation: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sharing {
+    pub enabled: bool,
+    pub cycle_us: u64,
+    pub rotation_us: Option<u64>,
+    pub silent_after_us: u64,
+    pub leader_timeout_us: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeterMode {
+    Headroom,
+    Solar,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meter {
+    pub mode: MeterMode,
+    pub node: usize,
+    pub worst_case_other_da: u32,
+    pub margin_da: u32,
+    pub resume_margin_da: u16,
+    pub min_pause_us: u64,
+    pub peak_hold: u8,
+    pub solar_start_margin_da: u16,
+    pub solar_start_delay_us: u64,
+    pub solar_stop_margin_da: u16,
+    pub solar_stop_delay_us: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bench {
+    pub contactor_close_us: u64,
+    pub contactor_open_us: u64,
+    pub link_baud: u32,
+    pub link_latency_us: u64,
+    pub current_noise_da: u16,
+    pub current_offset_da: i16,
+    pub meter_baud: u32,
+}
+
+/// Something that happens at a time in a scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Plug in and ask for energy at once.
+    Arrive(usize),
+    Plug(usize),
+    Unplug(usize),
+    Request(usize),
+    Stop(usize),
+    Pause(usize),
+    Load {
+        name: String,
+        phases: u8,
+        da: i32,
+        on: bool,
+    },
+    Meter(MeterFault),
+    Misbehave(usize, Misbehave),
+    /// Sim only: the whole sharing link drops every frame.
+    LinkDown,
+    /// Sim only: frames from `from` to `to` are lost.
+    OneWay {
+        from: usize,
+        to: usize,
+    },
+    /// Sim only: only stations in the same group hear each other.
+    Partition(Vec<Vec<usize>>),
+    /// Sim only: per-frame loss and corruption probabilities.
+    Noise {
+        loss: f64,
+        corrupt: f64,
+    },
+    /// Sim only: every link fault cleared.
+    Repair,
+    /// Sim only: the station loses power (pins drop, state lost).
+    Crash(usize),
+    /// Sim only: the station boots again.
+    Reboot(usize),
+    /// Sim only: the station's contactor welds (or is freed).
+    Welded(usize, bool),
+    /// Sim only: a station outside the group sends a forged grant.
+    Forge,
+}
+
+impl Action {
+    /// Whether the action needs the virtual bench (hardware cannot do it).
+    #[must_use]
+    pub fn sim_only(&self) -> bool {
+        matches!(
+            self,
+            Self::LinkDown
+                | Self::OneWay { .. }
+                | Self::Partition(_)
+                | Self::Noise { .. }
+                | Self::Repair
+                | Self::Crash(_)
+                | Self::Reboot(_)
+                | Self::Welded(..)
+                | Self::Forge
+        )
+    }
+
+    /// Whether it is a fault (for the failover check).
+    #[must_use]
+    pub fn is_fault(&self) -> bool {
+        self.sim_only() && !matches!(self, Self::Repair)
+            || matches!(self, Self::Meter(f) if *f != MeterFault::None)
+            || matches!(self, Self::Misbehave(_, m) if *m != Misbehave::None)
+    }
+}
+
+/// What the offers must settle to after a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expectation {
+    /// Exact offered current per station (by index), deciamps.
+    pub exact: Option<Vec<u16>>,
+    /// Upper bounds per station, deciamps.
+    pub max: Option<Vec<u16>>,
+    pub within_us: u64,
+    /// Computed by the harness's reference allocator, not written in the file.
+    pub from_reference: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub at_us: u64,
+    pub action: Action,
+    pub expect: Option<Expectation>,
+    /// 1-based line of the step in the file, for messages.
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expect {
+    pub converge_within_us: u64,
+    pub reference: bool,
+    pub breaker_safe: bool,
+    pub iec: bool,
+    pub measured_overload_max_us: u64,
+    pub known_violations: Vec<String>,
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    pub system: String,
+    pub path: PathBuf,
+    pub duration_us: u64,
+    pub seed: u64,
+    pub requires_hardware: bool,
+    pub nodes: Vec<Node>,
+    pub stations: Vec<Station>,
+    pub cars: Vec<Car>,
+    pub sharing: Sharing,
+    pub meter: Option<Meter>,
+    pub bench: Bench,
+    pub timeline: Vec<Step>,
+    pub expect: Expect,
+}
+
+impl Scenario {
+    /// Load and validate a file.
+    pub fn load(path: &Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            path: path.display().to_string(),
+            line: 0,
+            column: 0,
+            message: format!("failed to read scenario: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parse and validate text (named `path` in messages).
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ScenarioError> {
+        let ctx = Ctx {
+            path: path.display().to_string(),
+            text,
+        };
+        let raw: RawScenario = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((0, 0), |s| ctx.line_col(s.start));
+            ScenarioError {
+                path: ctx.path.clone(),
+                line,
+                column,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        ctx.validate(raw, path)
+    }
+
+    /// Index of the station with this id.
+    #[must_use]
+    pub fn station_index(&self, id: u8) -> Option<usize> {
+        self.stations.iter().position(|s| s.id == id)
+    }
+
+    /// Whether `node` is `ancestor` or below it.
+    #[must_use]
+    pub fn is_under(&self, node: usize, ancestor: usize) -> bool {
+        let mut cur = Some(node);
+        for _ in 0..=self.nodes.len() {
+            match cur {
+                Some(c) if c == ancestor => return true,
+                Some(c) => cur = self.nodes[c].parent,
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// Whether any step needs the virtual bench.
+    #[must_use]
+    pub fn needs_sim(&self) -> bool {
+        self.timeline.iter().any(|s| s.action.sim_only())
+    }
+}
+
+struct Ctx<'a> {
+    path: String,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before
+            .rfind('\n')
+            .map_or(before.len(), |i| before.len() - i - 1)
+            + 1;
+        (line, column)
+    }
+
+    fn err_at(&self, offset: usize, message: impl Into<String>) -> ScenarioError {
+        let (line, column) = self.line_col(offset);
+        ScenarioError {
+            path: self.path.clone(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    fn err<T>(&self, v: &Spanned<T>, message: impl Into<String>) -> ScenarioError {
+        self.err_at(v.span().start, message)
+    }
+
+    fn q<T>(&self, v: &S, f: impl Fn(&str) -> Result<T, String>) -> Result<T, ScenarioError> {
+        f(v.get_ref()).map_err(|m| self.err(v, m))
+    }
+
+    fn da16(&self, v: &S) -> Result<u16, ScenarioError> {
+        let da = self.q(v, units::deciamps)?;
+        u16::try_from(da).map_err(|_| self.err(v, "expected a station current under 6553.5 A"))
+    }
+
+    fn opt_us(&self, v: &Option<S>, default_us: u64) -> Result<u64, ScenarioError> {
+        v.as_ref()
+            .map_or(Ok(default_us), |v| self.q(v, units::micros))
+    }
+
+    #[allow(clippy::too_many_lines)]
+    fn validate(&self, raw: RawScenario, path: &Path) -> Result<Scenario, ScenarioError> {
+        let file_name = path.file_stem().map_or_else(
+            || "scenario".to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        let duration_us = self.q(&raw.duration, units::micros)?;
+        let requires_hardware = match &raw.requires {
+            None => false,
+            Some(r) if r.get_ref() == "sim" => false,
+            Some(r) if r.get_ref() == "hardware" => true,
+            Some(r) => return Err(self.err(r, "expected requires = \"sim\" or \"hardware\"")),
+        };
+
+        // The supply tree.
+        if raw.nodes.is_empty() {
+            return Err(self.err_at(0, "expected at least one [[node]] (the supply tree)"));
+        }
+        let mut names: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, n) in raw.nodes.iter().enumerate() {
+            if names.insert(n.name.get_ref().clone(), i).is_some() {
+                return Err(self.err(
+                    &n.name,
+                    format!("node name \"{}\" is used twice", n.name.get_ref()),
+                ));
+            }
+        }
+        let mut nodes = Vec::new();
+        for n in &raw.nodes {
+            let parent = match &n.parent {
+                None => None,
+                Some(p) => Some(*names.get(p.get_ref()).ok_or_else(|| {
+                    self.err(
+                        p,
+                        format!(
+                            "unknown parent node \"{}\"; expected one of {:?}",
+                            p.get_ref(),
+                            names.keys().collect::<Vec<_>>()
+                        ),
+                    )
+                })?),
+            };
+            let standard = match n.standard.as_ref().map(|s| s.get_ref().as_str()) {
+                None | Some("iec") => BreakerStandard::Iec60898,
+                Some("ul") => BreakerStandard::Ul489,
+                Some(_) => {
+                    return Err(self.err(
+                        n.standard.as_ref().unwrap_or(&n.name),
+                        "expected standard = \"iec\" or \"ul\"",
+                    ))
+                }
+            };
+            nodes.push(Node {
+                name: n.name.get_ref().clone(),
+                parent,
+                limit_da: self.q(&n.limit, units::deciamps)?,
+                breaker_da: n
+                    .breaker
+                    .as_ref()
+                    .map(|b| self.q(b, units::deciamps))
+                    .transpose()?,
+                standard,
+            });
+        }
+        for (i, n) in raw.nodes.iter().enumerate() {
+            let mut cur = nodes[i].parent;
+            for _ in 0..=nodes.len() {
+                match cur {
+                    Some(c) if c == i => {
+                        return Err(self.err(
+                            &n.name,
+                            format!(
+                                "node \"{}\" is its own ancestor (a cycle)",
+                                n.name.get_ref()
+                            ),
+                        ))
+                    }
+                    Some(c) => cur = nodes[c].parent,
+                    None => break,
+                }
+            }
+        }
+
+        // Stations.
+        if raw.stations.is_empty() {
+            return Err(self.err_at(0, "expected at least one [[station]]"));
+        }
+        let mut stations: Vec<Station> = Vec::new();
+        for s in &raw.stations {
+            if stations.iter().any(|o| o.id == *s.id.get_ref()) {
+                return Err(self.err(
+                    &s.id,
+                    format!("station id {} is used twice", s.id.get_ref()),
+                ));
+            }
+            let node = *names.get(s.node.get_ref()).ok_or_else(|| {
+                self.err(&s.node, format!("unknown node \"{}\"", s.node.get_ref()))
+            })?;
+            let phases = s.phases.as_ref().map_or(1, |p| *p.get_ref());
+            if phases != 1 && phases != 3 {
+                return Err(self.err(
+                    s.phases.as_ref().unwrap_or(&s.id),
+                    "expected phases = 1 or 3",
+                ));
+            }
+            let rotation = match s.rotation.as_ref().map(|r| r.get_ref().as_str()) {
+                None | Some("L1") => 0,
+                Some("L2") => 1,
+                Some("L3") => 2,
+                Some(_) => {
+                    return Err(self.err(
+                        s.rotation.as_ref().unwrap_or(&s.node),
+                        "expected rotation = \"L1\", \"L2\" or \"L3\"",
+                    ))
+                }
+            };
+            let nameplate_da = self.da16(&s.nameplate)?;
+            if !(60..=800).contains(&nameplate_da) {
+                return Err(self.err(&s.nameplate, "expected a nameplate from 6A to 80A"));
+            }
+            let weight = s.weight.as_ref().map_or(1, |w| *w.get_ref());
+            if weight == 0 {
+                return Err(self.err(s.weight.as_ref().unwrap_or(&s.id), "expected weight >= 1"));
+            }
+            stations.push(Station {
+                id: *s.id.get_ref(),
+                node,
+                nameplate_da,
+                breaker_da: s.breaker.as_ref().map(|b| self.da16(b)).transpose()?,
+                phases,
+                rotation,
+                fallback_da: s
+                    .fallback
+                    .as_ref()
+                    .map(|f| self.da16(f))
+                    .transpose()?
+                    .unwrap_or(0),
+                priority: s.priority,
+                weight,
+                leader: s.leader,
+            });
+        }
+        let leaders = stations.iter().filter(|s| s.leader).count();
+        if leaders != 1 {
+            return Err(self.err(
+                &raw.stations[0].id,
+                format!("expected exactly one station with leader = true, found {leaders}"),
+            ));
+        }
+        let index_of = |id: &Spanned<u8>| -> Result<usize, ScenarioError> {
+            stations
+                .iter()
+                .position(|s| s.id == *id.get_ref())
+                .ok_or_else(|| self.err(id, format!("unknown station {}", id.get_ref())))
+        };
+
+        // Cars.
+        let mut cars = Vec::new();
+        for c in &raw.cars {
+            let station = index_of(&c.station)?;
+            let phases = c.phases.as_ref().map_or(1, |p| *p.get_ref());
+            if phases != 1 && phases != 3 {
+                return Err(self.err(
+                    c.phases.as_ref().unwrap_or(&c.station),
+                    "expected phases = 1 or 3",
+                ));
+            }
+            let ms = |v: &Option<S>| -> Result<Option<u32>, ScenarioError> {
+                v.as_ref()
+                    .map(|d| self.q(d, units::micros).map(|us| (us / 1_000) as u32))
+                    .transpose()
+            };
+            let ramp = match &c.ramp {
+                None => 200,
+                Some(r) => {
+                    let per_s = r
+                        .get_ref()
+                        .strip_suffix("/s")
+                        .ok_or_else(|| self.err(r, "expected a ramp such as \"10A/s\""))?;
+                    u16::try_from(units::deciamps(per_s).map_err(|m| self.err(r, m))?)
+                        .map_err(|_| self.err(r, "ramp too large"))?
+                }
+            };
+            let permille = |v: Option<u16>, default: u16| v.map_or(default, |p| p.min(100) * 10);
+            cars.push(Car {
+                station,
+                max_da: c
+                    .max
+                    .as_ref()
+                    .map(|m| self.da16(m))
+                    .transpose()?
+                    .unwrap_or(320),
+                phases,
+                capacity_wh: c
+                    .capacity
+                    .as_ref()
+                    .map(|e| self.q(e, units::watt_hours))
+                    .transpose()?
+                    .unwrap_or(60_000),
+                soc_permille: permille(c.soc, 200),
+                knee_permille: permille(c.knee, 800),
+                target_permille: permille(c.target, 1_000),
+                delay_ms: ms(&c.delay)?.unwrap_or(2_000),
+                delay_max_ms: ms(&c.delay_max)?,
+                ramp_da_per_s: ramp,
+                ventilation: c.ventilation,
+            });
+        }
+
+        // Sharing.
+        let rotation_us = match &raw.sharing.rotation {
+            None => Some(15 * 60 * 1_000_000),
+            Some(r) if r.get_ref() == "off" => None,
+            Some(r) => Some(self.q(r, units::micros)?),
+        };
+        let sharing = Sharing {
+            enabled: raw.sharing.enabled.unwrap_or(true),
+            cycle_us: self.opt_us(&raw.sharing.cycle, 1_000_000)?,
+            rotation_us,
+            silent_after_us: self.opt_us(&raw.sharing.silent_after, 3_000_000)?,
+            leader_timeout_us: self.opt_us(&raw.sharing.leader_timeout, 5_000_000)?,
+        };
+
+        // Meter.
+        let meter = match &raw.meter {
+            None => None,
+            Some(m) => {
+                let mode = match m.mode.get_ref().as_str() {
+                    "headroom" => MeterMode::Headroom,
+                    "solar" => MeterMode::Solar,
+                    _ => return Err(self.err(&m.mode, "expected mode = \"headroom\" or \"solar\"")),
+                };
+                let node = *names.get(m.node.get_ref()).ok_or_else(|| {
+                    self.err(&m.node, format!("unknown node \"{}\"", m.node.get_ref()))
+                })?;
+                let da = |v: &Option<S>, d: u32| -> Result<u32, ScenarioError> {
+                    v.as_ref().map_or(Ok(d), |v| self.q(v, units::deciamps))
+                };
+                let da16 = |v: &Option<S>, d: u16| -> Result<u16, ScenarioError> {
+                    v.as_ref().map_or(Ok(d), |v| self.da16(v))
+                };
+                Some(Meter {
+                    mode,
+                    node,
+                    worst_case_other_da: self.q(&m.worst_case_other, units::deciamps)?,
+                    margin_da: da(&m.margin, 10)?,
+                    resume_margin_da: da16(&m.resume_margin, 20)?,
+                    min_pause_us: self.opt_us(&m.min_pause, 60_000_000)?,
+                    peak_hold: m.peak_hold.unwrap_or(3),
+                    solar_start_margin_da: da16(&m.solar_start_margin, 10)?,
+                    solar_start_delay_us: self.opt_us(&m.solar_start_delay, 60_000_000)?,
+                    solar_stop_margin_da: da16(&m.solar_stop_margin, 10)?,
+                    solar_stop_delay_us: self.opt_us(&m.solar_stop_delay, 120_000_000)?,
+                })
+            }
+        };
+
+        let b = &raw.bench;
+        let bench = Bench {
+            contactor_close_us: self.opt_us(&b.contactor_close, 110_000)?,
+            contactor_open_us: self.opt_us(&b.contactor_open, 100_000)?,
+            link_baud: b.link_baud.unwrap_or(115_200),
+            link_latency_us: self.opt_us(&b.link_latency, 1_000)?,
+            current_noise_da: b
+                .current_noise
+                .as_ref()
+                .map(|v| self.da16(v))
+                .transpose()?
+                .unwrap_or(0),
+            current_offset_da: b
+                .current_offset
+                .as_ref()
+                .map(|v| self.q(v, units::signed_deciamps).map(|x| x as i16))
+                .transpose()?
+                .unwrap_or(0),
+            meter_baud: b.meter_baud.unwrap_or(9_600),
+        };
+
+        let e = &raw.expect;
+        let expect = Expect {
+            converge_within_us: self.opt_us(&e.converge_within, 30_000_000)?,
+            reference: e.reference,
+            breaker_safe: e.breaker_safe.unwrap_or(true),
+            iec: e.iec.unwrap_or(true),
+            measured_overload_max_us: self.opt_us(&e.measured_overload_max, 0)?,
+            known_violations: e.known_violations.clone(),
+        };
+        for k in &expect.known_violations {
+            if !crate::checks::CHECK_NAMES.contains(&k.as_str()) {
+                return Err(self.err_at(
+                    0,
+                    format!(
+                        "known_violations names unknown check \"{k}\"; expected one of {:?}",
+                        crate::checks::CHECK_NAMES
+                    ),
+                ));
+            }
+        }
+
+        // Timeline.
+        let mut timeline = Vec::new();
+        let mut last = 0;
+        for st in &raw.timeline {
+            let at_us = self.q(&st.time, units::micros)?;
+            if at_us < last {
+                return Err(self.err(&st.time, "timeline steps must be in time order"));
+            }
+            if at_us > duration_us {
+                return Err(self.err(&st.time, "step is after the end of the scenario (duration)"));
+            }
+            last = at_us;
+            let need_station = || -> Result<usize, ScenarioError> {
+                st.station.as_ref().map_or_else(
+                    || Err(self.err(&st.action, "expected station = <id> for this action")),
+                    &index_of,
+                )
+            };
+            let action = match st.action.get_ref().as_str() {
+                "arrive" => Action::Arrive(need_station()?),
+                "plug" => Action::Plug(need_station()?),
+                "unplug" => Action::Unplug(need_station()?),
+                "request" => Action::Request(need_station()?),
+                "stop" => Action::Stop(need_station()?),
+                "pause" => Action::Pause(need_station()?),
+                "load-on" | "load-off" => {
+                    let name = st.name.as_ref().ok_or_else(|| self.err(&st.action, "expected name = \"...\" for a load"))?;
+                    if name.get_ref().len() > 15 || name.get_ref().contains(' ') {
+                        return Err(self.err(name, "expected a load name under 16 characters without spaces"));
+                    }
+                    let phases = match st.phases.as_ref().map(|p| p.get_ref().as_str()) {
+                        None | Some("L1") => 1,
+                        Some("L2") => 2,
+                        Some("L3") => 4,
+                        Some("L123") => 7,
+                        Some(_) => return Err(self.err(st.phases.as_ref().unwrap_or(name), "expected phases = \"L1\", \"L2\", \"L3\" or \"L123\"")),
+                    };
+                    let da = match &st.current {
+                        Some(c) => self.q(c, units::signed_deciamps)?,
+                        None if st.action.get_ref() == "load-off" => 0,
+                        None => return Err(self.err(&st.action, "expected current = \"13A\" for load-on")),
+                    };
+                    Action::Load { name: name.get_ref().clone(), phases, da, on: st.action.get_ref() == "load-on" }
+                }
+                "meter" => {
+                    let m = st.mode.as_ref().ok_or_else(|| self.err(&st.action, "expected mode = \"ok\"|\"silent\"|\"garbage\"|\"stale\"|\"implausible\""))?;
+                    Action::Meter(match m.get_ref().as_str() {
+                        "ok" => MeterFault::None,
+                        "silent" => MeterFault::Silent,
+                        "garbage" => MeterFault::Garbage,
+                        "stale" => MeterFault::Stale,
+                        "implausible" => MeterFault::Implausible,
+                        _ => return Err(self.err(m, "expected mode = \"ok\"|\"silent\"|\"garbage\"|\"stale\"|\"implausible\"")),
+                    })
+                }
+                "misbehave" => {
+                    let station = need_station()?;
+                    let k = st.kind.as_ref().ok_or_else(|| self.err(&st.action, "expected kind = \"...\""))?;
+                    let value_da = || -> Result<u16, ScenarioError> {
+                        let v = st.value.as_ref().ok_or_else(|| self.err(k, "expected value = \"3A\""))?;
+                        self.da16(v)
+                    };
+                    let value_ms = || -> Result<u32, ScenarioError> {
+                        let v = st.value.as_ref().ok_or_else(|| self.err(k, "expected value = \"8s\""))?;
+                        self.q(v, units::micros).map(|us| (us / 1_000) as u32)
+                    };
+                    let m = match k.get_ref().as_str() {
+                        "none" => Misbehave::None,
+                        "ignore-reductions" => Misbehave::IgnoreReductions,
+                        "overdraw" => Misbehave::OverdrawDa(value_da()?),
+                        "slow" => Misbehave::SlowMs(value_ms()?),
+                        "draws-in-b" => Misbehave::DrawsInB,
+                        "no-diode" => Misbehave::NoDiode,
+                        "shorted-diode" => Misbehave::ShortedDiode,
+                        "short-pilot" => Misbehave::ShortPilot,
+                        _ => return Err(self.err(k, "expected kind = none, ignore-reductions, overdraw, slow, draws-in-b, no-diode, shorted-diode or short-pilot")),
+                    };
+                    Action::Misbehave(station, m)
+                }
+                "link-down" => Action::LinkDown,
+                "one-way" => {
+                    let from = st.from.as_ref().ok_or_else(|| self.err(&st.action, "expected from = <station id>"))?;
+                    let to = st.to.as_ref().ok_or_else(|| self.err(&st.action, "expected to = <station id>"))?;
+                    Action::OneWay { from: index_of(from)?, to: index_of(to)? }
+                }
+                "partition" => {
+                    let g = st.groups.as_ref().ok_or_else(|| self.err(&st.action, "expected groups = [[0, 1], [2]]"))?;
+                    let mut groups = Vec::new();
+                    for grp in g {
+                        let mut v = Vec::new();
+                        for id in grp {
+                            v.push(stations.iter().position(|s| s.id == *id).ok_or_else(|| self.err(&st.action, format!("unknown station {id} in groups")))?);
+                        }
+                        groups.push(v);
+                    }
+                    Action::Partition(groups)
+                }
+                "noise" => Action::Noise { loss: st.loss.unwrap_or(0.0).clamp(0.0, 1.0), corrupt: st.corrupt.unwrap_or(0.0).clamp(0.0, 1.0) },
+                "repair" => Action::Repair,
+                "crash" => Action::Crash(need_station()?),
+                "reboot" => Action::Reboot(need_station()?),
+                "weld" => Action::Welded(need_station()?, true),
+                "unweld" => Action::Welded(need_station()?, false),
+                "forge" => Action::Forge,
+                other => {
+                    return Err(self.err(
+                        &st.action,
+                        format!("unknown action \"{other}\"; expected arrive, plug, unplug, request, stop, pause, load-on, load-off, meter, misbehave, link-down, one-way, partition, noise, repair, crash, reboot, weld, unweld or forge"),
+                    ))
+                }
+            };
+            let amps_list = |v: &Spanned<Vec<String>>| -> Result<Vec<u16>, ScenarioError> {
+                if v.get_ref().len() != stations.len() {
+                    return Err(self.err(
+                        v,
+                        format!(
+                            "expected one current per station ({}), found {}",
+                            stations.len(),
+                            v.get_ref().len()
+                        ),
+                    ));
+                }
+                v.get_ref()
+                    .iter()
+                    .map(|a| {
+                        units::deciamps(a)
+                            .map(|x| x as u16)
+                            .map_err(|m| self.err(v, m))
+                    })
+                    .collect()
+            };
+            let within_us = self.opt_us(&st.within, expect.converge_within_us)?;
+            let exact = st.expect.as_ref().map(amps_list).transpose()?;
+            let max = st.expect_max.as_ref().map(amps_list).transpose()?;
+            let expectation = (exact.is_some() || max.is_some()).then_some(Expectation {
+                exact,
+                max,
+                within_us,
+                from_reference: false,
+            });
+            let line = self.line_col(st.time.span().start).0;
+            timeline.push(Step {
+                at_us,
+                action,
+                expect: expectation,
+                line,
+            });
+        }
+
+        let mut sc = Scenario {
+            name: raw.name.unwrap_or(file_name),
+            description: raw.description.unwrap_or_default(),
+            system: raw.system.unwrap_or_default(),
+            path: path.to_path_buf(),
+            duration_us,
+            seed: raw.seed,
+            requires_hardware,
+            nodes,
+            stations,
+            cars,
+            sharing,
+            meter,
+            bench,
+            timeline,
+            expect,
+        };
+        // The firmware's own rules for the group (fallbacks over a limit,
+        // 6 A each without rotation...) are the scenario's rules too.
+        if let Err(e) = crate::sim::group_config(&sc).validate() {
+            return Err(self.err_at(0, format!("the site cannot run: {e}")));
+        }
+        if sc.expect.reference {
+            crate::oracle::fill_expectations(&mut sc);
+        }
+        Ok(sc)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,384 @@
+//! A bench fixture on a serial port (USB serial, or a pseudo-terminal in
+//! front of the virtual fixture), in real time.
+//!
+//! Owns the host side of the line protocol over a byte link: HELLO and the
+//! version check, one command at a time with its acknowledgement, events
+//! read as they come, garbled lines reported and skipped. Every wait has a
+//! timeout: a silent fixture or a dead port ends the run with
+//! [`BenchError::Timeout`] (the trace is then marked incomplete), never a
+//! hang. Faults only the virtual bench can make are refused.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use heapless::String as HString;
+use rig::protocol::{self, Command, Line, Parsed, MAX_LINE, PROTOCOL_VERSION};
+
+use crate::bench::{Bench, BenchError, Record, SimFault};
+
+/// A byte link to a fixture: a serial port, a pty, or a test double.
+pub trait Link: Read + Write + Send {}
+impl<T: Read + Write + Send> Link for T {}
+
+/// Timeouts of the serial bench.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// An acknowledgement must come within this.
+    pub ack: Duration,
+    /// With no line at all for this long the fixture is silent (heartbeats
+    /// come every second).
+    pub silence: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            ack: Duration::from_secs(2),
+            silence: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A fixture reached over a byte link.
+pub struct SerialBench {
+    name: String,
+    link: Box<dyn Link>,
+    timeouts: Timeouts,
+    seq: u32,
+    rx: Vec<u8>,
+    now_us: u64,
+    last_line: Instant,
+    /// Lines read but not yet handed on.
+    pending: Vec<Record>,
+}
+
+/// `PORT[@BAUD]` as the CLI takes it.
+pub fn parse_spec(spec: &str) -> Result<(String, u32), BenchError> {
+    match spec.rsplit_once('@') {
+        Some((port, baud)) => {
+            let b = baud.parse().map_err(|_| {
+                BenchError::Setup(format!(
+                    "baud rate \"{baud}\" in \"{spec}\" is not a number; expected PORT[@BAUD]"
+                ))
+            })?;
+            Ok((port.to_string(), b))
+        }
+        None => Ok((spec.to_string(), 115_200)),
+    }
+}
+
+impl SerialBench {
+    /// Open a serial port and say HELLO.
+    pub fn open(spec: &str, timeouts: Timeouts) -> Result<Self, BenchError> {
+        let (port, baud) = parse_spec(spec)?;
+        let p = serialport::new(&port, baud)
+            .timeout(Duration::from_millis(50))
+            .open()
+            .map_err(|e| BenchError::Open {
+                port: port.clone(),
+                reason: e.to_string(),
+            })?;
+        Self::over(format!("serial:{port}@{baud}"), Box::new(p), timeouts)
+    }
+
+    /// Use an already open link (reads must time out, not block forever).
+    pub fn over(name: String, link: Box<dyn Link>, timeouts: Timeouts) -> Result<Self, BenchError> {
+        let mut b = Self {
+            name,
+            link,
+            timeouts,
+            seq: 0,
+            rx: Vec::new(),
+            now_us: 0,
+            last_line: Instant::now(),
+            pending: Vec::new(),
+        };
+        let mut early = Vec::new();
+        b.command(
+            Command::Hello {
+                version: PROTOCOL_VERSION,
+            },
+            &mut |r| early.push(r),
+        )?;
+        b.pending = early;
+        Ok(b)
+    }
+
+    fn send(&mut self, cmd: Command) -> Result<u32, BenchError> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut line: HString<MAX_LINE> = HString::new();
+        protocol::encode(&Line::Command { seq: self.seq, cmd }, &mut line)
+            .map_err(|_| BenchError::Io("command too long".into()))?;
+        self.link
+            .write_all(line.as_bytes())
+            .map_err(|e| BenchError::Io(format!("failed to write to the fixture: {e}")))?;
+        self.link
+            .flush()
+            .map_err(|e| BenchError::Io(format!("failed to write to the fixture: {e}")))?;
+        Ok(self.seq)
+    }
+
+    /// Read whatever is there (up to the port's read timeout) and parse lines.
+    fn pump(&mut self, out: &mut Vec<Line>) -> Result<(), BenchError> {
+        let mut buf = [0u8; 512];
+        match self.link.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => self.rx.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => {
+                return Err(BenchError::Io(format!(
+                    "failed to read from the fixture: {e}"
+                )))
+            }
+        }
+        loop {
+            match protocol::parse_next(&self.rx) {
+                Parsed::Incomplete => break,
+                Parsed::Line(n, l) => {
+                    self.rx.drain(..n);
+                    self.last_line = Instant::now();
+                    out.push(l);
+                }
+                Parsed::Garbled(n, e) => {
+                    let text = String::from_utf8_lossy(&self.rx[..n])
+                        .trim_end()
+                        .to_string();
+                    self.rx.drain(..n);
+                    self.last_line = Instant::now();
+                    self.pending.push(Record::Garbled {
+                        t_us: self.now_us,
+                        text: format!("{e}: {text}"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn event(&mut self, l: Line, sink: &mut dyn FnMut(Record)) {
+        if let Line::Event { t_us, event, .. } = l {
+            self.now_us = self.now_us.max(t_us);
+            sink(Record::Event { t_us, event });
+        }
+    }
+}
+
+impl Bench for SerialBench {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn is_virtual(&self) -> bool {
+        false
+    }
+
+    fn now_us(&self) -> u64 {
+        self.now_us
+    }
+
+    fn command(&mut self, cmd: Command, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+        let what = format!("{cmd:?}");
+        let seq = self.send(cmd)?;
+        let deadline = Instant::now() + self.timeouts.ack;
+        for r in std::mem::take(&mut self.pending) {
+            sink(r);
+        }
+        loop {
+            let mut lines = Vec::new();
+            self.pump(&mut lines)?;
+            for r in std::mem::take(&mut self.pending) {
+                sink(r);
+            }
+            let mut answer = None;
+            for l in lines {
+                match l {
+                    Line::Ok { seq: s, .. } if s == seq => answer = Some(Ok(())),
+                    Line::Err {
+                        seq: s,
+                        code,
+                        message,
+                    } if s == seq => {
+                        answer = Some(Err(BenchError::Refused {
+                            what: what.clone(),
+                            reason: format!("{code:?}: {message}"),
+                        }));
+                    }
+                    // Events keep their order, also those after the answer.
+                    other => self.event(other, sink),
+                }
+            }
+            if let Some(a) = answer {
+                return a;
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::Timeout {
+                    what: format!("the acknowledgement of {what}"),
+                    timeout_ms: self.timeouts.ack.as_millis() as u64,
+                });
+            }
+        }
+    }
+
+    fn fault(&mut self, fault: &SimFault) -> Result<(), BenchError> {
+        Err(BenchError::Unsupported(format!("{fault:?}")))
+    }
+
+    fn run_until(&mut self, t_us: u64, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+        self.last_line = Instant::now();
+        while self.now_us < t_us {
+            let mut lines = Vec::new();
+            self.pump(&mut lines)?;
+            for r in std::mem::take(&mut self.pending) {
+                sink(r);
+            }
+            for l in lines {
+                self.event(l, sink);
+            }
+            if self.last_line.elapsed() > self.timeouts.silence {
+                return Err(BenchError::Timeout {
+                    what: format!(
+                        "any line (waiting for fixture time {:.3} s)",
+                        t_us as f64 / 1e6
+                    ),
+                    timeout_ms: self.timeouts.silence.as_millis() as u64,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A link that never answers: reads time out, writes vanish.
+    struct Silent;
+    impl Read for Silent {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(5));
+            Err(std::io::ErrorKind::TimedOut.into())
+        }
+    }
+    impl Write for Silent {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_silent_fixture_is_a_timeout_not_a_hang() {
+        let t = Timeouts {
+            ack: Duration::from_millis(50),
+            silence: Duration::from_millis(50),
+        };
+        let err = SerialBench::over("test".into(), Box::new(Silent), t)
+            .err()
+            .expect("timeout");
+        assert!(matches!(err, BenchError::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains("did not answer"), "{err}");
+    }
+
+    /// A link to a scripted fixture: answers HELLO, then sends garbage and events.
+    struct Scripted {
+        out: Arc<Mutex<Vec<u8>>>,
+    }
+    impl Read for Scripted {
+        fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+            let mut o = self.out.lock().unwrap();
+            if o.is_empty() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            let n = o.len().min(b.len());
+            b[..n].copy_from_slice(&o[..n]);
+            o.drain(..n);
+            Ok(n)
+        }
+    }
+    impl Write for Scripted {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let text = String::from_utf8_lossy(b).to_string();
+            let seq: u32 = text.split(' ').nth(1).unwrap().parse().unwrap();
+            let mut o = self.out.lock().unwrap();
+            let mut l: HString<MAX_LINE> = HString::new();
+            protocol::encode(
+                &Line::Ok {
+                    seq,
+                    info: HString::new(),
+                },
+                &mut l,
+            )
+            .unwrap();
+            o.extend_from_slice(b"garbage without a checksum\n");
+            o.extend_from_slice(l.as_bytes());
+            protocol::encode(
+                &Line::Event {
+                    seq: 1,
+                    t_us: 2_000_000,
+                    event: rig::protocol::Event::Heartbeat,
+                },
+                &mut l,
+            )
+            .unwrap();
+            o.extend_from_slice(l.as_bytes());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn garbled_lines_are_reported_and_skipped() {
+        let link = Scripted {
+            out: Arc::new(Mutex::new(Vec::new())),
+        };
+        let mut b = SerialBench::over("test".into(), Box::new(link), Timeouts::default()).unwrap();
+        let mut got = Vec::new();
+        b.command(Command::Plug(0), &mut |r| got.push(r)).unwrap();
+        b.run_until(1_000_000, &mut |r| got.push(r)).unwrap();
+        assert!(
+            got.iter().any(|r| matches!(r, Record::Garbled { .. })),
+            "{got:?}"
+        );
+        assert!(got.iter().any(|r| matches!(
+            r,
+            Record::Event {
+                t_us: 2_000_000,
+                ..
+            }
+        )));
+        assert!(b.fault(&SimFault::LinkDown).is_err());
+    }
+
+    #[test]
+    fn port_specs() {
+        assert_eq!(
+            parse_spec("/dev/ttyACM0").unwrap(),
+            ("/dev/ttyACM0".into(), 115_200)
+        );
+        assert_eq!(
+            parse_spec("/dev/pts/3@9600").unwrap(),
+            ("/dev/pts/3".into(), 9_600)
+        );
+        assert!(parse_spec("/dev/x@fast").is_err());
+        let e = SerialBench::open("/dev/does-not-exist", Timeouts::default())
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .starts_with("failed to open fixture port /dev/does-not-exist"),
+            "{e}"
+        );
+    }
+}

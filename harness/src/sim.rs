@@ -1,0 +1,952 @@
+//! The virtual bench: a whole charging site in virtual time.
+//!
+//! Owns the models between the real cores: N station firmwares (the real
+//! `firmware` crate: charge points, leader and followers), the real `rig`
+//! fixture, and the electrics and wires between them: the pilot line (the
+//! station's source and the car's resistors give the levels both the
+//! station's ADC and the fixture see), contactor mechanics (close and open
+//! times, welding), current sensors with noise and offset, the RS-485
+//! sharing bus (bit rate, latency, loss, one-way loss, partitions,
+//! corruption, crashes and reboots) and the Modbus line from the leader to
+//! the fixture's meter.
+//!
+//! It is a discrete-event simulation: a queue of wake-ups ordered by time
+//! and insertion, jumping from one to the next, never ticking. The same seed
+//! gives the same run, byte for byte. The harness reaches it only through
+//! fixture protocol lines ([`Bench`]) and the stations' telemetry.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+
+use firmware::charge_point::{ChargePoint, ChargePointConfig, Event as CpEvent, PilotOutput};
+use firmware::pilot::PilotLevels;
+use firmware::sharing::config::{self as fw, GroupConfig};
+use firmware::sharing::frame::MAX_FRAME;
+use firmware::sharing::meter::MeterConfig;
+use firmware::sharing::{Follower, Leader};
+use firmware::time::{secs, us, Duration, Instant};
+use heapless::String as HString;
+use rig::fixture::{Fixture, FixtureConfig};
+use rig::pilot::Source;
+use rig::protocol::{self, Command, Line, Parsed, MAX_LINE};
+use rig::rng::SplitMix64;
+
+use crate::bench::{Bench, BenchError, Record, SimFault};
+use crate::scenario::{MeterMode, Scenario};
+
+/// Most stations (and fixture channels) in one virtual site.
+pub const MAX_STATIONS: usize = 256;
+
+/// The group configuration every station of the scenario is commissioned with.
+#[must_use]
+pub fn group_config(sc: &Scenario) -> GroupConfig {
+    let mut nodes = heapless::Vec::new();
+    for n in &sc.nodes {
+        let _ = nodes.push(fw::NodeConfig {
+            parent: n.parent.map(|p| p as u16),
+            limit_da: n.limit_da,
+            breaker_da: n.breaker_da,
+        });
+    }
+    let mut stations = heapless::Vec::new();
+    for s in &sc.stations {
+        let _ = stations.push(fw::StationConfig {
+            id: s.id,
+            node: s.node as u16,
+            nameplate_da: s.nameplate_da,
+            breaker_da: s.breaker_da,
+            phases: s.phases,
+            rotation: match s.rotation {
+                1 => fw::Phase::L2,
+                2 => fw::Phase::L3,
+                _ => fw::Phase::L1,
+            },
+            fallback_da: s.fallback_da,
+            priority: s.priority,
+            weight: s.weight,
+        });
+    }
+    let timing = fw::Timing {
+        cycle: Duration::from_ticks(sc.sharing.cycle_us),
+        silent_after: Duration::from_ticks(sc.sharing.silent_after_us),
+        leader_timeout: Duration::from_ticks(sc.sharing.leader_timeout_us),
+        car_allowance: secs(5),
+        join_interval: secs(1),
+        rotation_period: sc.sharing.rotation_us.map(Duration::from_ticks),
+    };
+    let dynamic = sc.meter.as_ref().map(|m| fw::DynamicConfig {
+        mode: match m.mode {
+            MeterMode::Headroom => fw::DynamicMode::Headroom,
+            MeterMode::Solar => fw::DynamicMode::SolarSurplus,
+        },
+        node: m.node as u16,
+        meter: MeterConfig::default(),
+        worst_case_other_da: m.worst_case_other_da,
+        margin_da: m.margin_da,
+        resume_margin_da: m.resume_margin_da,
+        min_pause: Duration::from_ticks(m.min_pause_us),
+        peak_hold_readings: m.peak_hold,
+        solar_start_margin_da: m.solar_start_margin_da,
+        solar_start_delay: Duration::from_ticks(m.solar_start_delay_us),
+        solar_stop_margin_da: m.solar_stop_margin_da,
+        solar_stop_delay: Duration::from_ticks(m.solar_stop_delay_us),
+    });
+    let mut key = [0x5Bu8; 32];
+    for (i, b) in sc.name.bytes().enumerate() {
+        key[i % 32] ^= b;
+    }
+    GroupConfig {
+        group: 1,
+        key,
+        enabled: sc.sharing.enabled,
+        leader: sc.stations.iter().find(|s| s.leader).map_or(0, |s| s.id),
+        nodes,
+        stations,
+        timing,
+        dynamic,
+    }
+}
+
+enum Role {
+    Leader(Box<Leader>),
+    Follower(Box<Follower>),
+    /// Unpowered (crashed) until rebooted.
+    Off,
+}
+
+struct Station {
+    id: u8,
+    cp: ChargePoint,
+    role: Role,
+    boots: u32,
+    coil: bool,
+    relay_closed: bool,
+    welded: bool,
+    source: Source,
+    duty_bp: Option<u16>,
+    levels: Option<(i32, i32)>,
+    draw: [u16; 3],
+    sensor: SplitMix64,
+    scheduled: Option<u64>,
+    fallen_back: bool,
+    joined: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Wake {
+    Station(usize),
+    Channel(usize),
+    Heartbeat,
+    Frame(u64),
+    Contactor(usize),
+    MeterRequest(u64),
+    MeterReply(u64),
+}
+
+struct Frame {
+    from: usize,
+    bytes: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Link {
+    free_at: u64,
+    down: bool,
+    cut: BTreeSet<(usize, usize)>,
+    group_of: Option<Vec<usize>>,
+    loss_ppm: u32,
+    corrupt_ppm: u32,
+    last_genuine: Option<(usize, Vec<u8>)>,
+}
+
+/// The virtual bench. See the module documentation.
+pub struct VirtualBench {
+    sc: Scenario,
+    cfg: GroupConfig,
+    now: u64,
+    queue: BinaryHeap<Reverse<(u64, u64, Wake)>>,
+    order: u64,
+    rng: SplitMix64,
+    seed: u64,
+    stations: Vec<Station>,
+    channel_scheduled: Vec<Option<u64>>,
+    fixture: Box<Fixture<MAX_STATIONS>>,
+    link: Link,
+    frames: BTreeMap<u64, Frame>,
+    meter_msgs: BTreeMap<u64, Vec<u8>>,
+    meter_free_at: u64,
+    next_id: u64,
+    host_seq: u32,
+    records: VecDeque<Record>,
+    steps: u64,
+}
+
+fn boot_id(seed: u64, station: usize, boots: u32) -> u32 {
+    let mut r = SplitMix64::new(
+        seed ^ ((station as u64) << 32) ^ u64::from(boots).wrapping_mul(0xA24B_AED4_963E_E407),
+    );
+    (r.next_u64() >> 32) as u32
+}
+
+impl VirtualBench {
+    /// A site for `sc`, seeded with `seed`.
+    pub fn new(sc: &Scenario, seed: u64) -> Result<Self, BenchError> {
+        if sc.stations.len() > MAX_STATIONS {
+            return Err(BenchError::Setup(format!(
+                "{} stations; the virtual bench holds {MAX_STATIONS}",
+                sc.stations.len()
+            )));
+        }
+        let cfg = group_config(sc);
+        let capture = rig::capture::CaptureConfig {
+            pwm_timeout: None,
+            ..rig::capture::CaptureConfig::default()
+        };
+        let fixture = Box::new(Fixture::new(
+            FixtureConfig {
+                channels: sc.stations.len() as u16,
+                capture,
+                seed,
+                ..FixtureConfig::default()
+            },
+            us(0),
+        ));
+        let mut vb = Self {
+            sc: sc.clone(),
+            cfg,
+            now: 0,
+            queue: BinaryHeap::new(),
+            order: 0,
+            rng: SplitMix64::new(seed ^ 0x5EED),
+            seed,
+            stations: Vec::new(),
+            channel_scheduled: vec![None; sc.stations.len()],
+            fixture,
+            link: Link::default(),
+            frames: BTreeMap::new(),
+            meter_msgs: BTreeMap::new(),
+            meter_free_at: 0,
+            next_id: 0,
+            host_seq: 0,
+            records: VecDeque::new(),
+            steps: 0,
+        };
+        for i in 0..sc.stations.len() {
+            let st = vb.boot_station(i, 0)?;
+            vb.stations.push(st);
+        }
+        let hb = vb.fixture.heartbeat_timeout().ticks();
+        vb.schedule(hb, Wake::Heartbeat);
+        for i in 0..vb.stations.len() {
+            vb.apply_pilot(i);
+            vb.drive(i);
+        }
+        // The harness meets the fixture as it meets a real one.
+        let mut early = Vec::new();
+        vb.command(
+            Command::Hello {
+                version: protocol::PROTOCOL_VERSION,
+            },
+            &mut |r| early.push(r),
+        )?;
+        vb.records.extend(early);
+        Ok(vb)
+    }
+
+    fn boot_station(&self, i: usize, boots: u32) -> Result<Station, BenchError> {
+        let s = &self.sc.stations[i];
+        let mut cpc = ChargePointConfig::new(s.nameplate_da);
+        cpc.max_current_da = s.cap_da();
+        let cp = ChargePoint::new(cpc)
+            .map_err(|e| BenchError::Setup(format!("station {}: {e}", s.id)))?;
+        let boot = boot_id(self.seed, i, boots);
+        let now = us(self.now);
+        let role = if s.leader {
+            Role::Leader(Box::new(
+                Leader::new(self.cfg.clone(), boot, now)
+                    .map_err(|e| BenchError::Setup(format!("leader: {e}")))?,
+            ))
+        } else {
+            Role::Follower(Box::new(
+                Follower::new(self.cfg.clone(), s.id, boot, now)
+                    .map_err(|e| BenchError::Setup(format!("station {}: {e}", s.id)))?,
+            ))
+        };
+        Ok(Station {
+            id: s.id,
+            cp,
+            role,
+            boots,
+            coil: false,
+            relay_closed: false,
+            welded: false,
+            source: Source::Plus12,
+            duty_bp: None,
+            levels: None,
+            draw: [0; 3],
+            sensor: SplitMix64::new(self.seed ^ 0xC0FF_EE00 ^ i as u64),
+            scheduled: None,
+            fallen_back: false,
+            joined: s.leader,
+        })
+    }
+
+    fn schedule(&mut self, t: u64, w: Wake) {
+        self.order += 1;
+        self.queue.push(Reverse((t.max(self.now), self.order, w)));
+    }
+
+    fn telemetry(&mut self, i: usize, text: impl Into<String>) {
+        let station = self.stations[i].id;
+        self.records.push_back(Record::Telemetry {
+            t_us: self.now,
+            station,
+            text: text.into(),
+        });
+    }
+
+    /// Recompute the pilot levels of channel `i` and feed both ends.
+    fn apply_pilot(&mut self, i: usize) {
+        let load = self.fixture.car_load(i);
+        let source = self.stations[i].source;
+        let (hi, lo) = rig::pilot::levels(source, &load);
+        let now = us(self.now);
+        if self.stations[i].levels != Some((hi, lo)) {
+            self.stations[i].levels = Some((hi, lo));
+            if !matches!(self.stations[i].role, Role::Off) {
+                self.stations[i].cp.handle_pilot(
+                    now,
+                    PilotLevels {
+                        high_mv: hi,
+                        low_mv: lo,
+                    },
+                );
+            }
+            self.fixture.handle_levels(now, i, hi, lo);
+        }
+        // Whatever the fixture learned may have moved the car's timers.
+        self.reschedule_channel(i);
+    }
+
+    /// Feed the fixture's capture a PWM at `duty_bp`: 32 periods of edges
+    /// through its timer path, with the station's edges dithered against
+    /// the fixture's 1 MHz timer.
+    fn feed_pwm(&mut self, i: usize, duty_bp: u16) {
+        let now = us(self.now);
+        let start_t10 = self.now * 10;
+        for k in 0..32u64 {
+            // Phase of the station's clock against the fixture's timer, in
+            // tenths of a microsecond (a golden-ratio sequence).
+            let phase = (k * 6_180) % 10_000 / 1_000;
+            let rise = start_t10 + k * 10_000 + phase;
+            let fall = rise + u64::from(duty_bp);
+            self.fixture.handle_edge(now, i, rise / 10, true);
+            self.fixture.handle_edge(now, i, fall / 10, false);
+        }
+        self.fixture
+            .handle_edge(now, i, (start_t10 + 32 * 10_000) / 10, true);
+    }
+
+    fn set_output(&mut self, i: usize, out: PilotOutput) {
+        let (source, duty) = match out {
+            PilotOutput::Steady => (Source::Plus12, None),
+            PilotOutput::Pwm { duty_bp } => (Source::Pwm, Some(duty_bp)),
+            PilotOutput::MinusTwelve => (Source::Minus12, None),
+        };
+        self.stations[i].source = source;
+        let changed = self.stations[i].duty_bp != duty;
+        self.stations[i].duty_bp = duty;
+        if let (true, Some(d)) = (changed, duty) {
+            self.feed_pwm(i, d);
+        }
+        self.apply_pilot(i);
+    }
+
+    fn set_coil(&mut self, i: usize, on: bool) {
+        if self.stations[i].coil == on {
+            return;
+        }
+        self.stations[i].coil = on;
+        let b = &self.sc.bench;
+        let t = self.now
+            + if on {
+                b.contactor_close_us
+            } else {
+                b.contactor_open_us
+            };
+        self.schedule(t, Wake::Contactor(i));
+    }
+
+    fn contactor_settles(&mut self, i: usize) {
+        let st = &mut self.stations[i];
+        let target = st.coil || (st.welded && st.relay_closed);
+        if target == st.relay_closed {
+            return;
+        }
+        st.relay_closed = target;
+        let now = us(self.now);
+        self.fixture.handle_relay(now, i, target);
+        if !matches!(self.stations[i].role, Role::Off) {
+            self.stations[i].cp.handle_relay_sense(now, target);
+        }
+        self.sync_channel(i);
+        self.drive(i);
+    }
+
+    /// The car's draw into both current sensors, and its pilot load.
+    fn sync_channel(&mut self, i: usize) {
+        self.apply_pilot(i);
+        let flowing = self.stations[i].relay_closed;
+        let draw = if flowing {
+            self.fixture.car_draw_da(i)
+        } else {
+            [0; 3]
+        };
+        if draw != self.stations[i].draw {
+            self.stations[i].draw = draw;
+            let now = us(self.now);
+            self.fixture.handle_current(now, i, draw);
+            let noise = self.sc.bench.current_noise_da;
+            let offset = self.sc.bench.current_offset_da;
+            let st = &mut self.stations[i];
+            let mut measured = [0u16; 3];
+            for k in 0..3 {
+                let n = if noise > 0 {
+                    st.sensor.below(u64::from(noise) * 2 + 1) as i32 - i32::from(noise)
+                } else {
+                    0
+                };
+                let v = if draw[k] == 0 {
+                    0
+                } else {
+                    i32::from(draw[k]) + n + i32::from(offset)
+                };
+                measured[k] = u16::try_from(v.max(0)).unwrap_or(0);
+            }
+            if !matches!(st.role, Role::Off) {
+                st.cp.handle_current(now, measured);
+            }
+        }
+        self.reschedule_channel(i);
+    }
+
+    fn reschedule_channel(&mut self, i: usize) {
+        let next = self.fixture.channel_timeout(i).map(|t| t.ticks());
+        if next.is_some() && next != self.channel_scheduled[i] {
+            self.channel_scheduled[i] = next;
+            if let Some(t) = next {
+                self.schedule(t, Wake::Channel(i));
+            }
+        }
+    }
+
+    /// Run station `i`'s firmware: timers, allocation, outputs, transmit.
+    fn drive(&mut self, i: usize) {
+        let now = us(self.now);
+        if matches!(self.stations[i].role, Role::Off) {
+            return;
+        }
+        self.stations[i].cp.handle_timeout(now);
+        let mut frames: Vec<Vec<u8>> = Vec::new();
+        let mut meter_tx: Option<Vec<u8>> = None;
+        for _round in 0..8 {
+            let st = &mut self.stations[i];
+            let alloc = match &mut st.role {
+                Role::Leader(l) => {
+                    l.handle_timeout(now);
+                    l.poll_local_allocation()
+                }
+                Role::Follower(f) => {
+                    f.handle_timeout(now);
+                    f.poll_allocation()
+                }
+                Role::Off => None,
+            };
+            if let Some(a) = alloc {
+                st.cp.handle_allocation(now, a);
+            }
+            let mut events = Vec::new();
+            while let Some(e) = self.stations[i].cp.poll_event() {
+                events.push(e);
+            }
+            let quiet = events.is_empty();
+            for e in events {
+                match e {
+                    CpEvent::Pilot(out) => self.set_output(i, out),
+                    CpEvent::Contactor(on) => self.set_coil(i, on),
+                    CpEvent::Fault(f) => self.telemetry(i, format!("fault: {f}")),
+                    CpEvent::State(_) => {}
+                }
+            }
+            let st = &mut self.stations[i];
+            let status = st.cp.status();
+            let mut buf = [0u8; MAX_FRAME];
+            match &mut st.role {
+                Role::Leader(l) => {
+                    l.handle_local_status(now, &status);
+                    while let Some(n) = l.poll_transmit(&mut buf) {
+                        frames.push(buf[..n].to_vec());
+                    }
+                    if let Some(req) = l.poll_meter_transmit() {
+                        meter_tx = Some(req.to_vec());
+                    }
+                }
+                Role::Follower(f) => {
+                    f.handle_local_status(&status);
+                    while let Some(n) = f.poll_transmit(&mut buf) {
+                        frames.push(buf[..n].to_vec());
+                    }
+                }
+                Role::Off => {}
+            }
+            if quiet {
+                break;
+            }
+        }
+        // What the station prints about its link.
+        let (joined, fallen) = match &self.stations[i].role {
+            Role::Follower(f) => (f.joined(), f.fallen_back()),
+            _ => (true, false),
+        };
+        if fallen != self.stations[i].fallen_back {
+            self.stations[i].fallen_back = fallen;
+            let fb = self.stations[i].cp.status().target_da;
+            self.telemetry(
+                i,
+                if fallen {
+                    format!(
+                        "leader lost: fallback {} A",
+                        crate::units::amps(i64::from(fb))
+                    )
+                } else {
+                    "leader heard again".into()
+                },
+            );
+        }
+        if joined != self.stations[i].joined {
+            self.stations[i].joined = joined;
+            self.telemetry(
+                i,
+                if joined {
+                    "joined the group"
+                } else {
+                    "left the group"
+                },
+            );
+        }
+        for f in frames {
+            self.send_frame(i, f);
+        }
+        if let Some(req) = meter_tx {
+            let at =
+                self.meter_free_at.max(self.now) + bytes_time(req.len(), self.sc.bench.meter_baud);
+            self.meter_free_at = at;
+            self.next_id += 1;
+            self.meter_msgs.insert(self.next_id, req);
+            self.schedule(at, Wake::MeterRequest(self.next_id));
+        }
+        self.reschedule_station(i);
+    }
+
+    fn reschedule_station(&mut self, i: usize) {
+        let st = &self.stations[i];
+        let role_t = match &st.role {
+            Role::Leader(l) => l.poll_timeout(),
+            Role::Follower(f) => f.poll_timeout(),
+            Role::Off => return,
+        };
+        let next =
+            firmware::time::earliest(st.cp.poll_timeout(), role_t).map(|t| t.ticks().max(self.now));
+        if next.is_some() && next != st.scheduled {
+            self.stations[i].scheduled = next;
+            if let Some(t) = next {
+                self.schedule(t, Wake::Station(i));
+            }
+        }
+    }
+
+    fn send_frame(&mut self, from: usize, bytes: Vec<u8>) {
+        let start = self.link.free_at.max(self.now);
+        let end = start + bytes_time(bytes.len(), self.sc.bench.link_baud);
+        self.link.free_at = end;
+        self.next_id += 1;
+        let id = self.next_id;
+        if from == self.leader_index() && bytes.get(5).is_some_and(|&d| d != self.stations[from].id)
+        {
+            self.link.last_genuine = Some((from, bytes.clone()));
+        }
+        self.frames.insert(id, Frame { from, bytes });
+        self.schedule(end + self.sc.bench.link_latency_us, Wake::Frame(id));
+    }
+
+    fn leader_index(&self) -> usize {
+        self.sc.stations.iter().position(|s| s.leader).unwrap_or(0)
+    }
+
+    fn deliver_frame(&mut self, id: u64) {
+        let Some(mut f) = self.frames.remove(&id) else {
+            return;
+        };
+        let dest = f.bytes.get(5).copied();
+        let Some(to) = dest.and_then(|d| self.stations.iter().position(|s| s.id == d)) else {
+            return;
+        };
+        if to == f.from || self.link.down || self.link.cut.contains(&(f.from, to)) {
+            return;
+        }
+        if let Some(g) = &self.link.group_of {
+            if f.from < g.len() && to < g.len() && g[f.from] != g[to] {
+                return;
+            }
+        }
+        if self.link.loss_ppm > 0 && self.rng.chance_ppm(self.link.loss_ppm) {
+            return;
+        }
+        if self.link.corrupt_ppm > 0
+            && self.rng.chance_ppm(self.link.corrupt_ppm)
+            && !f.bytes.is_empty()
+        {
+            let k = self.rng.below(f.bytes.len() as u64) as usize;
+            f.bytes[k] ^= 1 << self.rng.below(8);
+        }
+        let now = us(self.now);
+        match &mut self.stations[to].role {
+            Role::Leader(l) => l.handle_rx(now, &f.bytes),
+            Role::Follower(fo) => fo.handle_rx(now, &f.bytes),
+            Role::Off => return,
+        }
+        self.drive(to);
+    }
+
+    fn step(&mut self, t: u64, w: Wake) {
+        self.now = t;
+        self.steps += 1;
+        match w {
+            Wake::Station(i) => {
+                if self.stations[i].scheduled == Some(t) {
+                    self.stations[i].scheduled = None;
+                    self.drive(i);
+                }
+            }
+            Wake::Channel(i) => {
+                if self.channel_scheduled[i] == Some(t) {
+                    self.channel_scheduled[i] = None;
+                    self.fixture.handle_channel_timeout(us(t), i);
+                    self.sync_channel(i);
+                    self.drive(i);
+                }
+            }
+            Wake::Heartbeat => {
+                self.fixture.handle_heartbeat(us(t));
+                let next = self.fixture.heartbeat_timeout().ticks();
+                self.schedule(next, Wake::Heartbeat);
+            }
+            Wake::Frame(id) => self.deliver_frame(id),
+            Wake::Contactor(i) => self.contactor_settles(i),
+            Wake::MeterRequest(id) => {
+                if let Some(req) = self.meter_msgs.remove(&id) {
+                    if let Some(ans) = self.fixture.handle_meter_rx(us(t), &req) {
+                        let at = t + 2_000 + bytes_time(ans.len(), self.sc.bench.meter_baud);
+                        self.next_id += 1;
+                        self.meter_msgs.insert(self.next_id, ans.to_vec());
+                        self.schedule(at, Wake::MeterReply(self.next_id));
+                    }
+                }
+            }
+            Wake::MeterReply(id) => {
+                if let Some(ans) = self.meter_msgs.remove(&id) {
+                    let li = self.leader_index();
+                    if let Role::Leader(l) = &mut self.stations[li].role {
+                        l.handle_meter_rx(us(t), &ans);
+                    }
+                    self.drive(li);
+                }
+            }
+        }
+    }
+
+    /// Server mode: bytes from a host (a real tty), straight to the fixture.
+    /// Every channel and station is brought up to date afterwards, since a
+    /// command may have changed any car. Returns the fixture's lines.
+    pub fn serve_input(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.fixture.handle_host_rx(us(self.now), bytes);
+        for i in 0..self.stations.len() {
+            self.sync_channel(i);
+            self.drive(i);
+        }
+        self.raw_lines()
+    }
+
+    /// Server mode: run to `t_us`, returning every fixture line on the way
+    /// (station telemetry is dropped: a real station prints it elsewhere).
+    pub fn serve_until(&mut self, t_us: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(Reverse((t, _, _))) = self.queue.peek() {
+            if *t > t_us {
+                break;
+            }
+            let Some(Reverse((t, _, w))) = self.queue.pop() else {
+                break;
+            };
+            self.step(t, w);
+            out.extend(self.raw_lines());
+        }
+        self.now = self.now.max(t_us);
+        self.records.clear();
+        out
+    }
+
+    fn raw_lines(&mut self) -> Vec<String> {
+        let mut v = Vec::new();
+        let mut line: HString<MAX_LINE> = HString::new();
+        while self.fixture.poll_line(&mut line) {
+            v.push(line.as_str().to_string());
+        }
+        v
+    }
+
+    fn drain_fixture(&mut self) {
+        let mut line: HString<MAX_LINE> = HString::new();
+        while self.fixture.poll_line(&mut line) {
+            match protocol::parse_next(line.as_bytes()) {
+                Parsed::Line(_, Line::Event { t_us, event, .. }) => {
+                    self.records.push_back(Record::Event { t_us, event })
+                }
+                Parsed::Line(_, _) => {}
+                Parsed::Garbled(_, e) => self.records.push_back(Record::Garbled {
+                    t_us: self.now,
+                    text: format!("{e}: {line}"),
+                }),
+                Parsed::Incomplete => {}
+            }
+        }
+    }
+
+    /// Simulation steps taken so far (for the speed figure).
+    #[must_use]
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Forge: a grant from outside the group (wrong key), then a replay of
+    /// an old genuine frame.
+    fn forge(&mut self) {
+        let Some(victim) = self
+            .stations
+            .iter()
+            .position(|s| !self.sc.stations.iter().any(|c| c.leader && c.id == s.id))
+        else {
+            return;
+        };
+        let h = firmware::sharing::frame::Header {
+            group: self.cfg.group,
+            sender: self.cfg.leader,
+            dest: self.stations[victim].id,
+            boot: 0xBAD0_BAD0,
+            seq: u32::MAX,
+        };
+        let mut buf = [0u8; MAX_FRAME];
+        let n = firmware::sharing::frame::encode(
+            &[0xEE; 32],
+            &h,
+            &firmware::sharing::frame::Message::Grant { grant_da: 800 },
+            &mut buf,
+        );
+        let from = self.stations.len(); // not a station of the group
+        self.next_id += 1;
+        let id = self.next_id;
+        self.frames.insert(
+            id,
+            Frame {
+                from,
+                bytes: buf[..n].to_vec(),
+            },
+        );
+        self.schedule(self.now + 1_000, Wake::Frame(id));
+        if let Some((from, bytes)) = self.link.last_genuine.clone() {
+            self.next_id += 1;
+            self.frames.insert(self.next_id, Frame { from, bytes });
+            self.schedule(self.now + 2_000, Wake::Frame(self.next_id));
+        }
+        self.records.push_back(Record::Telemetry {
+            t_us: self.now,
+            station: 255,
+            text: "forged grant and replayed frame injected".into(),
+        });
+    }
+}
+
+fn bytes_time(n: usize, baud: u32) -> u64 {
+    (n as u64 * 10 * 1_000_000).div_ceil(u64::from(baud.max(1)))
+}
+
+impl Bench for VirtualBench {
+    fn name(&self) -> String {
+        "sim".into()
+    }
+
+    fn is_virtual(&self) -> bool {
+        true
+    }
+
+    fn now_us(&self) -> u64 {
+        self.now
+    }
+
+    fn command(&mut self, cmd: Command, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+        self.host_seq += 1;
+        let seq = self.host_seq;
+        let channel = match &cmd {
+            Command::Plug(c)
+            | Command::Unplug(c)
+            | Command::Request(c)
+            | Command::Stop(c)
+            | Command::Pause(c)
+            | Command::Query(c) => Some(usize::from(*c)),
+            Command::Car(c, _) | Command::Misbehave(c, _) => Some(usize::from(*c)),
+            _ => None,
+        };
+        let what = format!("{cmd:?}");
+        let mut line: HString<MAX_LINE> = HString::new();
+        protocol::encode(&Line::Command { seq, cmd }, &mut line)
+            .map_err(|_| BenchError::Io("command line too long".into()))?;
+        self.fixture.handle_host_rx(us(self.now), line.as_bytes());
+        if let Some(c) = channel {
+            self.sync_channel(c);
+            self.drive(c);
+        }
+        // The acknowledgement comes back on the same lines as the events.
+        let mut out: HString<MAX_LINE> = HString::new();
+        let mut acked = Err(BenchError::Timeout {
+            what: what.clone(),
+            timeout_ms: 0,
+        });
+        while self.fixture.poll_line(&mut out) {
+            match protocol::parse_next(out.as_bytes()) {
+                Parsed::Line(_, Line::Ok { seq: s, .. }) if s == seq => acked = Ok(()),
+                Parsed::Line(
+                    _,
+                    Line::Err {
+                        seq: s,
+                        code,
+                        message,
+                    },
+                ) if s == seq => {
+                    acked = Err(BenchError::Refused {
+                        what: what.clone(),
+                        reason: format!("{code:?}: {message}"),
+                    });
+                }
+                Parsed::Line(_, Line::Event { t_us, event, .. }) => {
+                    self.records.push_back(Record::Event { t_us, event })
+                }
+                Parsed::Garbled(_, e) => self.records.push_back(Record::Garbled {
+                    t_us: self.now,
+                    text: format!("{e}"),
+                }),
+                _ => {}
+            }
+        }
+        while let Some(r) = self.records.pop_front() {
+            sink(r);
+        }
+        acked
+    }
+
+    fn fault(&mut self, fault: &SimFault) -> Result<(), BenchError> {
+        match fault {
+            SimFault::LinkDown => self.link.down = true,
+            SimFault::OneWay { from, to } => {
+                self.link.cut.insert((*from, *to));
+            }
+            SimFault::Partition(groups) => {
+                let mut g = vec![usize::MAX; self.stations.len()];
+                for (k, grp) in groups.iter().enumerate() {
+                    for &s in grp {
+                        if s < g.len() {
+                            g[s] = k;
+                        }
+                    }
+                }
+                self.link.group_of = Some(g);
+            }
+            SimFault::Noise { loss, corrupt } => {
+                self.link.loss_ppm = (loss * 1e6) as u32;
+                self.link.corrupt_ppm = (corrupt * 1e6) as u32;
+            }
+            SimFault::Repair => {
+                self.link.down = false;
+                self.link.cut.clear();
+                self.link.group_of = None;
+                self.link.loss_ppm = 0;
+                self.link.corrupt_ppm = 0;
+            }
+            SimFault::Crash(i) => {
+                let i = *i;
+                self.stations[i].role = Role::Off;
+                self.stations[i].scheduled = None;
+                self.stations[i].source = Source::Off;
+                self.stations[i].duty_bp = None;
+                self.telemetry(i, "power lost");
+                self.set_coil(i, false);
+                self.apply_pilot(i);
+            }
+            SimFault::Reboot(i) => {
+                let i = *i;
+                let boots = self.stations[i].boots + 1;
+                let mut fresh = self.boot_station(i, boots)?;
+                fresh.coil = self.stations[i].coil;
+                fresh.relay_closed = self.stations[i].relay_closed;
+                fresh.welded = self.stations[i].welded;
+                fresh.draw = self.stations[i].draw;
+                self.stations[i] = fresh;
+                self.telemetry(i, "booted");
+                // Pins come up in the safe state.
+                self.set_coil(i, false);
+                self.set_output(i, PilotOutput::Steady);
+                let now = us(self.now);
+                let closed = self.stations[i].relay_closed;
+                self.stations[i].cp.handle_relay_sense(now, closed);
+                self.drive(i);
+            }
+            SimFault::Welded(i, on) => {
+                self.stations[*i].welded = *on;
+                if !*on {
+                    self.contactor_settles(*i);
+                }
+            }
+            SimFault::Forge => self.forge(),
+        }
+        Ok(())
+    }
+
+    fn run_until(&mut self, t_us: u64, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+        while let Some(Reverse((t, _, _))) = self.queue.peek() {
+            if *t > t_us {
+                break;
+            }
+            let Some(Reverse((t, _, w))) = self.queue.pop() else {
+                break;
+            };
+            self.step(t, w);
+            // The fixture's line queue is bounded, like a UART buffer: read
+            // it after every step so nothing is dropped.
+            self.drain_fixture();
+            while let Some(r) = self.records.pop_front() {
+                sink(r);
+            }
+        }
+        self.now = self.now.max(t_us);
+        self.drain_fixture();
+        while let Some(r) = self.records.pop_front() {
+            sink(r);
+        }
+        Ok(())
+    }
+}
+
+/// Convenience for tests and benchmarks: a bench's time as an Instant.
+#[must_use]
+pub fn instant(t_us: u64) -> Instant {
+    us(t_us)
+}
