@@ -46,9 +46,9 @@ fn run_one(path: &Path) -> Result<(), Failed> {
     settings.set_omit_expression(true);
     settings.set_input_file(path);
     let canonical = run.trace.canonical();
-    let golden = std::panic::catch_unwind(|| {
+    let golden = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         settings.bind(|| insta::assert_snapshot!(sc.name.clone(), canonical));
-    });
+    }));
     if golden.is_err() {
         problems.push(format!(
             "golden trace of {} differs (review with `cargo insta review`)",

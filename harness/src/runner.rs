@@ -98,7 +98,7 @@ fn describe(sc: &Scenario, a: &Action) -> String {
         Action::Partition(g) => format!(
             "partition {}",
             g.iter()
-                .map(|grp| grp.iter().map(|i| st(i)).collect::<Vec<_>>().join("+"))
+                .map(|grp| grp.iter().map(&st).collect::<Vec<_>>().join("+"))
                 .collect::<Vec<_>>()
                 .join(" | ")
         ),

@@ -244,6 +244,11 @@ fn volts(mv: i32) -> String {
     format!("{sign}{}.{}", mv.abs() / 1_000, (mv.abs() % 1_000) / 100)
 }
 
+/// Duty (0.01 %) and frequency (mHz) from a time on; `None` while PWM is off.
+pub type DutyPoint = (u64, Option<(u16, u32)>);
+/// Pilot state and its high and low plateaus (mV) from a time on.
+pub type PilotPoint = (u64, Option<PilotState>, i32, i32);
+
 /// Change points per channel: `(t_us, value)` in time order, each value
 /// holding until the next.
 #[derive(Debug, Clone, Default)]
@@ -251,10 +256,10 @@ pub struct Series {
     /// Offered current from the duty, deciamps (0 without PWM).
     pub offered: Vec<Vec<(u64, u16)>>,
     /// Duty (0.01 %) and frequency (mHz); `None` while PWM is off.
-    pub duty: Vec<Vec<(u64, Option<(u16, u32)>)>>,
+    pub duty: Vec<Vec<DutyPoint>>,
     pub measured: Vec<Vec<(u64, [u16; 3])>>,
     pub contactor: Vec<Vec<(u64, bool)>>,
-    pub pilot: Vec<Vec<(u64, Option<PilotState>, i32, i32)>>,
+    pub pilot: Vec<Vec<PilotPoint>>,
     pub meter: Vec<(u64, [i32; 3])>,
     pub end_us: u64,
 }

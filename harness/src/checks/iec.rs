@@ -156,11 +156,8 @@ pub fn conformance(sc: &Scenario, series: &Series) -> CheckResult {
             let opened = cont.iter().find(|p| p.0 >= t && !p.1).map(|p| p.0);
             let limit = t + budget + open_mech;
             match opened {
-                Some(o) if o <= limit => {
-                    if budget == 100 * MS {
-                        worst_open_after_b = worst_open_after_b.max(o - t);
-                    }
-                }
+                Some(o) if o <= limit && budget == 100 * MS => worst_open_after_b = worst_open_after_b.max(o - t),
+                Some(o) if o <= limit => {}
                 Some(o) => c.fail(format!(
                     "{name}: pilot {:?} at {} while charging, contactor opened only at {} ({:.0} ms; limit {:.0} ms + {:.0} ms mechanical)",
                     state,

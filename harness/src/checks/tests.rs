@@ -107,7 +107,7 @@ fn a_contactor_that_is_too_slow_fails_iec() {
     let t = trace(
         &[
             (
-                1 * S,
+                S,
                 Event::Pilot {
                     ch: 0,
                     state: Some(firmware::pilot::PilotState::B),
@@ -169,7 +169,7 @@ fn an_overdrawing_car_fails_breaker_measured_and_a_long_one_trips_the_breaker() 
     // 32 A offered, 100 A drawn for 20 minutes on a 40 A breaker (2.5 In).
     let t = trace(
         &[
-            (1 * S, duty(0, 320)),
+            (S, duty(0, 320)),
             (
                 2 * S,
                 Event::Contactor {
@@ -215,7 +215,7 @@ fn flapping_is_caught() {
     let sc = tiny();
     let t = trace(
         &[
-            (1 * S, duty(0, 200)),
+            (S, duty(0, 200)),
             (10 * S, duty(0, 100)),
             (11 * S, duty(0, 200)),
         ],
