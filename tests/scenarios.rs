@@ -45,7 +45,7 @@ fn run_one(path: &Path) -> Result<(), Failed> {
     settings.set_prepend_module_to_snapshot(false);
     settings.set_omit_expression(true);
     settings.set_input_file(path);
-    let canonical = run.trace.canonical();
+    let canonical = run.trace.golden_text(sc.golden_summary);
     let golden = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         settings.bind(|| insta::assert_snapshot!(sc.name.clone(), canonical));
     }));

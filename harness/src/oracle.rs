@@ -5,8 +5,15 @@
 //! nothing more fits under any node or cap: slow, obviously max-min fair,
 //! and sharing no code with `firmware::sharing::alloc`. Admission takes
 //! stations by priority, then in arrival order, while 6 A more fits.
+//!
+//! The specification it encodes for a car that draws less than its share:
+//! the share is reclaimed down to the car's draw plus 1 A (the margin that
+//! lets the station see the car ask for more).
 
 use crate::scenario::{Action, Expectation, Scenario};
+
+/// A car that draws less than its share keeps this much above its draw.
+pub const RECLAIM_MARGIN_DA: u16 = 10;
 
 /// One station's demand for the oracle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +133,7 @@ pub fn fill_expectations(sc: &mut Scenario) {
         let wants: Vec<Want> = (0..n)
             .map(|i| Want {
                 cap_da: if asking[i] && sc.sharing.enabled {
-                    sc.stations[i].cap_da().min(car_max[i])
+                    sc.stations[i].cap_da().min(car_max[i].saturating_add(RECLAIM_MARGIN_DA))
                 } else {
                     0
                 },
@@ -209,8 +216,8 @@ rotation = "off"
         let s = sc(&text);
         assert_eq!(
             s.timeline[0].expect.as_ref().unwrap().exact,
-            Some(vec![320, 0, 0]),
-            "a car draws 32 A by default"
+            Some(vec![330, 0, 0]),
+            "a 32 A car (the default) keeps 1 A above its draw"
         );
         assert_eq!(
             s.timeline[1].expect.as_ref().unwrap().exact,

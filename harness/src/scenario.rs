@@ -42,6 +42,9 @@ struct RawScenario {
     /// `sim` (default) or `hardware`: a hardware scenario is skipped without a fixture.
     #[serde(default)]
     requires: Option<S>,
+    /// `full` (default): the whole canonical trace is the golden file;
+    /// `summary`: per-station totals (for long, large scenarios).
+    golden: Option<S>,
     #[serde(default, rename = "node")]
     nodes: Vec<RawNode>,
     #[serde(default, rename = "station")]
@@ -402,6 +405,8 @@ pub struct Scenario {
     pub duration_us: u64,
     pub seed: u64,
     pub requires_hardware: bool,
+    /// The golden file holds the per-station summary, not every change.
+    pub golden_summary: bool,
     pub nodes: Vec<Node>,
     pub stations: Vec<Station>,
     pub cars: Vec<Car>,
@@ -525,6 +530,13 @@ impl Ctx<'_> {
             Some(r) if r.get_ref() == "sim" => false,
             Some(r) if r.get_ref() == "hardware" => true,
             Some(r) => return Err(self.err(r, "expected requires = \"sim\" or \"hardware\"")),
+        };
+
+        let golden_summary = match &raw.golden {
+            None => false,
+            Some(g) if g.get_ref() == "full" => false,
+            Some(g) if g.get_ref() == "summary" => true,
+            Some(g) => return Err(self.err(g, "expected golden = \"full\" or \"summary\"")),
         };
 
         // The supply tree.
@@ -969,6 +981,7 @@ impl Ctx<'_> {
             duration_us,
             seed: raw.seed,
             requires_hardware,
+            golden_summary,
             nodes,
             stations,
             cars,

@@ -188,6 +188,56 @@ impl Trace {
         out
     }
 
+    /// The golden text: the canonical trace, or for `summary` scenarios the
+    /// per-station totals (sessions, energy, peak offer, faults).
+    #[must_use]
+    pub fn golden_text(&self, summary: bool) -> String {
+        if !summary {
+            return self.canonical();
+        }
+        let mut out = String::new();
+        let _ = writeln!(out, "# sharebench trace summary: {} (seed {})", self.scenario, self.seed);
+        let _ = writeln!(out, "# energy from the measured current at 230 V per phase");
+        let s = self.series();
+        for (i, id) in self.station_ids.iter().enumerate() {
+            let sessions = s.contactor[i].iter().filter(|p| p.1).count();
+            let mut energy_wh = 0.0f64;
+            for (k, &(t, da)) in s.measured[i].iter().enumerate() {
+                let next = s.measured[i].get(k + 1).map_or(self.end_us, |p| p.0);
+                let amps: f64 = da.iter().map(|&d| f64::from(d) / 10.0).sum();
+                energy_wh += amps * 230.0 * (next.saturating_sub(t)) as f64 / 3.6e9;
+            }
+            let max_offer = s.offered[i].iter().map(|p| p.1).max().unwrap_or(0);
+            let charging_us: u64 = s.contactor[i]
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.1)
+                .map(|(k, p)| s.contactor[i].get(k + 1).map_or(self.end_us, |q| q.0) - p.0)
+                .sum();
+            let faults = self
+                .entries
+                .iter()
+                .filter(|e| matches!(&e.what, What::Telemetry { station, text } if station == id && text.starts_with("fault")))
+                .count();
+            let _ = writeln!(
+                out,
+                "st{id}: {sessions} sessions, {:.1} kWh, max offer {} A, contactor closed {} s, {faults} faults",
+                energy_wh / 1_000.0,
+                amps(i64::from(max_offer)),
+                charging_us / 1_000_000
+            );
+        }
+        match &self.incomplete {
+            Some(why) => {
+                let _ = writeln!(out, "# INCOMPLETE at {} ms: {why}", self.end_us / 1_000);
+            }
+            None => {
+                let _ = writeln!(out, "# end {} ms", self.end_us / 1_000);
+            }
+        }
+        out
+    }
+
     /// Time series per channel.
     #[must_use]
     pub fn series(&self) -> Series {
