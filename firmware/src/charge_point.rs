@@ -451,6 +451,8 @@ impl ChargePoint {
 
     fn raise(&mut self, now: Instant, fault: Fault, latch: Option<Latch>) {
         self.fault = Some(fault);
+        // A close that was pending is off: nothing closes during a fault.
+        self.close_at = None;
         self.hold_until = Some(now + self.config.fault_hold);
         if latch.is_some() {
             self.latch = latch;

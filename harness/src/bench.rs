@@ -42,6 +42,8 @@ pub enum BenchError {
     Unsupported(String),
     #[error("bench setup failed: {0}")]
     Setup(String),
+    #[error("the virtual bench made no progress at t={t_us} us (stuck waking {wake}); this is a bug in a model or the firmware")]
+    Stuck { t_us: u64, wake: String },
 }
 
 /// A fault only the virtual bench can make.

@@ -773,7 +773,7 @@ impl Ctx<'_> {
                     margin_da: da(&m.margin, 10)?,
                     resume_margin_da: da16(&m.resume_margin, 20)?,
                     min_pause_us: self.opt_us(&m.min_pause, 60_000_000)?,
-                    peak_hold: m.peak_hold.unwrap_or(3),
+                    peak_hold: m.peak_hold.unwrap_or(10),
                     solar_start_margin_da: da16(&m.solar_start_margin, 10)?,
                     solar_start_delay_us: self.opt_us(&m.solar_start_delay, 60_000_000)?,
                     solar_stop_margin_da: da16(&m.solar_stop_margin, 10)?,

@@ -179,7 +179,12 @@ pub struct VirtualBench {
     host_seq: u32,
     records: VecDeque<Record>,
     steps: u64,
+    /// The instant being processed and how many steps it took so far.
+    stuck_at: (u64, u64),
 }
+
+/// More wake-ups than this at one instant means a model is stuck.
+const MAX_STEPS_AT_ONE_INSTANT: u64 = 200_000;
 
 fn boot_id(seed: u64, station: usize, boots: u32) -> u32 {
     let mut r = SplitMix64::new(
@@ -230,6 +235,7 @@ impl VirtualBench {
             host_seq: 0,
             records: VecDeque::new(),
             steps: 0,
+            stuck_at: (u64::MAX, 0),
         };
         for i in 0..sc.stations.len() {
             let st = vb.boot_station(i, 0)?;
@@ -928,6 +934,28 @@ impl Bench for VirtualBench {
             let Some(Reverse((t, _, w))) = self.queue.pop() else {
                 break;
             };
+            // A model that wakes itself at the same instant forever would
+            // hang the run: end it instead, with the partial trace.
+            if t == self.stuck_at.0 {
+                self.stuck_at.1 += 1;
+                if self.stuck_at.1 > MAX_STEPS_AT_ONE_INSTANT {
+                    let detail = match w {
+                        Wake::Station(i) => {
+                            let st = &self.stations[i];
+                            let role = match &st.role {
+                                Role::Leader(l) => l.poll_timeout(),
+                                Role::Follower(f) => f.poll_timeout(),
+                                Role::Off => None,
+                            };
+                            format!(" (charge point wakes at {:?}, sharing at {:?}; {:?})", st.cp.poll_timeout().map(|t| t.ticks()), role.map(|t| t.ticks()), st.cp)
+                        }
+                        _ => String::new(),
+                    };
+                    return Err(BenchError::Stuck { t_us: t, wake: format!("{w:?}{detail}") });
+                }
+            } else {
+                self.stuck_at = (t, 0);
+            }
             self.step(t, w);
             // The fixture's line queue is bounded, like a UART buffer: read
             // it after every step so nothing is dropped.

@@ -39,10 +39,13 @@ impl Rig {
 
     /// Run the point's timeouts up to `t`.
     fn advance_to(&mut self, t: Instant) {
+        let mut same_instant = 0;
         while let Some(due) = self.cp.poll_timeout() {
             if due > t {
                 break;
             }
+            same_instant = if due == self.now { same_instant + 1 } else { 0 };
+            assert!(same_instant < 100, "the point keeps asking to be woken at {due:?}: {:?}", self.cp);
             assert!(
                 due >= self.now,
                 "timeout in the past: {due:?} < {:?}",
@@ -361,6 +364,23 @@ fn welded_contactor_is_a_fault_and_holds_f_while_welded() {
         PilotOutput::Pwm { duty_bp: 2_667 },
         "the car in B is offered again"
     );
+}
+
+#[test]
+fn a_diode_fault_while_the_close_is_pending_does_not_wake_forever() {
+    let mut r = Rig::new(ChargePointConfig::new(320));
+    r.allocate(160);
+    r.car(9_000);
+    r.advance(ms(50));
+    // C is seen with the diode present: the close is due 100 ms later...
+    r.car(6_000);
+    r.advance(ms(30));
+    // ...then the low plateau shows the diode gone.
+    r.cp.handle_pilot(r.now, PilotLevels { high_mv: 6_000, low_mv: -5_600 });
+    r.drain();
+    r.advance(secs(2));
+    assert_eq!(r.when(Event::Contactor(true)), None);
+    assert!(r.when(Event::Fault(Fault::DiodeMissing)).is_some());
 }
 
 #[test]

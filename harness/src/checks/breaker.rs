@@ -106,7 +106,8 @@ fn node_sums(sc: &Scenario, series: &Series, measured: bool) -> Vec<Vec<(u64, [u
                     touched.push(m);
                 }
             } else {
-                for &n in &paths[i] {
+                // The metered node follows the meter alone.
+                for &n in paths[i].iter().filter(|&&n| Some(n) != metered) {
                     for p in 0..3 {
                         sums[n][p] = sums[n][p] + v[p] - value[i][p];
                     }

@@ -122,11 +122,9 @@ pub fn conformance(sc: &Scenario, series: &Series) -> CheckResult {
                     .find(|p| p.0 <= cmd && !matches!(p.1, Some(PilotState::C | PilotState::D)))
                     .and_then(|p| pilot.iter().find(|q| q.0 > p.0).map(|q| q.0))
                     .unwrap_or(0);
-                let pwm_since = series.offered[i]
-                    .iter()
-                    .rev()
-                    .find(|p| p.0 <= cmd && p.1 == 0)
-                    .map_or(0, |p| p.0);
+                // The start of the PWM offer that was running at the command.
+                let pwm_since =
+                    series.offered[i].iter().filter(|p| p.0 <= cmd).rev().take_while(|p| p.1 > 0).last().map_or(cmd, |p| p.0);
                 let ready = since.max(pwm_since);
                 let took = t.saturating_sub(ready);
                 worst_close_after_c = worst_close_after_c.max(took.saturating_sub(close_mech));
