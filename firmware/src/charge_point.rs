@@ -252,6 +252,9 @@ pub struct Status {
     pub contactor_closed: bool,
     /// The current fault, while it holds.
     pub fault: Option<Fault>,
+    /// The car asks for energy and the point could give it some: no fault,
+    /// not suspended after one, and not in D without ventilation.
+    pub wants_energy: bool,
 }
 
 /// Why the point is suspended after a fault, waiting for the car.
@@ -326,6 +329,7 @@ impl ChargePoint {
             measured_da: self.measured_da,
             contactor_closed: self.contactor,
             fault: self.fault,
+            wants_energy: self.wants_energy(),
         }
     }
 

@@ -133,7 +133,9 @@ pub fn fill_expectations(sc: &mut Scenario) {
         let wants: Vec<Want> = (0..n)
             .map(|i| Want {
                 cap_da: if asking[i] && sc.sharing.enabled {
-                    sc.stations[i].cap_da().min(car_max[i].saturating_add(RECLAIM_MARGIN_DA))
+                    sc.stations[i]
+                        .cap_da()
+                        .min(car_max[i].saturating_add(RECLAIM_MARGIN_DA))
                 } else {
                     0
                 },

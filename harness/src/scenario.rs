@@ -182,6 +182,9 @@ struct RawExpect {
     /// firmware cannot prevent, such as a car that ignores a reduction).
     #[serde(default)]
     known_violations: Vec<String>,
+    /// Checks that do not apply to this scenario (say why in its description).
+    #[serde(default)]
+    skip: Vec<String>,
 }
 
 /// Which breaker standard a node's trip model follows.
@@ -393,6 +396,7 @@ pub struct Expect {
     pub iec: bool,
     pub measured_overload_max_us: u64,
     pub known_violations: Vec<String>,
+    pub skip: Vec<String>,
 }
 
 /// A validated scenario.
@@ -811,8 +815,9 @@ impl Ctx<'_> {
             iec: e.iec.unwrap_or(true),
             measured_overload_max_us: self.opt_us(&e.measured_overload_max, 0)?,
             known_violations: e.known_violations.clone(),
+            skip: e.skip.clone(),
         };
-        for k in &expect.known_violations {
+        for k in expect.known_violations.iter().chain(expect.skip.iter()) {
             if !crate::checks::CHECK_NAMES.contains(&k.as_str()) {
                 return Err(self.err_at(
                     0,

@@ -124,6 +124,8 @@ struct Station {
     welded: bool,
     source: Source,
     duty_bp: Option<u16>,
+    /// A PWM started at this time with this duty, not yet fed to capture.
+    pwm_feed: Option<(u64, u16)>,
     levels: Option<(i32, i32)>,
     draw: [u16; 3],
     sensor: SplitMix64,
@@ -139,6 +141,7 @@ enum Wake {
     Heartbeat,
     Frame(u64),
     Contactor(usize),
+    PwmFeed(usize),
     MeterRequest(u64),
     MeterReply(u64),
 }
@@ -182,6 +185,9 @@ pub struct VirtualBench {
     /// The instant being processed and how many steps it took so far.
     stuck_at: (u64, u64),
 }
+
+/// Periods of a new PWM fed to the fixture's capture (then it holds).
+const PWM_FEED_PERIODS: u64 = 32;
 
 /// More wake-ups than this at one instant means a model is stuck.
 const MAX_STEPS_AT_ONE_INSTANT: u64 = 200_000;
@@ -288,6 +294,7 @@ impl VirtualBench {
             welded: false,
             source: Source::Plus12,
             duty_bp: None,
+            pwm_feed: None,
             levels: None,
             draw: [0; 3],
             sensor: SplitMix64::new(self.seed ^ 0xC0FF_EE00 ^ i as u64),
@@ -334,13 +341,19 @@ impl VirtualBench {
         self.reschedule_channel(i);
     }
 
-    /// Feed the fixture's capture a PWM at `duty_bp`: 32 periods of edges
-    /// through its timer path, with the station's edges dithered against
-    /// the fixture's 1 MHz timer.
-    fn feed_pwm(&mut self, i: usize, duty_bp: u16) {
+    /// Feed the fixture's capture the edges of the PWM that started at `t0`,
+    /// up to `until` (at most [`PWM_FEED_PERIODS`] periods), through its
+    /// timer path, with the station's edges dithered against the fixture's
+    /// 1 MHz timer. Edges are fed only once they have happened, so a PWM
+    /// cut short is captured as exactly as long as it ran.
+    fn flush_pwm(&mut self, i: usize, until: u64) {
+        let Some((t0, duty_bp)) = self.stations[i].pwm_feed.take() else {
+            return;
+        };
         let now = us(self.now);
-        let start_t10 = self.now * 10;
-        for k in 0..32u64 {
+        let periods = (until.saturating_sub(t0) / 1_000).min(PWM_FEED_PERIODS);
+        let start_t10 = t0 * 10;
+        for k in 0..periods {
             // Phase of the station's clock against the fixture's timer, in
             // tenths of a microsecond (a golden-ratio sequence).
             let phase = (k * 6_180) % 10_000 / 1_000;
@@ -349,8 +362,10 @@ impl VirtualBench {
             self.fixture.handle_edge(now, i, rise / 10, true);
             self.fixture.handle_edge(now, i, fall / 10, false);
         }
-        self.fixture
-            .handle_edge(now, i, (start_t10 + 32 * 10_000) / 10, true);
+        if periods > 0 {
+            self.fixture
+                .handle_edge(now, i, (start_t10 + periods * 10_000) / 10, true);
+        }
     }
 
     fn set_output(&mut self, i: usize, out: PilotOutput) {
@@ -359,11 +374,13 @@ impl VirtualBench {
             PilotOutput::Pwm { duty_bp } => (Source::Pwm, Some(duty_bp)),
             PilotOutput::MinusTwelve => (Source::Minus12, None),
         };
+        self.flush_pwm(i, self.now);
         self.stations[i].source = source;
         let changed = self.stations[i].duty_bp != duty;
         self.stations[i].duty_bp = duty;
         if let (true, Some(d)) = (changed, duty) {
-            self.feed_pwm(i, d);
+            self.stations[i].pwm_feed = Some((self.now, d));
+            self.schedule(self.now + PWM_FEED_PERIODS * 1_000, Wake::PwmFeed(i));
         }
         self.apply_pilot(i);
     }
@@ -649,6 +666,16 @@ impl VirtualBench {
             }
             Wake::Frame(id) => self.deliver_frame(id),
             Wake::Contactor(i) => self.contactor_settles(i),
+            Wake::PwmFeed(i) => {
+                if self.stations[i]
+                    .pwm_feed
+                    .is_some_and(|(t0, _)| t0 + PWM_FEED_PERIODS * 1_000 == t)
+                {
+                    self.flush_pwm(i, t);
+                    self.reschedule_channel(i);
+                    self.sync_channel(i);
+                }
+            }
             Wake::MeterRequest(id) => {
                 if let Some(req) = self.meter_msgs.remove(&id) {
                     if let Some(ans) = self.fixture.handle_meter_rx(us(t), &req) {
@@ -889,6 +916,7 @@ impl Bench for VirtualBench {
             }
             SimFault::Crash(i) => {
                 let i = *i;
+                self.flush_pwm(i, self.now);
                 self.stations[i].role = Role::Off;
                 self.stations[i].scheduled = None;
                 self.stations[i].source = Source::Off;
@@ -899,6 +927,7 @@ impl Bench for VirtualBench {
             }
             SimFault::Reboot(i) => {
                 let i = *i;
+                self.flush_pwm(i, self.now);
                 let boots = self.stations[i].boots + 1;
                 let mut fresh = self.boot_station(i, boots)?;
                 fresh.coil = self.stations[i].coil;
@@ -947,11 +976,19 @@ impl Bench for VirtualBench {
                                 Role::Follower(f) => f.poll_timeout(),
                                 Role::Off => None,
                             };
-                            format!(" (charge point wakes at {:?}, sharing at {:?}; {:?})", st.cp.poll_timeout().map(|t| t.ticks()), role.map(|t| t.ticks()), st.cp)
+                            format!(
+                                " (charge point wakes at {:?}, sharing at {:?}; {:?})",
+                                st.cp.poll_timeout().map(|t| t.ticks()),
+                                role.map(|t| t.ticks()),
+                                st.cp
+                            )
                         }
                         _ => String::new(),
                     };
-                    return Err(BenchError::Stuck { t_us: t, wake: format!("{w:?}{detail}") });
+                    return Err(BenchError::Stuck {
+                        t_us: t,
+                        wake: format!("{w:?}{detail}"),
+                    });
                 }
             } else {
                 self.stuck_at = (t, 0);

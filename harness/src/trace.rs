@@ -196,7 +196,11 @@ impl Trace {
             return self.canonical();
         }
         let mut out = String::new();
-        let _ = writeln!(out, "# sharebench trace summary: {} (seed {})", self.scenario, self.seed);
+        let _ = writeln!(
+            out,
+            "# sharebench trace summary: {} (seed {})",
+            self.scenario, self.seed
+        );
         let _ = writeln!(out, "# energy from the measured current at 230 V per phase");
         let s = self.series();
         for (i, id) in self.station_ids.iter().enumerate() {

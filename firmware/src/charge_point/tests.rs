@@ -45,7 +45,11 @@ impl Rig {
                 break;
             }
             same_instant = if due == self.now { same_instant + 1 } else { 0 };
-            assert!(same_instant < 100, "the point keeps asking to be woken at {due:?}: {:?}", self.cp);
+            assert!(
+                same_instant < 100,
+                "the point keeps asking to be woken at {due:?}: {:?}",
+                self.cp
+            );
             assert!(
                 due >= self.now,
                 "timeout in the past: {due:?} < {:?}",
@@ -376,7 +380,13 @@ fn a_diode_fault_while_the_close_is_pending_does_not_wake_forever() {
     r.car(6_000);
     r.advance(ms(30));
     // ...then the low plateau shows the diode gone.
-    r.cp.handle_pilot(r.now, PilotLevels { high_mv: 6_000, low_mv: -5_600 });
+    r.cp.handle_pilot(
+        r.now,
+        PilotLevels {
+            high_mv: 6_000,
+            low_mv: -5_600,
+        },
+    );
     r.drain();
     r.advance(secs(2));
     assert_eq!(r.when(Event::Contactor(true)), None);

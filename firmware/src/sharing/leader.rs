@@ -133,9 +133,20 @@ impl Leader {
                 ..Peer::default()
             });
         }
+        // A leader that boots does not know what the followers offer: one
+        // may still run on a grant from before (until its own leader timeout
+        // sends it to its fallback). So every follower starts held at its
+        // full cap, as if silent since now, until it answers or its
+        // fallback is certain.
+        for (p, s) in peers.iter_mut().zip(cfg.stations.iter()) {
+            p.hold_da = s.cap_da();
+            p.silent_since = Some(now);
+        }
         if let Some(p) = peers.get_mut(me) {
             p.joined = true;
             p.boot = Some(boot);
+            p.hold_da = 0;
+            p.silent_since = None;
         }
         // The meter is read a fifth of a cycle after the stations were
         // polled, so the reading and their reports describe the same moment.
@@ -333,7 +344,12 @@ impl Leader {
                     self.stats.replays += 1;
                     return;
                 }
-                let rebooted = p.boot != Some(h.boot);
+                // A boot id we knew, changed: the follower rebooted and
+                // starts from 0. One we never knew (this leader just booted):
+                // it may still offer something, so it is held until its
+                // status says otherwise.
+                let rebooted = p.boot.is_some() && p.boot != Some(h.boot);
+                let unknown = p.boot.is_none();
                 p.boot = Some(h.boot);
                 p.last_seq = h.seq;
                 p.joined = true;
@@ -351,6 +367,13 @@ impl Leader {
                         demand_cap_da: cap,
                         ..Peer::default()
                     };
+                }
+                if unknown {
+                    let p = &mut self.peers[i];
+                    p.hold_da = p.hold_da.max(p.granted_da);
+                    p.granted_da = 0;
+                    p.reduce_pending = true;
+                    p.hold_confirmed_at = None;
                 }
                 let g = self.peers[i].granted_da;
                 let _ = self
@@ -818,14 +841,9 @@ impl Leader {
 /// A charging point's status as the link carries it.
 #[must_use]
 pub fn to_peer_status(s: &Status, granted_da: u16) -> PeerStatus {
-    let wants = s.fault.is_none()
-        && matches!(
-            s.state,
-            crate::pilot::PilotState::C | crate::pilot::PilotState::D
-        );
     PeerStatus {
         state: s.state.letter() as u8,
-        wants,
+        wants: s.wants_energy,
         contactor: s.contactor_closed,
         fault: s.fault.is_some(),
         offered_da: s.offered_da,

@@ -109,6 +109,9 @@ pub fn run_all(sc: &Scenario, trace: &Trace) -> Vec<CheckResult> {
     }
     for c in &mut out {
         c.known_violation = sc.expect.known_violations.iter().any(|k| k == c.name);
+        if sc.expect.skip.iter().any(|k| k == c.name) {
+            *c = CheckResult::skip(c.name, "skipped by the scenario ([expect] skip)");
+        }
     }
     out
 }
