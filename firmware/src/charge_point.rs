@@ -264,6 +264,8 @@ enum Latch {
     UntilNotCharging,
     /// Until the car is unplugged (A).
     UntilUnplugged,
+    /// Until the pilot reads a car state again (after E or F).
+    UntilPilotClear,
 }
 
 /// One charging point. See the module documentation.
@@ -514,8 +516,6 @@ impl ChargePoint {
     }
 
     fn update(&mut self, now: Instant) {
-        let state = self.sense.state();
-
         // State F lasts the hold time, and a welded contact keeps it until
         // the contact reads open.
         if let Some(until) = self.hold_until {
@@ -529,20 +529,24 @@ impl ChargePoint {
                 return;
             }
             self.fault = None;
-            // Samples were ignored while the station drove F. A fault the
-            // pilot showed (E, F) is forgotten and re-read; any other state
-            // stands until a new sample says otherwise, so a latch waiting
-            // for the car is not released by the F hold itself.
-            if matches!(self.sense.state(), PilotState::E | PilotState::F) {
-                self.sense.reset(PilotState::A);
-            }
+            // Samples were ignored while the station drove F; the state
+            // sensed before stands until a new sample (taken as soon as the
+            // pilot is back at +12 V) says otherwise, so no latch is
+            // released by the F hold itself.
             self.set_output(now, PilotOutput::Steady);
         }
+        let state = self.sense.state();
 
-        // Faults the pilot shows.
-        match state {
-            PilotState::E => return self.raise(now, Fault::PilotShort, None),
-            PilotState::F => return self.raise(now, Fault::PilotUnexpectedF, None),
+        // Faults the pilot shows: raised once, then latched (no PWM, open)
+        // until the pilot reads a car state again.
+        match (state, self.latch) {
+            (PilotState::E | PilotState::F, Some(Latch::UntilPilotClear)) => return,
+            (PilotState::E, _) => {
+                return self.raise(now, Fault::PilotShort, Some(Latch::UntilPilotClear))
+            }
+            (PilotState::F, _) => {
+                return self.raise(now, Fault::PilotUnexpectedF, Some(Latch::UntilPilotClear))
+            }
             _ => {}
         }
         if matches!(self.output, PilotOutput::Pwm { .. }) && !self.sense.diode_ok() {
@@ -552,7 +556,11 @@ impl ChargePoint {
         // Release a latch when the car has done what it waits for.
         match (self.latch, state) {
             (Some(Latch::UntilNotCharging), PilotState::A | PilotState::B)
-            | (Some(Latch::UntilUnplugged), PilotState::A) => self.latch = None,
+            | (Some(Latch::UntilUnplugged), PilotState::A)
+            | (
+                Some(Latch::UntilPilotClear),
+                PilotState::A | PilotState::B | PilotState::C | PilotState::D,
+            ) => self.latch = None,
             _ => {}
         }
 

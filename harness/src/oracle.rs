@@ -124,7 +124,7 @@ pub fn fill_expectations(sc: &mut Scenario) {
                 asking[i] = true;
             }
             Action::Unplug(i) | Action::Stop(i) | Action::Pause(i) => asking[i] = false,
-            Action::Plug(_) | Action::Load { .. } => {}
+            Action::Plug(_) | Action::Load { .. } | Action::Check => {}
             _ => return,
         }
         if sc.timeline[k].expect.is_some() {

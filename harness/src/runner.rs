@@ -112,6 +112,7 @@ fn describe(sc: &Scenario, a: &Action) -> String {
             if *on { "welds" } else { "freed" }
         ),
         Action::Forge => "forged frames injected".into(),
+        Action::Check => "checkpoint".into(),
     }
 }
 
@@ -202,6 +203,7 @@ fn act(
         Action::Reboot(i) => bench.fault(&SimFault::Reboot(*i)),
         Action::Welded(i, on) => bench.fault(&SimFault::Welded(*i, *on)),
         Action::Forge => bench.fault(&SimFault::Forge),
+        Action::Check => Ok(()),
     }
     .map_err(|e| match e {
         BenchError::Refused { what, reason } => BenchError::Refused {

@@ -338,6 +338,9 @@ pub enum Action {
     Welded(usize, bool),
     /// Sim only: a station outside the group sends a forged grant.
     Forge,
+    /// Nothing happens: a checkpoint for an expectation (for example after
+    /// a car finished charging on its own).
+    Check,
 }
 
 impl Action {
@@ -933,10 +936,11 @@ impl Ctx<'_> {
                 "weld" => Action::Welded(need_station()?, true),
                 "unweld" => Action::Welded(need_station()?, false),
                 "forge" => Action::Forge,
+                "check" => Action::Check,
                 other => {
                     return Err(self.err(
                         &st.action,
-                        format!("unknown action \"{other}\"; expected arrive, plug, unplug, request, stop, pause, load-on, load-off, meter, misbehave, link-down, one-way, partition, noise, repair, crash, reboot, weld, unweld or forge"),
+                        format!("unknown action \"{other}\"; expected arrive, plug, unplug, request, stop, pause, load-on, load-off, meter, misbehave, link-down, one-way, partition, noise, repair, crash, reboot, weld, unweld, forge or check"),
                     ))
                 }
             };

@@ -318,12 +318,30 @@ impl VirtualBench {
         });
     }
 
-    /// Recompute the pilot levels of channel `i` and feed both ends.
+    /// Recompute the pilot levels of channel `i` and feed both ends (the
+    /// station samples again whenever its own output changed, as its ADC
+    /// would).
     fn apply_pilot(&mut self, i: usize) {
+        self.apply_pilot_sampled(i, false);
+    }
+
+    fn apply_pilot_sampled(&mut self, i: usize, output_changed: bool) {
         let load = self.fixture.car_load(i);
         let source = self.stations[i].source;
         let (hi, lo) = rig::pilot::levels(source, &load);
         let now = us(self.now);
+        if output_changed
+            && self.stations[i].levels == Some((hi, lo))
+            && !matches!(self.stations[i].role, Role::Off)
+        {
+            self.stations[i].cp.handle_pilot(
+                now,
+                PilotLevels {
+                    high_mv: hi,
+                    low_mv: lo,
+                },
+            );
+        }
         if self.stations[i].levels != Some((hi, lo)) {
             self.stations[i].levels = Some((hi, lo));
             if !matches!(self.stations[i].role, Role::Off) {
@@ -382,7 +400,7 @@ impl VirtualBench {
             self.stations[i].pwm_feed = Some((self.now, d));
             self.schedule(self.now + PWM_FEED_PERIODS * 1_000, Wake::PwmFeed(i));
         }
-        self.apply_pilot(i);
+        self.apply_pilot_sampled(i, true);
     }
 
     fn set_coil(&mut self, i: usize, on: bool) {

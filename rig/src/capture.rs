@@ -45,7 +45,7 @@ impl Default for CaptureConfig {
     fn default() -> Self {
         Self {
             duty_threshold_bp: 5,
-            confirm_periods: 3,
+            confirm_periods: 8,
             glitch_us: 5,
             pwm_timeout: Some(firmware::time::ms(3)),
             current_threshold_da: 2,

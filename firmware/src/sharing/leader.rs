@@ -369,9 +369,13 @@ impl Leader {
                     };
                 }
                 if unknown {
+                    // Keep it at its fallback (what it may run on without a
+                    // leader anyway, and inside what is held for it) until
+                    // its status confirms; no needless cut to 0.
+                    let fallback = self.cfg.stations[i].fallback_da;
                     let p = &mut self.peers[i];
                     p.hold_da = p.hold_da.max(p.granted_da);
-                    p.granted_da = 0;
+                    p.granted_da = fallback.min(p.hold_da);
                     p.reduce_pending = true;
                     p.hold_confirmed_at = None;
                 }

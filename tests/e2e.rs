@@ -1,0 +1,293 @@
+//! End-to-end behaviour of the virtual bench and the CLI: determinism,
+//! fault injection, exit codes, and the serial backend through a real
+//! pseudo-terminal against the virtual fixture in its own process.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use harness::cli::run_sim;
+use harness::runner::Verdict;
+use harness::scenario::Scenario;
+
+const SITE: &str = r#"
+name = "e2e"
+duration = "6min"
+seed = 7
+[[node]]
+name = "circuit"
+limit = "48A"
+breaker = "60A"
+[[station]]
+id = 1
+node = "circuit"
+nameplate = "32A"
+fallback = "16A"
+leader = true
+[[station]]
+id = 2
+node = "circuit"
+nameplate = "32A"
+fallback = "16A"
+[[station]]
+id = 3
+node = "circuit"
+nameplate = "32A"
+fallback = "16A"
+[[car]]
+station = 1
+delay = "1s"
+delay_max = "4s"
+[[car]]
+station = 2
+delay = "1s"
+delay_max = "4s"
+[[car]]
+station = 3
+delay = "1s"
+delay_max = "4s"
+[sharing]
+rotation = "off"
+[[at]]
+time = "10s"
+do = "arrive"
+station = 1
+[[at]]
+time = "20s"
+do = "arrive"
+station = 2
+"#;
+
+fn scenario(extra: &str) -> Scenario {
+    Scenario::parse(Path::new("e2e.toml"), &format!("{SITE}{extra}")).expect("valid scenario")
+}
+
+fn trace(sc: &Scenario, seed: u64) -> String {
+    run_sim(sc, Some(seed)).expect("runs").trace.canonical()
+}
+
+#[test]
+fn same_seed_same_trace_byte_for_byte() {
+    let sc = scenario("");
+    assert_eq!(trace(&sc, 11), trace(&sc, 11));
+}
+
+#[test]
+fn a_randomised_parameter_changes_with_the_seed() {
+    // The cars' response delays are drawn in 1-4 s from the seed.
+    let sc = scenario("");
+    assert_ne!(trace(&sc, 11), trace(&sc, 12));
+}
+
+fn fault_step(at: &str, body: &str) -> String {
+    format!("[[at]]\ntime = \"{at}\"\n{body}\n")
+}
+
+/// Every fault: the run is different from the healthy one where the
+/// fixture can see it, and the offered currents never exceed the circuit.
+#[test]
+fn each_link_and_node_fault_shows_and_the_limit_holds() {
+    let healthy = trace(&scenario(""), 3);
+    let faults = [
+        ("link-down", "do = \"link-down\"", true),
+        ("one-way uplink", "do = \"one-way\"\nfrom = 2\nto = 1", true),
+        (
+            "one-way downlink",
+            "do = \"one-way\"\nfrom = 1\nto = 2",
+            true,
+        ),
+        (
+            "partition",
+            "do = \"partition\"\ngroups = [[1], [2, 3]]",
+            true,
+        ),
+        ("noise", "do = \"noise\"\nloss = 0.5\ncorrupt = 0.3", true),
+        ("crash follower", "do = \"crash\"\nstation = 2", true),
+        ("crash leader", "do = \"crash\"\nstation = 1", true),
+        ("weld", "do = \"weld\"\nstation = 2", false),
+        // A forged frame must change nothing the fixture sees.
+        ("forge", "do = \"forge\"", false),
+    ];
+    for (name, body, changes_capture) in faults {
+        let sc = scenario(&fault_step("1min", body));
+        let run = run_sim(&sc, Some(3)).expect("runs");
+        assert_ne!(
+            run.verdict,
+            Verdict::Incomplete,
+            "{name}: {:?}",
+            run.trace.incomplete
+        );
+        let offered = run
+            .checks
+            .iter()
+            .find(|c| c.name == "breaker-offered")
+            .expect("check ran");
+        assert!(offered.passed, "{name}: {:?}", offered.failures);
+        let events = |t: &str| {
+            t.lines()
+                .filter(|l| {
+                    !l.contains(" action ") && !l.contains(" says: ") && !l.contains(" bench ")
+                })
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let same = events(&run.trace.canonical()) == events(&healthy);
+        assert_eq!(
+            !same,
+            changes_capture,
+            "{name}: capture {} the healthy run",
+            if same { "equals" } else { "differs from" }
+        );
+    }
+}
+
+#[test]
+fn a_welded_contactor_shows_when_the_car_stops() {
+    let sc = scenario(
+        &(fault_step("1min", "do = \"weld\"\nstation = 2")
+            + &fault_step("2min", "do = \"stop\"\nstation = 2")),
+    );
+    let run = run_sim(&sc, Some(3)).expect("runs");
+    let text = run.trace.canonical();
+    assert!(text.contains("st2 says: fault: contactor welded"), "{text}");
+    assert!(text.contains("st2 pilot F"), "{text}");
+}
+
+fn sharebench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sharebench"))
+}
+
+#[test]
+fn exit_codes_are_as_documented() {
+    let dir = std::env::temp_dir().join(format!("sharebench-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "duration = \"soon\"\n").expect("write");
+    let out = sharebench()
+        .args(["check"])
+        .arg(&bad)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:1:12: expected a duration"), "{err}");
+
+    let good = dir.join("good.toml");
+    std::fs::write(&good, SITE).expect("write");
+    let out = sharebench()
+        .arg("run")
+        .arg(&good)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg("--no-golden")
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("e2e") && stdout.contains("pass"),
+        "{stdout}"
+    );
+    for f in [
+        "report.json",
+        "junit.xml",
+        "e2e/trace.txt",
+        "e2e/trace.vcd",
+        "e2e/plot.svg",
+        "e2e/plot.png",
+    ] {
+        assert!(dir.join("out").join(f).exists(), "{f} written");
+    }
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("out/report.json")).expect("report"),
+    )
+    .expect("json");
+    assert_eq!(report["schema"], "sharebench-report/1");
+    assert_eq!(report["scenarios"][0]["verdict"], "pass");
+
+    // A failing check: the circuit is too small for what the file expects.
+    let failing = dir.join("failing.toml");
+    std::fs::write(&failing, format!("{SITE}[[at]]\ntime = \"1min\"\ndo = \"arrive\"\nstation = 3\nexpect = [\"32A\", \"32A\", \"32A\"]\n")).expect("write");
+    let out = sharebench()
+        .arg("run")
+        .arg(&failing)
+        .arg("--out")
+        .arg(dir.join("out2"))
+        .arg("--no-golden")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--seed 7"),
+        "a failing run prints its seed"
+    );
+
+    let out = sharebench()
+        .args(["run", "--bench", "serial:/dev/no-such-fixture"])
+        .arg(&good)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("failed to open fixture port /dev/no-such-fixture"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The harness's serial backend through a real tty, against the virtual
+/// fixture serving its own process in 20x real time.
+#[test]
+fn serial_bench_through_a_pty_against_the_virtual_fixture() {
+    let dir = std::env::temp_dir().join(format!("sharebench-pty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("pty.toml");
+    std::fs::write(
+        &file,
+        SITE.replace("duration = \"6min\"", "duration = \"90s\""),
+    )
+    .expect("write");
+    let mut server = sharebench()
+        .arg("virtual-fixture")
+        .arg(&file)
+        .args(["--pty", "--time-scale", "20", "--stop-after", "60s"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("virtual fixture starts");
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("pty path");
+    let pty = line.trim().to_string();
+    assert!(pty.starts_with("/dev/"), "{pty}");
+    let out = sharebench()
+        .arg("run")
+        .arg(&file)
+        .args(["--bench", &format!("serial:{pty}")])
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg("--no-golden")
+        .output()
+        .expect("runs");
+    let _ = server.kill();
+    let _ = server.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trace = std::fs::read_to_string(dir.join("out/pty/trace.txt")).expect("trace");
+    assert!(
+        trace.contains("st1 offer 32.0 A") || trace.contains("st1 offer 24.0 A"),
+        "{trace}"
+    );
+    assert!(trace.contains("st2 contactor closed"), "{trace}");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::thread::sleep(Duration::from_millis(10));
+}
