@@ -282,7 +282,7 @@ fn serial_bench_through_a_pty_against_the_virtual_fixture() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let trace = std::fs::read_to_string(dir.join("out/pty/trace.txt")).expect("trace");
+    let trace = std::fs::read_to_string(dir.join("out/e2e/trace.txt")).expect("trace");
     assert!(
         trace.contains("st1 offer 32.0 A") || trace.contains("st1 offer 24.0 A"),
         "{trace}"
