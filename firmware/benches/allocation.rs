@@ -5,15 +5,16 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use firmware::sharing::alloc::{allocate, Demand, NodeSlot, StationSlot};
 
-/// 1 service, 20 panels, 50 circuits per panel (1000 circuits), 10 stations
-/// per circuit: a mix of 3-phase and rotated single-phase stations.
-fn site() -> (Vec<NodeSlot>, Vec<StationSlot>) {
-    let mut nodes = vec![NodeSlot::new(None, [40_000; 3])];
+/// 1 service, `panels` panels, 50 circuits per panel, 10 stations per
+/// circuit (20 panels: 10,000 stations): a mix of 3-phase and rotated
+/// single-phase stations.
+fn site(panels: u16, circuits: u16) -> (Vec<NodeSlot>, Vec<StationSlot>) {
+    let mut nodes = vec![NodeSlot::new(None, [u32::from(panels) * 2_000; 3])];
     let mut stations = Vec::new();
-    for panel in 0..20u16 {
+    for panel in 0..panels {
         nodes.push(NodeSlot::new(Some(0), [4_000; 3]));
         let panel_idx = nodes.len() as u16 - 1;
-        for _ in 0..50 {
+        for _ in 0..circuits {
             nodes.push(NodeSlot::new(Some(panel_idx), [800; 3]));
             let circuit = nodes.len() as u16 - 1;
             for s in 0..10u16 {
@@ -41,9 +42,16 @@ fn site() -> (Vec<NodeSlot>, Vec<StationSlot>) {
 }
 
 fn bench(c: &mut Criterion) {
-    let (mut nodes, mut stations) = site();
+    let (mut nodes, mut stations) = site(20, 50);
     let mut order = vec![0u32; stations.len()];
     c.bench_function("allocate 10k stations, 4-level tree", |b| {
+        b.iter(|| allocate(&mut nodes, &mut stations, &mut order).expect("valid tree"))
+    });
+    // A full group (one leader and 255 followers): what a leader does every cycle.
+    let (mut nodes, mut stations) = site(2, 13);
+    stations.truncate(256);
+    let mut order = vec![0u32; stations.len()];
+    c.bench_function("allocate 256 stations (a full group)", |b| {
         b.iter(|| allocate(&mut nodes, &mut stations, &mut order).expect("valid tree"))
     });
 }
