@@ -261,11 +261,11 @@ pub struct Status {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Latch {
     /// Until the car stops asking (B) or leaves (A).
-    UntilNotCharging,
+    NotCharging,
     /// Until the car is unplugged (A).
-    UntilUnplugged,
+    Unplugged,
     /// Until the pilot reads a car state again (after E or F).
-    UntilPilotClear,
+    PilotClear,
 }
 
 /// One charging point. See the module documentation.
@@ -540,25 +540,25 @@ impl ChargePoint {
         // Faults the pilot shows: raised once, then latched (no PWM, open)
         // until the pilot reads a car state again.
         match (state, self.latch) {
-            (PilotState::E | PilotState::F, Some(Latch::UntilPilotClear)) => return,
+            (PilotState::E | PilotState::F, Some(Latch::PilotClear)) => return,
             (PilotState::E, _) => {
-                return self.raise(now, Fault::PilotShort, Some(Latch::UntilPilotClear))
+                return self.raise(now, Fault::PilotShort, Some(Latch::PilotClear))
             }
             (PilotState::F, _) => {
-                return self.raise(now, Fault::PilotUnexpectedF, Some(Latch::UntilPilotClear))
+                return self.raise(now, Fault::PilotUnexpectedF, Some(Latch::PilotClear))
             }
             _ => {}
         }
         if matches!(self.output, PilotOutput::Pwm { .. }) && !self.sense.diode_ok() {
-            return self.raise(now, Fault::DiodeMissing, Some(Latch::UntilUnplugged));
+            return self.raise(now, Fault::DiodeMissing, Some(Latch::Unplugged));
         }
 
         // Release a latch when the car has done what it waits for.
         match (self.latch, state) {
-            (Some(Latch::UntilNotCharging), PilotState::A | PilotState::B)
-            | (Some(Latch::UntilUnplugged), PilotState::A)
+            (Some(Latch::NotCharging), PilotState::A | PilotState::B)
+            | (Some(Latch::Unplugged), PilotState::A)
             | (
-                Some(Latch::UntilPilotClear),
+                Some(Latch::PilotClear),
                 PilotState::A | PilotState::B | PilotState::C | PilotState::D,
             ) => self.latch = None,
             _ => {}
@@ -633,7 +633,7 @@ impl ChargePoint {
                         measured_da: measured,
                         offered_da: offered,
                     },
-                    Some(Latch::UntilNotCharging),
+                    Some(Latch::NotCharging),
                 );
             }
         } else {

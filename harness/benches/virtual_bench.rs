@@ -38,7 +38,9 @@ fn six_stations() -> Scenario {
     }
     steps.sort_unstable();
     for (t, what, id) in steps {
-        text.push_str(&format!("[[at]]\ntime = \"{t}s\"\ndo = \"{what}\"\nstation = {id}\n"));
+        text.push_str(&format!(
+            "[[at]]\ntime = \"{t}s\"\ndo = \"{what}\"\nstation = {id}\n"
+        ));
     }
     Scenario::parse(Path::new("bench-6.toml"), &text).expect("valid bench scenario")
 }
