@@ -268,7 +268,8 @@ pub fn parse_next(buf: &[u8]) -> Parsed {
 /// Parse one line without its newline.
 pub fn parse_line(raw: &[u8]) -> Result<Line, LineError> {
     let text = core::str::from_utf8(raw).map_err(|_| LineError::NotText)?;
-    if !text.is_ascii() {
+    // Printable ASCII only: no control characters hide in a field.
+    if !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return Err(LineError::NotText);
     }
     let (body, crc) = text.rsplit_once('*').ok_or(LineError::NoChecksum)?;
@@ -296,7 +297,10 @@ pub fn parse_line(raw: &[u8]) -> Result<Line, LineError> {
             Ok(Line::Event { seq, t_us, event })
         }
         "A" => match f.next() {
-            Some("OK") => Ok(Line::Ok { seq, info: join(f) }),
+            Some("OK") => Ok(Line::Ok {
+                seq,
+                info: join(f).ok_or(syntax("info under 96 characters"))?,
+            }),
             Some("ERR") => {
                 let code = f
                     .next()
@@ -305,7 +309,7 @@ pub fn parse_line(raw: &[u8]) -> Result<Line, LineError> {
                 Ok(Line::Err {
                     seq,
                     code,
-                    message: join(f),
+                    message: join(f).ok_or(syntax("message under 96 characters"))?,
                 })
             }
             _ => Err(syntax("OK or ERR")),
@@ -314,15 +318,16 @@ pub fn parse_line(raw: &[u8]) -> Result<Line, LineError> {
     }
 }
 
-fn join<'a>(f: impl Iterator<Item = &'a str>) -> String<96> {
+/// The remaining words, single-spaced; `None` if they do not fit.
+fn join<'a>(f: impl Iterator<Item = &'a str>) -> Option<String<96>> {
     let mut s = String::new();
     for (i, w) in f.enumerate() {
         if i > 0 {
-            let _ = s.push(' ');
+            s.push(' ').ok()?;
         }
-        let _ = s.push_str(w);
+        s.push_str(w).ok()?;
     }
-    s
+    Some(s)
 }
 
 /// A decimal number, parsed with nom.

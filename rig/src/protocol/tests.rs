@@ -259,3 +259,21 @@ proptest! {
         prop_assert_eq!(last, Some(l));
     }
 }
+
+#[test]
+fn control_characters_and_overlong_messages_are_refused() {
+    // Found by cargo fuzz: NULs inside an info field used to be dropped on
+    // the way back, so the line did not round-trip.
+    assert_eq!(
+        parse_line(b"A 0 OK A 0*-- \x00\x00 0*--"),
+        Err(LineError::NotText)
+    );
+    let long = format!("A 1 ERR parse {}*--", "x".repeat(120));
+    assert_eq!(
+        parse_line(long.as_bytes()),
+        Err(LineError::Syntax {
+            seq: Some(1),
+            what: "message under 96 characters"
+        })
+    );
+}
