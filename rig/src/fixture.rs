@@ -432,10 +432,14 @@ impl<const N: usize> Fixture<N> {
         t
     }
 
+    /// Refresh the meter's register image from the site, and report the
+    /// site's true current per phase (what flows at the meter's position,
+    /// also while the meter is faulted toward the station) when it moved by
+    /// 0.2 A.
     fn update_meter(&mut self, now: Instant) {
         let site = self.site_da();
         self.meter.set_site(site, self.cfg.voltage_v);
-        let shown = self.meter.currents_da();
+        let shown = site;
         if shown
             .iter()
             .zip(self.reported_meter.iter())
@@ -446,7 +450,8 @@ impl<const N: usize> Fixture<N> {
         }
     }
 
-    /// Bytes from the leader's Modbus line; the answer, if the meter gives one.
+    /// Bytes from the leader's Modbus line; the answer, if the meter gives
+    /// one (none while silent, garbage while garbled).
     pub fn handle_meter_rx(&mut self, now: Instant, bytes: &[u8]) -> Option<Vec<u8, 256>> {
         self.update_meter(now);
         self.meter.handle_rx(bytes)

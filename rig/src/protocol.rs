@@ -126,7 +126,8 @@ pub enum Event {
         ch: Channel,
         da: [u16; 3],
     },
-    /// What the emulated mains meter reports, deciamps per phase (import +).
+    /// The site's net current per phase at the meter's position, deciamps
+    /// (import +): the truth, also while the emulated meter is faulted.
     Meter {
         da: [i32; 3],
     },
