@@ -61,6 +61,8 @@ pub struct Station<Pwm, Coil, Sense, Adc, Amps> {
     relay_sense: Option<Sense>,
     adc: Adc,
     amps: Amps,
+    /// Faults raised since the last [`Station::poll_fault`], for the debug channel.
+    faults: heapless::Deque<crate::charge_point::Fault, 4>,
 }
 
 impl<Pwm, Coil, Sense, Adc, Amps> Station<Pwm, Coil, Sense, Adc, Amps>
@@ -92,6 +94,7 @@ where
             relay_sense,
             adc,
             amps,
+            faults: heapless::Deque::new(),
         })
     }
 
@@ -134,11 +137,39 @@ where
                     r.map_err(|e| HalError::Coil(digital::Error::kind(&e)))?;
                     continue;
                 }
-                Event::State(_) | Event::Fault(_) => continue,
+                Event::Fault(f) => {
+                    if self.faults.is_full() {
+                        self.faults.pop_front();
+                    }
+                    let _ = self.faults.push_back(f);
+                    continue;
+                }
+                Event::State(_) => continue,
             }
             .map_err(|e| HalError::Pwm(pwm::Error::kind(&e)))?;
         }
         Ok(())
+    }
+
+    /// A fault raised since the last call (what the board prints on its
+    /// debug UART).
+    pub fn poll_fault(&mut self) -> Option<crate::charge_point::Fault> {
+        self.faults.pop_front()
+    }
+
+    /// The PWM output (a host driver reads back what the point drives).
+    pub fn pwm(&self) -> &Pwm {
+        &self.pwm
+    }
+
+    /// The contactor coil output.
+    pub fn coil(&self) -> &Coil {
+        &self.coil
+    }
+
+    /// The inputs, for a host driver that models the world behind them.
+    pub fn inputs_mut(&mut self) -> (&mut Adc, &mut Amps, Option<&mut Sense>) {
+        (&mut self.adc, &mut self.amps, self.relay_sense.as_mut())
     }
 
     /// Give the pins back.

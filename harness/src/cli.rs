@@ -285,7 +285,7 @@ fn run(a: &RunArgs) -> u8 {
             r.golden = Some(golden::compare(
                 &sc.path,
                 &sc.name,
-                &r.trace.canonical(),
+                &r.trace.golden_text(sc.golden_summary),
                 tol,
             ));
         }

@@ -18,7 +18,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
-use firmware::charge_point::{ChargePoint, ChargePointConfig, Event as CpEvent, PilotOutput};
+use firmware::charge_point::{ChargePoint, ChargePointConfig, PilotOutput};
 use firmware::pilot::PilotLevels;
 use firmware::sharing::config::{self as fw, GroupConfig};
 use firmware::sharing::frame::MAX_FRAME;
@@ -36,6 +36,99 @@ use crate::scenario::{MeterMode, Scenario};
 
 /// Most stations (and fixture channels) in one virtual site.
 pub const MAX_STATIONS: usize = 256;
+
+/// The station board's pins in the virtual bench: the firmware drives them
+/// through embedded-hal 1.0 and its own ADC and sensor traits, exactly as on
+/// a board, and the models read and write the other side.
+mod board {
+    use core::convert::Infallible;
+
+    use embedded_hal::digital::{ErrorType as DigitalErrorType, InputPin, OutputPin};
+    use embedded_hal::pwm::{ErrorType as PwmErrorType, SetDutyCycle};
+    use firmware::hal::{CurrentSensor, PilotAdc};
+    use firmware::pilot::PilotLevels;
+
+    /// The pilot PWM: 10,000 steps (0.01 %); fully on is steady +12 V,
+    /// fully off is -12 V.
+    #[derive(Debug)]
+    pub struct Pwm {
+        pub duty: u16,
+    }
+    impl PwmErrorType for Pwm {
+        type Error = Infallible;
+    }
+    impl SetDutyCycle for Pwm {
+        fn max_duty_cycle(&self) -> u16 {
+            10_000
+        }
+        fn set_duty_cycle(&mut self, duty: u16) -> Result<(), Infallible> {
+            self.duty = duty;
+            Ok(())
+        }
+    }
+
+    /// The contactor coil.
+    #[derive(Debug, Default)]
+    pub struct Coil {
+        pub on: bool,
+    }
+    impl DigitalErrorType for Coil {
+        type Error = Infallible;
+    }
+    impl OutputPin for Coil {
+        fn set_low(&mut self) -> Result<(), Infallible> {
+            self.on = false;
+            Ok(())
+        }
+        fn set_high(&mut self) -> Result<(), Infallible> {
+            self.on = true;
+            Ok(())
+        }
+    }
+
+    /// The contactor's auxiliary contact.
+    #[derive(Debug, Default)]
+    pub struct Sense {
+        pub closed: bool,
+    }
+    impl DigitalErrorType for Sense {
+        type Error = Infallible;
+    }
+    impl InputPin for Sense {
+        fn is_high(&mut self) -> Result<bool, Infallible> {
+            Ok(self.closed)
+        }
+        fn is_low(&mut self) -> Result<bool, Infallible> {
+            Ok(!self.closed)
+        }
+    }
+
+    /// The pilot plateaus the station's ADC samples.
+    #[derive(Debug)]
+    pub struct Adc {
+        pub levels: PilotLevels,
+    }
+    impl PilotAdc for Adc {
+        type Error = Infallible;
+        fn sample_pilot(&mut self) -> Result<PilotLevels, Infallible> {
+            Ok(self.levels)
+        }
+    }
+
+    /// The station's current sensor.
+    #[derive(Debug, Default)]
+    pub struct Amps {
+        pub da: [u16; 3],
+    }
+    impl CurrentSensor for Amps {
+        type Error = Infallible;
+        fn read_current(&mut self) -> Result<[u16; 3], Infallible> {
+            Ok(self.da)
+        }
+    }
+
+    pub type Station = firmware::hal::Station<Pwm, Coil, Sense, Adc, Amps>;
+}
 
 /// The group configuration every station of the scenario is commissioned with.
 #[must_use]
@@ -116,7 +209,10 @@ enum Role {
 
 struct Station {
     id: u8,
-    cp: ChargePoint,
+    /// The firmware on its board: a charge point behind embedded-hal pins.
+    board: board::Station,
+    /// What the pins showed last (duty steps, coil), to see what changed.
+    pins_seen: (u16, bool),
     role: Role,
     boots: u32,
     coil: bool,
@@ -271,6 +367,21 @@ impl VirtualBench {
         cpc.max_current_da = s.cap_da();
         let cp = ChargePoint::new(cpc)
             .map_err(|e| BenchError::Setup(format!("station {}: {e}", s.id)))?;
+        // Pins come up in the safe state (+12 V steady, coil released).
+        let board = board::Station::new(
+            cp,
+            board::Pwm { duty: 10_000 },
+            board::Coil::default(),
+            Some(board::Sense::default()),
+            board::Adc {
+                levels: PilotLevels {
+                    high_mv: 12_000,
+                    low_mv: 12_000,
+                },
+            },
+            board::Amps::default(),
+        )
+        .map_err(|e| BenchError::Setup(format!("station {}: {e}", s.id)))?;
         let boot = boot_id(self.seed, i, boots);
         let now = us(self.now);
         let role = if s.leader {
@@ -286,7 +397,8 @@ impl VirtualBench {
         };
         Ok(Station {
             id: s.id,
-            cp,
+            board,
+            pins_seen: (10_000, false),
             role,
             boots,
             coil: false,
@@ -318,41 +430,19 @@ impl VirtualBench {
         });
     }
 
-    /// Recompute the pilot levels of channel `i` and feed both ends (the
-    /// station samples again whenever its own output changed, as its ADC
-    /// would).
+    /// Recompute the pilot levels of channel `i`: the station's ADC input
+    /// (sampled at its next step) and the fixture's capture.
     fn apply_pilot(&mut self, i: usize) {
-        self.apply_pilot_sampled(i, false);
-    }
-
-    fn apply_pilot_sampled(&mut self, i: usize, output_changed: bool) {
         let load = self.fixture.car_load(i);
         let source = self.stations[i].source;
         let (hi, lo) = rig::pilot::levels(source, &load);
         let now = us(self.now);
-        if output_changed
-            && self.stations[i].levels == Some((hi, lo))
-            && !matches!(self.stations[i].role, Role::Off)
-        {
-            self.stations[i].cp.handle_pilot(
-                now,
-                PilotLevels {
-                    high_mv: hi,
-                    low_mv: lo,
-                },
-            );
-        }
+        self.stations[i].board.inputs_mut().0.levels = PilotLevels {
+            high_mv: hi,
+            low_mv: lo,
+        };
         if self.stations[i].levels != Some((hi, lo)) {
             self.stations[i].levels = Some((hi, lo));
-            if !matches!(self.stations[i].role, Role::Off) {
-                self.stations[i].cp.handle_pilot(
-                    now,
-                    PilotLevels {
-                        high_mv: hi,
-                        low_mv: lo,
-                    },
-                );
-            }
             self.fixture.handle_levels(now, i, hi, lo);
         }
         // Whatever the fixture learned may have moved the car's timers.
@@ -400,7 +490,7 @@ impl VirtualBench {
             self.stations[i].pwm_feed = Some((self.now, d));
             self.schedule(self.now + PWM_FEED_PERIODS * 1_000, Wake::PwmFeed(i));
         }
-        self.apply_pilot_sampled(i, true);
+        self.apply_pilot(i);
     }
 
     fn set_coil(&mut self, i: usize, on: bool) {
@@ -427,8 +517,8 @@ impl VirtualBench {
         st.relay_closed = target;
         let now = us(self.now);
         self.fixture.handle_relay(now, i, target);
-        if !matches!(self.stations[i].role, Role::Off) {
-            self.stations[i].cp.handle_relay_sense(now, target);
+        if let Some(sense) = self.stations[i].board.inputs_mut().2 {
+            sense.closed = target;
         }
         self.sync_channel(i);
         self.drive(i);
@@ -464,9 +554,7 @@ impl VirtualBench {
                 };
                 measured[k] = u16::try_from(v.max(0)).unwrap_or(0);
             }
-            if !matches!(st.role, Role::Off) {
-                st.cp.handle_current(now, measured);
-            }
+            st.board.inputs_mut().1.da = measured;
         }
         self.reschedule_channel(i);
     }
@@ -487,11 +575,13 @@ impl VirtualBench {
         if matches!(self.stations[i].role, Role::Off) {
             return;
         }
-        self.stations[i].cp.handle_timeout(now);
         let mut frames: Vec<Vec<u8>> = Vec::new();
         let mut meter_tx: Option<Vec<u8>> = None;
         for _round in 0..8 {
+            // The board samples its pilot, current and relay sense, runs the
+            // point's timers and sets its pins.
             let st = &mut self.stations[i];
+            let _ = st.board.step(now);
             let alloc = match &mut st.role {
                 Role::Leader(l) => {
                     l.handle_timeout(now);
@@ -504,23 +594,30 @@ impl VirtualBench {
                 Role::Off => None,
             };
             if let Some(a) = alloc {
-                st.cp.handle_allocation(now, a);
+                st.board.point.handle_allocation(now, a);
+                let _ = st.board.apply();
             }
-            let mut events = Vec::new();
-            while let Some(e) = self.stations[i].cp.poll_event() {
-                events.push(e);
+            while let Some(f) = self.stations[i].board.poll_fault() {
+                self.telemetry(i, format!("fault: {f}"));
             }
-            let quiet = events.is_empty();
-            for e in events {
-                match e {
-                    CpEvent::Pilot(out) => self.set_output(i, out),
-                    CpEvent::Contactor(on) => self.set_coil(i, on),
-                    CpEvent::Fault(f) => self.telemetry(i, format!("fault: {f}")),
-                    CpEvent::State(_) => {}
-                }
+            // What the pins show now, read by the models.
+            let st = &self.stations[i];
+            let pins = (st.board.pwm().duty, st.board.coil().on);
+            let quiet = pins == st.pins_seen;
+            if pins.0 != st.pins_seen.0 {
+                let out = match pins.0 {
+                    10_000 => PilotOutput::Steady,
+                    0 => PilotOutput::MinusTwelve,
+                    d => PilotOutput::Pwm { duty_bp: d },
+                };
+                self.set_output(i, out);
             }
+            if pins.1 != self.stations[i].pins_seen.1 {
+                self.set_coil(i, pins.1);
+            }
+            self.stations[i].pins_seen = pins;
             let st = &mut self.stations[i];
-            let status = st.cp.status();
+            let status = st.board.point.status();
             let mut buf = [0u8; MAX_FRAME];
             match &mut st.role {
                 Role::Leader(l) => {
@@ -540,7 +637,7 @@ impl VirtualBench {
                 }
                 Role::Off => {}
             }
-            if quiet {
+            if quiet && alloc.is_none() {
                 break;
             }
         }
@@ -551,7 +648,7 @@ impl VirtualBench {
         };
         if fallen != self.stations[i].fallen_back {
             self.stations[i].fallen_back = fallen;
-            let fb = self.stations[i].cp.status().target_da;
+            let fb = self.stations[i].board.point.status().target_da;
             self.telemetry(
                 i,
                 if fallen {
@@ -596,8 +693,8 @@ impl VirtualBench {
             Role::Follower(f) => f.poll_timeout(),
             Role::Off => return,
         };
-        let next =
-            firmware::time::earliest(st.cp.poll_timeout(), role_t).map(|t| t.ticks().max(self.now));
+        let next = firmware::time::earliest(st.board.point.poll_timeout(), role_t)
+            .map(|t| t.ticks().max(self.now));
         if next.is_some() && next != st.scheduled {
             self.stations[i].scheduled = next;
             if let Some(t) = next {
@@ -957,9 +1054,14 @@ impl Bench for VirtualBench {
                 // Pins come up in the safe state.
                 self.set_coil(i, false);
                 self.set_output(i, PilotOutput::Steady);
-                let now = us(self.now);
                 let closed = self.stations[i].relay_closed;
-                self.stations[i].cp.handle_relay_sense(now, closed);
+                let draw = self.stations[i].draw;
+                let (_, amps, sense) = self.stations[i].board.inputs_mut();
+                amps.da = draw;
+                if let Some(sense) = sense {
+                    sense.closed = closed;
+                }
+                self.apply_pilot(i);
                 self.drive(i);
             }
             SimFault::Welded(i, on) => {
@@ -996,9 +1098,9 @@ impl Bench for VirtualBench {
                             };
                             format!(
                                 " (charge point wakes at {:?}, sharing at {:?}; {:?})",
-                                st.cp.poll_timeout().map(|t| t.ticks()),
+                                st.board.point.poll_timeout().map(|t| t.ticks()),
                                 role.map(|t| t.ticks()),
-                                st.cp
+                                st.board.point
                             )
                         }
                         _ => String::new(),
