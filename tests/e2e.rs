@@ -291,3 +291,43 @@ fn serial_bench_through_a_pty_against_the_virtual_fixture() {
     let _ = std::fs::remove_dir_all(&dir);
     std::thread::sleep(Duration::from_millis(10));
 }
+
+/// 16 busy channels fit a 115200-baud link (11,520 bytes/s at 8N1): the
+/// fixture reports changes only.
+#[test]
+fn sixteen_busy_channels_fit_a_115200_baud_link() {
+    let mut text = String::from("name = \"sixteen\"\nduration = \"4min\"\nseed = 3\n[[node]]\nname = \"panel\"\nlimit = \"200A\"\n");
+    for id in 0..16 {
+        text.push_str(&format!(
+            "[[station]]\nid = {id}\nnode = \"panel\"\nnameplate = \"32A\"\nfallback = \"6A\"\n{}\n",
+            if id == 0 { "leader = true" } else { "" }
+        ));
+    }
+    text.push_str("[sharing]\nrotation = \"off\"\n");
+    // Everyone arrives within a few seconds: the busiest moment there is.
+    for id in 0..16 {
+        text.push_str(&format!(
+            "[[at]]\ntime = \"{}ms\"\ndo = \"arrive\"\nstation = {id}\n",
+            10_000 + 250 * id
+        ));
+    }
+    let sc = Scenario::parse(Path::new("sixteen.toml"), &text).expect("valid");
+    let run = run_sim(&sc, None).expect("runs");
+    let mut per_second = std::collections::BTreeMap::<u64, usize>::new();
+    let mut line = heapless::String::<{ rig::protocol::MAX_LINE }>::new();
+    for (seq, e) in run.trace.entries.iter().enumerate() {
+        if let harness::trace::What::Event(event) = &e.what {
+            let l = rig::protocol::Line::Event {
+                seq: seq as u32,
+                t_us: e.t_us,
+                event: *event,
+            };
+            rig::protocol::encode(&l, &mut line).expect("fits a line");
+            *per_second.entry(e.t_us / 1_000_000).or_default() += line.len();
+        }
+    }
+    let busiest = per_second.values().copied().max().unwrap_or(0);
+    println!("busiest second: {busiest} bytes of 11520");
+    assert!(busiest > 1_000, "the scenario is busy: {busiest} bytes/s");
+    assert!(busiest < 11_520, "busiest second carried {busiest} bytes");
+}

@@ -5,6 +5,12 @@
 //! `cargo test --workspace` and `cargo nextest run` both run them, and test
 //! filters work (`cargo test --test scenarios circuit`). Review a changed
 //! golden trace with `cargo insta review`; CI never writes snapshots.
+//!
+//! With `SHAREBENCH_BENCH=serial:/dev/ttyACM0` the scenarios run on a real
+//! fixture instead: those that need virtual-only faults are skipped, those
+//! marked `requires = "hardware"` run (without a fixture they are ignored),
+//! and golden traces are compared with a timing tolerance
+//! (`SHAREBENCH_TOLERANCE_MS`, default 50) through insta's `Comparator`.
 
 use std::path::{Path, PathBuf};
 
@@ -18,9 +24,37 @@ fn scenario_files() -> Vec<PathBuf> {
     harness::cli::discover(&[dir]).unwrap_or_default()
 }
 
+/// The fixture port, when the tests run on a real bench.
+fn serial_bench() -> Option<String> {
+    std::env::var("SHAREBENCH_BENCH")
+        .ok()
+        .and_then(|b| b.strip_prefix("serial:").map(str::to_string))
+}
+
 fn run_one(path: &Path) -> Result<(), Failed> {
     let sc = Scenario::load(path).map_err(|e| e.to_string())?;
-    let run = harness::cli::run_sim(&sc, None).map_err(|e| e.to_string())?;
+    let (run, tolerance_ms) = match serial_bench() {
+        None => (
+            harness::cli::run_sim(&sc, None).map_err(|e| e.to_string())?,
+            None,
+        ),
+        Some(port) => {
+            if sc.needs_sim() {
+                return Ok(()); // link and node faults exist only on the virtual bench
+            }
+            let mut bench =
+                harness::serial::SerialBench::open(&port, harness::serial::Timeouts::default())
+                    .map_err(|e| e.to_string())?;
+            let tol = std::env::var("SHAREBENCH_TOLERANCE_MS")
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(50);
+            (
+                harness::runner::run(&sc, &mut bench, harness::runner::effective_seed(&sc, None)),
+                Some(tol),
+            )
+        }
+    };
     let mut problems = Vec::new();
     if run.verdict == Verdict::Incomplete {
         problems.push(format!(
@@ -45,6 +79,9 @@ fn run_one(path: &Path) -> Result<(), Failed> {
     settings.set_prepend_module_to_snapshot(false);
     settings.set_omit_expression(true);
     settings.set_input_file(path);
+    if let Some(ms) = tolerance_ms {
+        settings.set_comparator(Box::new(harness::golden::TimingTolerance { ms }));
+    }
     let canonical = run.trace.golden_text(sc.golden_summary);
     let golden = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         settings.bind(|| insta::assert_snapshot!(sc.name.clone(), canonical));

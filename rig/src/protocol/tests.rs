@@ -277,3 +277,21 @@ fn control_characters_and_overlong_messages_are_refused() {
         })
     );
 }
+
+#[test]
+fn the_transcript_in_the_docs_parses() {
+    let doc = include_str!("../../../docs/fixture-protocol.md");
+    let start = doc.find("```text\nC 1 HELLO").expect("transcript");
+    let body = &doc[start + 8..];
+    let body = &body[..body.find("```").expect("end of transcript")];
+    let mut n = 0;
+    for line in body.lines() {
+        assert!(
+            parse_line(line.as_bytes()).is_ok(),
+            "{line}: {:?}",
+            parse_line(line.as_bytes())
+        );
+        n += 1;
+    }
+    assert!(n >= 10);
+}
