@@ -24,7 +24,7 @@ use firmware::sharing::config::{self as fw, GroupConfig};
 use firmware::sharing::frame::MAX_FRAME;
 use firmware::sharing::meter::MeterConfig;
 use firmware::sharing::{Follower, Leader};
-use firmware::time::{secs, us, Duration, Instant};
+use firmware::time::{secs, us, Duration};
 use heapless::String as HString;
 use rig::fixture::{Fixture, FixtureConfig};
 use rig::pilot::Source;
@@ -870,12 +870,6 @@ impl VirtualBench {
         }
     }
 
-    /// Simulation steps taken so far (for the speed figure).
-    #[must_use]
-    pub fn steps(&self) -> u64 {
-        self.steps
-    }
-
     /// Forge: a grant from outside the group (wrong key), then a replay of
     /// an old genuine frame.
     fn forge(&mut self) {
@@ -1128,10 +1122,4 @@ impl Bench for VirtualBench {
         }
         Ok(())
     }
-}
-
-/// Convenience for tests and benchmarks: a bench's time as an Instant.
-#[must_use]
-pub fn instant(t_us: u64) -> Instant {
-    us(t_us)
 }

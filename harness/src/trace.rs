@@ -177,14 +177,7 @@ impl Trace {
             };
             let _ = writeln!(out, "{ms:>9} {line}");
         }
-        match &self.incomplete {
-            Some(why) => {
-                let _ = writeln!(out, "# INCOMPLETE at {} ms: {why}", self.end_us / 1_000);
-            }
-            None => {
-                let _ = writeln!(out, "# end {} ms", self.end_us / 1_000);
-            }
-        }
+        self.footer(&mut out);
         out
     }
 
@@ -231,15 +224,16 @@ impl Trace {
                 charging_us / 1_000_000
             );
         }
-        match &self.incomplete {
-            Some(why) => {
-                let _ = writeln!(out, "# INCOMPLETE at {} ms: {why}", self.end_us / 1_000);
-            }
-            None => {
-                let _ = writeln!(out, "# end {} ms", self.end_us / 1_000);
-            }
-        }
+        self.footer(&mut out);
         out
+    }
+
+    /// The last line: where the trace ends, or why it stopped early.
+    fn footer(&self, out: &mut String) {
+        let _ = match &self.incomplete {
+            Some(why) => writeln!(out, "# INCOMPLETE at {} ms: {why}", self.end_us / 1_000),
+            None => writeln!(out, "# end {} ms", self.end_us / 1_000),
+        };
     }
 
     /// Time series per channel.

@@ -133,9 +133,7 @@ impl Follower {
         for &b in bytes {
             match self.deframer.push(&self.cfg.key, b) {
                 Some(Deframed::Frame(h, m)) => self.handle_frame(now, h, m),
-                Some(Deframed::Error(frame::FrameError::Crc)) => self.stats.crc_errors += 1,
-                Some(Deframed::Error(frame::FrameError::Mac)) => self.stats.mac_errors += 1,
-                Some(Deframed::Error(_)) => self.stats.other_errors += 1,
+                Some(Deframed::Error(e)) => self.stats.count(e),
                 None => {}
             }
         }

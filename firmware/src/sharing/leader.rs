@@ -44,6 +44,17 @@ pub struct LinkStats {
     pub other_errors: u32,
 }
 
+impl LinkStats {
+    /// Count a frame that did not decode.
+    pub fn count(&mut self, e: frame::FrameError) {
+        match e {
+            frame::FrameError::Crc => self.crc_errors += 1,
+            frame::FrameError::Mac => self.mac_errors += 1,
+            _ => self.other_errors += 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Peer {
     boot: Option<u32>,
@@ -225,9 +236,7 @@ impl Leader {
         for &b in bytes {
             match self.deframer.push(&self.cfg.key, b) {
                 Some(Deframed::Frame(h, m)) => self.handle_frame(now, h, m),
-                Some(Deframed::Error(frame::FrameError::Crc)) => self.stats.crc_errors += 1,
-                Some(Deframed::Error(frame::FrameError::Mac)) => self.stats.mac_errors += 1,
-                Some(Deframed::Error(_)) => self.stats.other_errors += 1,
+                Some(Deframed::Error(e)) => self.stats.count(e),
                 None => {}
             }
         }
@@ -816,29 +825,6 @@ impl Leader {
             }
             cur = self.cfg.nodes.get(c).and_then(|n| n.parent);
         }
-    }
-
-    /// What the leader holds under `node` on each phase (for invariant checks).
-    #[must_use]
-    pub fn reserved_under(&self, node: u16) -> [u32; 3] {
-        let mut sum = [0u32; 3];
-        for (p, s) in self.peers.iter().zip(self.cfg.stations.iter()) {
-            if self.cfg.is_under(s.node, usize::from(node)) {
-                for (ph, on) in s.loads().into_iter().enumerate() {
-                    if on {
-                        sum[ph] += u32::from(p.reserved_da());
-                    }
-                }
-            }
-        }
-        sum
-    }
-
-    /// Time the group has been led.
-    #[must_use]
-    pub fn uptime(&self, now: Instant) -> Duration {
-        now.checked_duration_since(self.started)
-            .unwrap_or(Duration::from_ticks(0))
     }
 }
 

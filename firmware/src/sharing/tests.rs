@@ -360,6 +360,29 @@ impl Site {
     }
 
     fn check_invariant(&self) {
+        // The leader never grants more than a node allows, either. (What it
+        // holds may exceed it right after its own boot, when it does not yet
+        // know what the followers offer: then it grants nothing more.)
+        if let Role::Leader(l) = &self.st[0].role {
+            let views: Vec<_> = l.peers().collect();
+            for (ni, n) in self.cfg.nodes.iter().enumerate() {
+                let mut granted = [0u32; 3];
+                for (v, c) in views.iter().zip(self.cfg.stations.iter()) {
+                    if self.cfg.is_under(c.node, ni) {
+                        for (p, on) in c.loads().into_iter().enumerate() {
+                            if on {
+                                granted[p] += u32::from(v.granted_da);
+                            }
+                        }
+                    }
+                }
+                assert!(
+                    granted.iter().all(|&g| g <= n.limit_da),
+                    "leader granted {granted:?} under node {ni} (limit {})",
+                    n.limit_da
+                );
+            }
+        }
         for (ni, n) in self.cfg.nodes.iter().enumerate() {
             let mut sum = [0u32; 3];
             for (s, c) in self.st.iter().zip(self.cfg.stations.iter()) {
