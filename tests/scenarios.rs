@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use harness::golden::snapshot_dir;
 use harness::runner::Verdict;
 use harness::scenario::Scenario;
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 fn scenario_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/scenarios");
@@ -31,16 +31,23 @@ fn serial_bench() -> Option<String> {
         .and_then(|b| b.strip_prefix("serial:").map(str::to_string))
 }
 
-fn run_one(path: &Path) -> Result<(), Failed> {
+fn run_one(path: &Path) -> Result<Completion, Failed> {
     let sc = Scenario::load(path).map_err(|e| e.to_string())?;
     let (run, tolerance_ms) = match serial_bench() {
+        None if sc.requires_hardware => {
+            return Ok(Completion::ignored_with(
+                "needs a bench fixture: set SHAREBENCH_BENCH=serial:PORT",
+            ));
+        }
         None => (
             harness::cli::run_sim(&sc, None).map_err(|e| e.to_string())?,
             None,
         ),
         Some(port) => {
             if sc.needs_sim() {
-                return Ok(()); // link and node faults exist only on the virtual bench
+                return Ok(Completion::ignored_with(
+                    "needs the virtual bench (link or node faults)",
+                ));
             }
             let mut bench =
                 harness::serial::SerialBench::open(&port, harness::serial::Timeouts::default())
@@ -93,7 +100,7 @@ fn run_one(path: &Path) -> Result<(), Failed> {
         ));
     }
     if problems.is_empty() {
-        Ok(())
+        Ok(Completion::Completed)
     } else {
         Err(format!(
             "{} (seed {}):\n  {}",
@@ -114,10 +121,9 @@ fn main() {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let hardware = Scenario::load(&path)
-                .map(|s| s.requires_hardware)
-                .unwrap_or(false);
-            Trial::test(name, move || run_one(&path)).with_ignored_flag(hardware)
+            // A scenario that needs hardware is ignored, with the reason,
+            // when no fixture is configured.
+            Trial::ignorable_test(name, move || run_one(&path))
         })
         .collect();
     libtest_mimic::run(&args, trials).exit();
