@@ -352,6 +352,28 @@ fn fill(nodes: &mut [NodeSlot], stations: &mut [StationSlot], order: &mut [u32],
                 // stations that load it; the others rise on.
                 let mut open = [true; 3];
                 for _ in 0..3 {
+                    // A phase whose whole demand fits cannot saturate: close
+                    // it without sorting anything (one pass, no sort).
+                    let mut demand = [0u64; 3];
+                    for &i in range.iter() {
+                        let s = &stations[i as usize];
+                        let w = u64::from(s.demand.weight.max(1));
+                        for q in 0..3 {
+                            if s.demand.phases[q] {
+                                demand[q] += w * s.tau;
+                            }
+                        }
+                    }
+                    for q in 0..3 {
+                        let budget = (u64::from(nodes[ni].limit_da[q]) * SCALE)
+                            .saturating_sub(nodes[ni].used[q]);
+                        if demand[q] <= budget {
+                            open[q] = false;
+                        }
+                    }
+                    if !open.iter().any(|&o| o) {
+                        break;
+                    }
                     range.sort_unstable_by_key(|&i| stations[i as usize].tau);
                     let mut first: Option<(usize, u64)> = None;
                     for p in (0..3).filter(|&p| open[p]) {
