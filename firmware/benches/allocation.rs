@@ -43,14 +43,14 @@ fn site(panels: u16, circuits: u16) -> (Vec<NodeSlot>, Vec<StationSlot>) {
 
 fn bench(c: &mut Criterion) {
     let (mut nodes, mut stations) = site(20, 50);
-    let mut order = vec![0u32; stations.len()];
+    let mut order = vec![0u64; 2 * stations.len()];
     c.bench_function("allocate 10k stations, 4-level tree", |b| {
         b.iter(|| allocate(&mut nodes, &mut stations, &mut order).expect("valid tree"))
     });
     // A full group (one leader and 255 followers): what a leader does every cycle.
     let (mut nodes, mut stations) = site(2, 13);
     stations.truncate(256);
-    let mut order = vec![0u32; stations.len()];
+    let mut order = vec![0u64; 2 * stations.len()];
     c.bench_function("allocate 256 stations (a full group)", |b| {
         b.iter(|| allocate(&mut nodes, &mut stations, &mut order).expect("valid tree"))
     });

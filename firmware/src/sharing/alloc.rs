@@ -25,7 +25,11 @@
 /// 6 A: a station gets at least this much or nothing.
 pub const MIN_DA: u16 = 60;
 
-const SCALE: u64 = 1 << 20;
+/// Shares are solved in deciamps x SCALE. With 2^16, a station's level
+/// (at most 65,535 dA x SCALE) fits in 32 bits, so a node's stations sort
+/// as packed `level << 32 | index` words.
+const SCALE: u64 = 1 << 16;
+const INDEX: u64 = 0xFFFF_FFFF;
 const NONE: u32 = u32::MAX;
 
 /// One node of the supply tree as the allocator sees it.
@@ -166,21 +170,22 @@ fn to_u32(i: usize) -> u32 {
     u32::try_from(i).unwrap_or(u32::MAX)
 }
 
-/// Allocate. `order` is scratch space of at least `stations.len()` entries.
+/// Allocate. `order` is scratch space of at least twice `stations.len()`
+/// entries (an order of the stations, and room to solve each node in).
 /// On return every `alloc_da` holds the station's share.
 pub fn allocate(
     nodes: &mut [NodeSlot],
     stations: &mut [StationSlot],
-    order: &mut [u32],
+    order: &mut [u64],
 ) -> Result<(), AllocError> {
     let ns = stations.len();
-    if order.len() < ns {
+    if order.len() < 2 * ns {
         return Err(AllocError::OrderTooShort {
-            needed: ns,
+            needed: 2 * ns,
             got: order.len(),
         });
     }
-    let order = &mut order[..ns];
+    let (order, scratch) = order[..2 * ns].split_at_mut(ns);
     check_tree(nodes)?;
     for (i, s) in stations.iter().enumerate() {
         if usize::from(s.demand.node) >= nodes.len() {
@@ -199,7 +204,7 @@ pub fn allocate(
         s.tau = 0;
         s.frac = 0;
         s.key = nodes[usize::from(s.demand.node)].dfs_in;
-        order[i] = to_u32(i);
+        order[i] = i as u64;
     }
 
     // Fixed reservations come off the top.
@@ -215,7 +220,7 @@ pub fn allocate(
     let mut class = Some(u8::MAX);
     while let Some(prio) = next_class(stations, class) {
         admit(nodes, stations, order, prio);
-        fill(nodes, stations, order, prio);
+        fill(nodes, stations, order, scratch, prio);
         class = prio.checked_sub(1);
     }
     Ok(())
@@ -281,7 +286,7 @@ fn fits_path(nodes: &[NodeSlot], node: u16, phases: [bool; 3], amount: u64) -> b
     true
 }
 
-fn admit(nodes: &mut [NodeSlot], stations: &mut [StationSlot], order: &mut [u32], prio: u8) {
+fn admit(nodes: &mut [NodeSlot], stations: &mut [StationSlot], order: &mut [u64], prio: u8) {
     order.sort_unstable_by_key(|&i| {
         let s = &stations[i as usize];
         (!is_member(s, prio), s.demand.rank, i)
@@ -301,7 +306,13 @@ fn admit(nodes: &mut [NodeSlot], stations: &mut [StationSlot], order: &mut [u32]
     }
 }
 
-fn fill(nodes: &mut [NodeSlot], stations: &mut [StationSlot], order: &mut [u32], prio: u8) {
+fn fill(
+    nodes: &mut [NodeSlot],
+    stations: &mut [StationSlot],
+    order: &mut [u64],
+    scratch: &mut [u64],
+    prio: u8,
+) {
     // Depth-first order of stations: a node's subtree is one key range.
     order.sort_unstable_by_key(|&i| stations[i as usize].key);
     for n in nodes.iter_mut() {
@@ -334,9 +345,6 @@ fn fill(nodes: &mut [NodeSlot], stations: &mut [StationSlot], order: &mut [u32],
         if !any {
             break;
         }
-        // Solving sorts inside node ranges; restore the depth-first order so
-        // that every node's range holds its subtree again.
-        order.sort_unstable_by_key(|&i| stations[i as usize].key);
         let mut lowest = u64::MAX;
         for depth in (0..=max_depth).rev() {
             for ni in 0..nodes.len() {
@@ -344,10 +352,13 @@ fn fill(nodes: &mut [NodeSlot], stations: &mut [StationSlot], order: &mut [u32],
                     continue;
                 }
                 let (lo, hi) = nodes[ni].range;
-                let range = &mut order[lo as usize..hi as usize];
-                if range.is_empty() {
+                if lo == hi {
                     continue;
                 }
+                // Solve in a copy, so `order` keeps every subtree together.
+                let range = &mut scratch[..(hi - lo) as usize];
+                range.copy_from_slice(&order[lo as usize..hi as usize]);
+                let idx = |v: u64| (v & INDEX) as usize;
                 // At this node the phase that saturates first freezes the
                 // stations that load it; the others rise on.
                 let mut open = [true; 3];
@@ -355,8 +366,8 @@ fn fill(nodes: &mut [NodeSlot], stations: &mut [StationSlot], order: &mut [u32],
                     // A phase whose whole demand fits cannot saturate: close
                     // it without sorting anything (one pass, no sort).
                     let mut demand = [0u64; 3];
-                    for &i in range.iter() {
-                        let s = &stations[i as usize];
+                    for &v in range.iter() {
+                        let s = &stations[idx(v)];
                         let w = u64::from(s.demand.weight.max(1));
                         for q in 0..3 {
                             if s.demand.phases[q] {
@@ -374,7 +385,11 @@ fn fill(nodes: &mut [NodeSlot], stations: &mut [StationSlot], order: &mut [u32],
                     if !open.iter().any(|&o| o) {
                         break;
                     }
-                    range.sort_unstable_by_key(|&i| stations[i as usize].tau);
+                    for v in range.iter_mut() {
+                        let i = idx(*v);
+                        *v = (stations[i].tau << 32) | i as u64;
+                    }
+                    range.sort_unstable();
                     let mut first: Option<(usize, u64)> = None;
                     for p in (0..3).filter(|&p| open[p]) {
                         let budget = (u64::from(nodes[ni].limit_da[p]) * SCALE)
@@ -387,8 +402,8 @@ fn fill(nodes: &mut [NodeSlot], stations: &mut [StationSlot], order: &mut [u32],
                     let Some((p, level)) = first else { break };
                     open[p] = false;
                     lowest = lowest.min(level);
-                    for &i in range.iter() {
-                        let s = &mut stations[i as usize];
+                    for &v in range.iter() {
+                        let s = &mut stations[idx(v)];
                         if s.demand.phases[p] {
                             s.tau = s.tau.min(level);
                         }
@@ -464,17 +479,19 @@ fn fill(nodes: &mut [NodeSlot], stations: &mut [StationSlot], order: &mut [u32],
 }
 
 /// The level (scaled, per unit weight) at which the stations of `range` that
-/// load phase `p` use up `budget` (deciamps x SCALE). `range` is sorted by `tau`.
-fn saturation_level(stations: &[StationSlot], range: &[u32], p: usize, budget: u64) -> u64 {
+/// load phase `p` use up `budget` (deciamps x SCALE). `range` holds packed
+/// `tau << 32 | index` words, sorted.
+fn saturation_level(stations: &[StationSlot], range: &[u64], p: usize, budget: u64) -> u64 {
+    let of = |v: u64| &stations[(v & INDEX) as usize];
     let mut w_rest: u64 = range
         .iter()
-        .map(|&i| &stations[i as usize])
+        .map(|&v| of(v))
         .filter(|s| s.demand.phases[p] && s.tau > 0)
         .map(|s| u64::from(s.demand.weight.max(1)))
         .sum();
     let mut used: u64 = 0;
-    for &i in range {
-        let s = &stations[i as usize];
+    for &v in range {
+        let s = of(v);
         if !s.demand.phases[p] || s.tau == 0 {
             continue;
         }

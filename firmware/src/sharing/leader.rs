@@ -125,7 +125,7 @@ pub struct Leader {
     stats: LinkStats,
     nodes: Vec<NodeSlot, MAX_NODES>,
     slots: Vec<StationSlot, MAX_STATIONS>,
-    order: [u32; MAX_STATIONS],
+    order: [u64; 2 * MAX_STATIONS],
     capacity: Vec<[u32; 3], MAX_NODES>,
 }
 
@@ -186,7 +186,7 @@ impl Leader {
             stats: LinkStats::default(),
             nodes: Vec::new(),
             slots: Vec::new(),
-            order: [0; MAX_STATIONS],
+            order: [0; 2 * MAX_STATIONS],
             capacity: Vec::new(),
         })
     }
@@ -668,7 +668,7 @@ impl Leader {
             }));
         }
         let n = self.slots.len();
-        if alloc::allocate(&mut self.nodes, &mut self.slots, &mut self.order[..n]).is_err() {
+        if alloc::allocate(&mut self.nodes, &mut self.slots, &mut self.order[..2 * n]).is_err() {
             // The tree was validated at construction, so this cannot happen;
             // if it did, offering nothing is the safe answer.
             for s in self.slots.iter_mut() {
@@ -732,7 +732,7 @@ impl Leader {
         // 3. Increases where room is, best priority and rank first.
         let n = self.peers.len();
         for k in 0..n {
-            self.order[k] = k as u32;
+            self.order[k] = k as u64;
         }
         let ranks: Vec<(u8, u32), MAX_STATIONS> = (0..n)
             .map(|i| {
