@@ -624,7 +624,11 @@ impl Leader {
         } else {
             (3, now)
         };
-        (class << 30) | self.secs_since_start(since)
+        let t = self.secs_since_start(since);
+        // Among those whose period is over, the one served longest yields
+        // first: the most recently started keeps its slot.
+        let key = if class == 2 { 0x3FFF_FFFF - t } else { t };
+        (class << 30) | key
     }
 
     fn compute_targets(&mut self, now: Instant) {

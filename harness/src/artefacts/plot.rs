@@ -91,13 +91,18 @@ fn panels<DB: DrawingBackend>(
             .collect()
     };
     let max_limit = sc.nodes.iter().map(|x| x.limit_da).max().unwrap_or(0) as f64 / 10.0;
-    let meter_max = series
+    // The meter's busiest phase, signed (export shows below zero).
+    let busiest = |m: [i32; 3]| m.into_iter().max_by_key(|x| x.abs()).unwrap_or(0);
+    let meter_max = series.meter.iter().map(|m| busiest(m.1)).max().unwrap_or(0) as f64 / 10.0;
+    let ymin = (series
         .meter
         .iter()
-        .map(|m| m.1.into_iter().max().unwrap_or(0))
-        .max()
-        .unwrap_or(0) as f64
-        / 10.0;
+        .map(|m| busiest(m.1))
+        .min()
+        .unwrap_or(0)
+        .min(0) as f64
+        / 10.0)
+        * 1.1;
     let ymax = stacked
         .last()
         .map_or(0.0, |v| v.iter().copied().fold(0.0, f64::max))
@@ -116,7 +121,7 @@ fn panels<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..end_min, 0.0..ymax)
+        .build_cartesian_2d(0.0..end_min, ymin..ymax)
         .map_err(err)?;
     ch.configure_mesh()
         .x_desc("time (min)")
@@ -154,18 +159,13 @@ fn panels<DB: DrawingBackend>(
             .map(|&t| {
                 (
                     t,
-                    f64::from(
-                        at(&series.meter, us(t), [0; 3])
-                            .into_iter()
-                            .max()
-                            .unwrap_or(0),
-                    ) / 10.0,
+                    f64::from(busiest(at(&series.meter, us(t), [0; 3]))) / 10.0,
                 )
             })
             .collect();
         ch.draw_series(LineSeries::new(pts, RED.stroke_width(2)))
             .map_err(err)?
-            .label("mains meter (busiest phase)")
+            .label("mains meter (busiest phase; export below 0)")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], RED.stroke_width(2)));
     }
     ch.configure_series_labels()
