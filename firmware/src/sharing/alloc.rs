@@ -47,6 +47,11 @@ pub struct NodeSlot {
     /// Current through this node per phase, in deciamps x SCALE.
     used: [u64; 3],
     range: (u32, u32),
+    /// Filling: weight still rising, room left at level `l0`, filled.
+    w: [u64; 3],
+    r: [u64; 3],
+    l0: [u64; 3],
+    full: [bool; 3],
 }
 
 impl NodeSlot {
@@ -170,8 +175,15 @@ fn to_u32(i: usize) -> u32 {
     u32::try_from(i).unwrap_or(u32::MAX)
 }
 
-/// Allocate. `order` is scratch space of at least twice `stations.len()`
-/// entries (an order of the stations, and room to solve each node in).
+/// Scratch entries [`allocate`] needs for this many stations and nodes.
+#[must_use]
+pub const fn scratch_len(stations: usize, nodes: usize) -> usize {
+    2 * stations + 3 * nodes
+}
+
+/// Allocate. `order` is scratch space of at least `2 * stations.len() + 3 *
+/// nodes.len()` entries (an order of the stations, their cap levels, and a
+/// heap of the nodes' phase constraints).
 /// On return every `alloc_da` holds the station's share.
 pub fn allocate(
     nodes: &mut [NodeSlot],
@@ -179,13 +191,11 @@ pub fn allocate(
     order: &mut [u64],
 ) -> Result<(), AllocError> {
     let ns = stations.len();
-    if order.len() < 2 * ns {
-        return Err(AllocError::OrderTooShort {
-            needed: 2 * ns,
-            got: order.len(),
-        });
+    let needed = scratch_len(ns, nodes.len());
+    if order.len() < needed {
+        return Err(AllocError::OrderTooShort { needed, got: order.len() });
     }
-    let (order, scratch) = order[..2 * ns].split_at_mut(ns);
+    let (order, scratch) = order[..needed].split_at_mut(ns);
     check_tree(nodes)?;
     for (i, s) in stations.iter().enumerate() {
         if usize::from(s.demand.node) >= nodes.len() {
@@ -306,6 +316,14 @@ fn admit(nodes: &mut [NodeSlot], stations: &mut [StationSlot], order: &mut [u64]
     }
 }
 
+/// Progressive filling as a discrete-event computation: a common level L
+/// rises; the next event is either a station reaching its cap or a (node,
+/// phase) constraint filling up, whichever comes at the lower level. A
+/// constraint's fill level is `l0 + r / w` (remaining room over the weight
+/// still rising under it); freezing a station under it only raises that
+/// level, so stale heap entries are recomputed when they surface. Each
+/// constraint fills once, and then freezes the stations of its node's range
+/// that load its phase: O((n * depth + m) log m) in all.
 fn fill(
     nodes: &mut [NodeSlot],
     stations: &mut [StationSlot],
@@ -320,110 +338,100 @@ fn fill(
         let hi = order.partition_point(|&i| stations[i as usize].key < n.dfs_out);
         n.range = (to_u32(lo), to_u32(hi));
     }
-    for s in stations.iter_mut() {
-        s.done = !(is_member(s, prio) && s.alloc_da == MIN_DA);
-    }
-    let max_depth = nodes.iter().map(|n| n.depth).max().unwrap_or(0);
+    let ns = stations.len();
+    let (caps, heap) = scratch.split_at_mut(ns);
 
-    // Rounds of progressive filling. Each round solves every node bottom-up
-    // from the stations' caps; the lowest level at which any node saturates
-    // is exact (nothing froze below it), so the stations at or under that
-    // level are final. Stations frozen higher up may have been held by a
-    // 3-phase neighbour that an ancestor froze on another phase, so they go
-    // round again with the capacity that is left.
+    // Members rise; everyone else is done. `tau` holds each member's cap
+    // level, then its final level.
+    let mut n_caps = 0;
+    for n in nodes.iter_mut() {
+        n.w = [0; 3];
+        n.l0 = [0; 3];
+        n.full = [false; 3];
+        for p in 0..3 {
+            n.r[p] = (u64::from(n.limit_da[p]) * SCALE).saturating_sub(n.used[p]);
+        }
+    }
+    for i in 0..ns {
+        let s = &mut stations[i];
+        s.done = !(is_member(s, prio) && s.alloc_da == MIN_DA);
+        if s.done {
+            continue;
+        }
+        let w = u64::from(s.demand.weight.max(1));
+        s.tau = (u64::from(s.demand.cap_da - s.alloc_da) * SCALE).saturating_sub(s.frac) / w;
+        caps[n_caps] = (s.tau << 32) | i as u64;
+        n_caps += 1;
+        let (node, phases) = (s.demand.node, s.demand.phases);
+        let mut cur = Some(node);
+        while let Some(c) = cur {
+            let n = &mut nodes[usize::from(c)];
+            for p in 0..3 {
+                if phases[p] {
+                    n.w[p] += w;
+                }
+            }
+            cur = n.parent;
+        }
+    }
+    let caps = &mut caps[..n_caps];
+    caps.sort_unstable();
+    let mut h = MinHeap { data: heap, len: 0 };
+    for (ni, n) in nodes.iter().enumerate() {
+        for p in 0..3 {
+            if n.w[p] > 0 {
+                h.push(((n.r[p] / n.w[p]) << 32) | (ni * 3 + p) as u64);
+            }
+        }
+    }
+
+    let mut next_cap = 0;
     loop {
-        let mut any = false;
-        for s in stations.iter_mut() {
-            s.tau = if s.done {
-                0
-            } else {
-                any = true;
-                (u64::from(s.demand.cap_da - s.alloc_da) * SCALE).saturating_sub(s.frac)
-                    / u64::from(s.demand.weight.max(1))
-            };
-        }
-        if !any {
-            break;
-        }
-        let mut lowest = u64::MAX;
-        for depth in (0..=max_depth).rev() {
-            for ni in 0..nodes.len() {
-                if nodes[ni].depth != depth {
+        let cap_at = caps.get(next_cap).map(|&v| v >> 32);
+        let con_at = h.peek().map(|v| v >> 32);
+        match (cap_at, con_at) {
+            (None, None) => break,
+            (Some(c), con) if con.is_none_or(|k| c <= k) => {
+                let i = (caps[next_cap] & INDEX) as usize;
+                next_cap += 1;
+                if !stations[i].done {
+                    freeze(nodes, stations, i, c);
+                }
+            }
+            _ => {
+                let Some(v) = h.pop() else { break };
+                let (key, id) = (v >> 32, (v & INDEX) as usize);
+                let (ni, p) = (id / 3, id % 3);
+                let n = &nodes[ni];
+                if n.full[p] || n.w[p] == 0 {
                     continue;
                 }
+                let at = n.l0[p] + n.r[p] / n.w[p];
+                if at > key {
+                    h.push((at << 32) | id as u64);
+                    continue;
+                }
+                nodes[ni].full[p] = true;
                 let (lo, hi) = nodes[ni].range;
-                if lo == hi {
-                    continue;
-                }
-                // Solve in a copy, so `order` keeps every subtree together.
-                let range = &mut scratch[..(hi - lo) as usize];
-                range.copy_from_slice(&order[lo as usize..hi as usize]);
-                let idx = |v: u64| (v & INDEX) as usize;
-                // At this node the phase that saturates first freezes the
-                // stations that load it; the others rise on.
-                let mut open = [true; 3];
-                for _ in 0..3 {
-                    // A phase whose whole demand fits cannot saturate: close
-                    // it without sorting anything (one pass, no sort).
-                    let mut demand = [0u64; 3];
-                    for &v in range.iter() {
-                        let s = &stations[idx(v)];
-                        let w = u64::from(s.demand.weight.max(1));
-                        for q in 0..3 {
-                            if s.demand.phases[q] {
-                                demand[q] += w * s.tau;
-                            }
-                        }
-                    }
-                    for q in 0..3 {
-                        let budget = (u64::from(nodes[ni].limit_da[q]) * SCALE)
-                            .saturating_sub(nodes[ni].used[q]);
-                        if demand[q] <= budget {
-                            open[q] = false;
-                        }
-                    }
-                    if !open.iter().any(|&o| o) {
-                        break;
-                    }
-                    for v in range.iter_mut() {
-                        let i = idx(*v);
-                        *v = (stations[i].tau << 32) | i as u64;
-                    }
-                    range.sort_unstable();
-                    let mut first: Option<(usize, u64)> = None;
-                    for p in (0..3).filter(|&p| open[p]) {
-                        let budget = (u64::from(nodes[ni].limit_da[p]) * SCALE)
-                            .saturating_sub(nodes[ni].used[p]);
-                        let level = saturation_level(stations, range, p, budget);
-                        if level != u64::MAX && first.is_none_or(|(_, l)| level < l) {
-                            first = Some((p, level));
-                        }
-                    }
-                    let Some((p, level)) = first else { break };
-                    open[p] = false;
-                    lowest = lowest.min(level);
-                    for &v in range.iter() {
-                        let s = &mut stations[idx(v)];
-                        if s.demand.phases[p] {
-                            s.tau = s.tau.min(level);
-                        }
+                for k in lo as usize..hi as usize {
+                    let i = order[k] as usize;
+                    if !stations[i].done && stations[i].demand.phases[p] {
+                        freeze(nodes, stations, i, key);
                     }
                 }
             }
         }
-        // Finalise everything at or under the lowest saturation level (all
-        // of it if no node saturated: every station reached its cap). Shares
-        // stay exact (scaled) until every round is done.
-        for i in 0..stations.len() {
-            let s = stations[i];
-            if s.done || s.tau > lowest {
-                continue;
-            }
-            let extra = u64::from(s.demand.weight.max(1)) * s.tau;
-            stations[i].frac += extra;
-            stations[i].done = true;
-            charge_path_scaled(nodes, s.demand.node, s.demand.phases, extra, false);
+    }
+
+    // Shares stay exact (scaled) until here.
+    for i in 0..ns {
+        let s = stations[i];
+        if !(is_member(&s, prio) && s.alloc_da == MIN_DA) {
+            continue;
         }
+        let extra = u64::from(s.demand.weight.max(1)) * s.tau;
+        stations[i].frac += extra;
+        charge_path_scaled(nodes, s.demand.node, s.demand.phases, extra, false);
     }
 
     // Round down to 0.1 A and give the fractions back to the nodes.
@@ -478,33 +486,82 @@ fn fill(
     }
 }
 
-/// The level (scaled, per unit weight) at which the stations of `range` that
-/// load phase `p` use up `budget` (deciamps x SCALE). `range` holds packed
-/// `tau << 32 | index` words, sorted.
-fn saturation_level(stations: &[StationSlot], range: &[u64], p: usize, budget: u64) -> u64 {
-    let of = |v: u64| &stations[(v & INDEX) as usize];
-    let mut w_rest: u64 = range
-        .iter()
-        .map(|&v| of(v))
-        .filter(|s| s.demand.phases[p] && s.tau > 0)
-        .map(|s| u64::from(s.demand.weight.max(1)))
-        .sum();
-    let mut used: u64 = 0;
-    for &v in range {
-        let s = of(v);
-        if !s.demand.phases[p] || s.tau == 0 {
-            continue;
+/// Freeze station `i` at `level`: it stops rising, and every constraint on
+/// its path loses its weight (after catching up with the level).
+fn freeze(nodes: &mut [NodeSlot], stations: &mut [StationSlot], i: usize, level: u64) {
+    let s = &mut stations[i];
+    s.done = true;
+    s.tau = level;
+    let w = u64::from(s.demand.weight.max(1));
+    let (node, phases) = (s.demand.node, s.demand.phases);
+    let mut cur = Some(node);
+    while let Some(c) = cur {
+        let n = &mut nodes[usize::from(c)];
+        for p in 0..3 {
+            if phases[p] {
+                let risen = level.saturating_sub(n.l0[p]);
+                n.r[p] = n.r[p].saturating_sub(n.w[p] * risen);
+                n.l0[p] = level;
+                n.w[p] -= w;
+            }
         }
-        // At level L every remaining station takes w * L.
-        let level = (budget - used) / w_rest;
-        if level <= s.tau {
-            return level;
-        }
-        let w = u64::from(s.demand.weight.max(1));
-        used += w * s.tau;
-        w_rest -= w;
+        cur = n.parent;
     }
-    u64::MAX
+}
+
+/// A binary min-heap on caller-provided space (no allocation).
+struct MinHeap<'a> {
+    data: &'a mut [u64],
+    len: usize,
+}
+
+impl MinHeap<'_> {
+    fn peek(&self) -> Option<u64> {
+        (self.len > 0).then(|| self.data[0])
+    }
+
+    fn push(&mut self, v: u64) {
+        if self.len == self.data.len() {
+            return; // sized for one entry per constraint; cannot happen
+        }
+        let mut k = self.len;
+        self.data[k] = v;
+        self.len += 1;
+        while k > 0 {
+            let parent = (k - 1) / 2;
+            if self.data[parent] <= self.data[k] {
+                break;
+            }
+            self.data.swap(parent, k);
+            k = parent;
+        }
+    }
+
+    fn pop(&mut self) -> Option<u64> {
+        if self.len == 0 {
+            return None;
+        }
+        let top = self.data[0];
+        self.len -= 1;
+        self.data[0] = self.data[self.len];
+        let mut k = 0;
+        loop {
+            let (l, r) = (2 * k + 1, 2 * k + 2);
+            let mut m = k;
+            if l < self.len && self.data[l] < self.data[m] {
+                m = l;
+            }
+            if r < self.len && self.data[r] < self.data[m] {
+                m = r;
+            }
+            if m == k {
+                break;
+            }
+            self.data.swap(m, k);
+            k = m;
+        }
+        Some(top)
+    }
 }
 
 /// Number nodes in depth-first order, so that a node's subtree is the key

@@ -125,7 +125,7 @@ pub struct Leader {
     stats: LinkStats,
     nodes: Vec<NodeSlot, MAX_NODES>,
     slots: Vec<StationSlot, MAX_STATIONS>,
-    order: [u64; 2 * MAX_STATIONS],
+    order: [u64; alloc::scratch_len(MAX_STATIONS, MAX_NODES)],
     capacity: Vec<[u32; 3], MAX_NODES>,
 }
 
@@ -186,7 +186,7 @@ impl Leader {
             stats: LinkStats::default(),
             nodes: Vec::new(),
             slots: Vec::new(),
-            order: [0; 2 * MAX_STATIONS],
+            order: [0; alloc::scratch_len(MAX_STATIONS, MAX_NODES)],
             capacity: Vec::new(),
         })
     }
@@ -672,7 +672,7 @@ impl Leader {
             }));
         }
         let n = self.slots.len();
-        if alloc::allocate(&mut self.nodes, &mut self.slots, &mut self.order[..2 * n]).is_err() {
+        if alloc::allocate(&mut self.nodes, &mut self.slots, &mut self.order).is_err() {
             // The tree was validated at construction, so this cannot happen;
             // if it did, offering nothing is the safe answer.
             for s in self.slots.iter_mut() {

@@ -18,7 +18,7 @@ fn asking(node: u16, phases: [bool; 3], cap_da: u16) -> StationSlot {
 }
 
 fn run(nodes: &mut [NodeSlot], stations: &mut [StationSlot]) -> Vec<u16> {
-    let mut order = vec![0u64; 2 * stations.len()];
+    let mut order = vec![0u64; scratch_len(stations.len(), nodes.len())];
     allocate(nodes, stations, &mut order).unwrap();
     stations.iter().map(|s| s.alloc_da).collect()
 }
@@ -156,7 +156,7 @@ fn start_margin_keeps_a_paused_car_paused() {
 
 #[test]
 fn bad_trees_are_errors() {
-    let mut order = [0u64; 2];
+    let mut order = [0u64; 8];
     let mut st = [asking(0, ONE, 100)];
     let mut nodes = [
         NodeSlot::new(Some(1), flat(10)),
@@ -271,7 +271,7 @@ proptest! {
 
     #[test]
     fn no_node_over_its_limit_and_caps_hold((mut nodes, mut st) in tree_and_demands()) {
-        let mut order = vec![0u64; 2 * st.len()];
+        let mut order = vec![0u64; scratch_len(st.len(), nodes.len())];
         allocate(&mut nodes, &mut st, &mut order).unwrap();
         let sums = node_sums(&nodes, &st);
         for (i, n) in nodes.iter().enumerate() {
@@ -292,7 +292,7 @@ proptest! {
         for s in &mut st {
             s.demand.weight = 1;
         }
-        let mut order = vec![0u64; 2 * st.len()];
+        let mut order = vec![0u64; scratch_len(st.len(), nodes.len())];
         allocate(&mut nodes, &mut st, &mut order).unwrap();
         let sums = node_sums(&nodes, &st);
         // A station below its cap (and charging) is held by a node on its
