@@ -178,12 +178,12 @@ fn to_u32(i: usize) -> u32 {
 /// Scratch entries [`allocate`] needs for this many stations and nodes.
 #[must_use]
 pub const fn scratch_len(stations: usize, nodes: usize) -> usize {
-    2 * stations + 3 * nodes
+    3 * stations + 3 * nodes
 }
 
-/// Allocate. `order` is scratch space of at least `2 * stations.len() + 3 *
-/// nodes.len()` entries (an order of the stations, their cap levels, and a
-/// heap of the nodes' phase constraints).
+/// Allocate. `order` is scratch space of at least [`scratch_len`] entries
+/// (the stations in depth-first order and in rank order, their cap levels,
+/// and a heap of the nodes' phase constraints).
 /// On return every `alloc_da` holds the station's share.
 pub fn allocate(
     nodes: &mut [NodeSlot],
@@ -193,9 +193,13 @@ pub fn allocate(
     let ns = stations.len();
     let needed = scratch_len(ns, nodes.len());
     if order.len() < needed {
-        return Err(AllocError::OrderTooShort { needed, got: order.len() });
+        return Err(AllocError::OrderTooShort {
+            needed,
+            got: order.len(),
+        });
     }
-    let (order, scratch) = order[..needed].split_at_mut(ns);
+    let (order, rest) = order[..needed].split_at_mut(ns);
+    let (ranked, scratch) = rest.split_at_mut(ns);
     check_tree(nodes)?;
     for (i, s) in stations.iter().enumerate() {
         if usize::from(s.demand.node) >= nodes.len() {
@@ -214,7 +218,17 @@ pub fn allocate(
         s.tau = 0;
         s.frac = 0;
         s.key = nodes[usize::from(s.demand.node)].dfs_in;
-        order[i] = i as u64;
+        ranked[i] = (u64::from(s.key) << 32) | i as u64;
+    }
+    // Depth-first order of stations, once: a node's subtree is one range.
+    ranked.sort_unstable();
+    for (o, &v) in order.iter_mut().zip(ranked.iter()) {
+        *o = v & INDEX;
+    }
+    for n in nodes.iter_mut() {
+        let lo = order.partition_point(|&i| stations[i as usize].key < n.dfs_in);
+        let hi = order.partition_point(|&i| stations[i as usize].key < n.dfs_out);
+        n.range = (to_u32(lo), to_u32(hi));
     }
 
     // Fixed reservations come off the top.
@@ -229,8 +243,9 @@ pub fn allocate(
     // Priority classes, highest first.
     let mut class = Some(u8::MAX);
     while let Some(prio) = next_class(stations, class) {
-        admit(nodes, stations, order, prio);
+        let members = admit(nodes, stations, ranked, prio);
         fill(nodes, stations, order, scratch, prio);
+        hand_out_rounding(nodes, stations, &ranked[..members], scratch, prio);
         class = prio.checked_sub(1);
     }
     Ok(())
@@ -296,16 +311,25 @@ fn fits_path(nodes: &[NodeSlot], node: u16, phases: [bool; 3], amount: u64) -> b
     true
 }
 
-fn admit(nodes: &mut [NodeSlot], stations: &mut [StationSlot], order: &mut [u64], prio: u8) {
-    order.sort_unstable_by_key(|&i| {
-        let s = &stations[i as usize];
-        (!is_member(s, prio), s.demand.rank, i)
-    });
-    for &i in order.iter() {
-        let s = &mut stations[i as usize];
-        if !is_member(s, prio) {
-            break;
+/// Admit the class's stations in rank order while 6 A (or their start
+/// margin) fits; leaves the class's members in rank order in `ranked` and
+/// returns how many there are.
+fn admit(
+    nodes: &mut [NodeSlot],
+    stations: &mut [StationSlot],
+    ranked: &mut [u64],
+    prio: u8,
+) -> usize {
+    let mut m = 0;
+    for (i, s) in stations.iter().enumerate() {
+        if is_member(s, prio) {
+            ranked[m] = (u64::from(s.demand.rank) << 32) | i as u64;
+            m += 1;
         }
+    }
+    ranked[..m].sort_unstable();
+    for &v in ranked[..m].iter() {
+        let s = &mut stations[(v & INDEX) as usize];
         let d = s.demand;
         let start = u64::from(d.start_da.max(MIN_DA).min(d.cap_da));
         if fits_path(nodes, d.node, d.phases, start) {
@@ -314,6 +338,7 @@ fn admit(nodes: &mut [NodeSlot], stations: &mut [StationSlot], order: &mut [u64]
             charge_path(nodes, d.node, d.phases, u64::from(MIN_DA));
         }
     }
+    m
 }
 
 /// Progressive filling as a discrete-event computation: a common level L
@@ -331,13 +356,6 @@ fn fill(
     scratch: &mut [u64],
     prio: u8,
 ) {
-    // Depth-first order of stations: a node's subtree is one key range.
-    order.sort_unstable_by_key(|&i| stations[i as usize].key);
-    for n in nodes.iter_mut() {
-        let lo = order.partition_point(|&i| stations[i as usize].key < n.dfs_in);
-        let hi = order.partition_point(|&i| stations[i as usize].key < n.dfs_out);
-        n.range = (to_u32(lo), to_u32(hi));
-    }
     let ns = stations.len();
     let (caps, heap) = scratch.split_at_mut(ns);
 
@@ -379,8 +397,8 @@ fn fill(
     let mut h = MinHeap { data: heap, len: 0 };
     for (ni, n) in nodes.iter().enumerate() {
         for p in 0..3 {
-            if n.w[p] > 0 {
-                h.push(((n.r[p] / n.w[p]) << 32) | (ni * 3 + p) as u64);
+            if let Some(level) = n.r[p].checked_div(n.w[p]) {
+                h.push((level.min(INDEX) << 32) | (ni * 3 + p) as u64);
             }
         }
     }
@@ -406,7 +424,8 @@ fn fill(
                 if n.full[p] || n.w[p] == 0 {
                     continue;
                 }
-                let at = n.l0[p] + n.r[p] / n.w[p];
+                // Levels at or above 2^32 are beyond every cap: they sort last.
+                let at = (n.l0[p] + n.r[p] / n.w[p]).min(INDEX);
                 if at > key {
                     h.push((at << 32) | id as u64);
                     continue;
@@ -448,37 +467,43 @@ fn fill(
         s.frac = 0;
         charge_path_scaled(nodes, s.demand.node, s.demand.phases, rest, true);
     }
+}
 
-    // Rounding left less than 0.1 A per station on each node. Hand it out
-    // 0.1 A per station per round, those with least first (then by rank),
-    // until nothing more fits. Room only shrinks, so a station that does not
-    // fit once never fits again and leaves the list; everyone left gets
-    // 0.1 A each round, so the order holds without sorting again.
-    order.sort_unstable_by_key(|&i| {
-        let s = &stations[i as usize];
-        (
-            !is_member(s, prio),
-            s.alloc_da / u16::from(s.demand.weight.max(1)),
-            s.demand.rank,
-            i,
-        )
-    });
-    let mut live = order
-        .iter()
-        .take_while(|&&i| is_member(&stations[i as usize], prio))
-        .count();
+/// Rounding left less than 0.1 A per station on each node. Hand it out 0.1 A
+/// per station per round, those with least first (then by rank), until
+/// nothing more fits. Room only shrinks, so a station that does not fit once
+/// never fits again and leaves the list; everyone left gets 0.1 A each
+/// round, so the order holds without sorting again. `ranked` holds the
+/// class's members in rank order.
+fn hand_out_rounding(
+    nodes: &mut [NodeSlot],
+    stations: &mut [StationSlot],
+    ranked: &[u64],
+    buf: &mut [u64],
+    prio: u8,
+) {
+    let m = ranked.len();
+    for (pos, &v) in ranked.iter().enumerate() {
+        let s = &stations[(v & INDEX) as usize];
+        let share = u64::from(s.alloc_da / u16::from(s.demand.weight.max(1)));
+        buf[pos] = (share << 32) | pos as u64;
+    }
+    let live_buf = &mut buf[..m];
+    live_buf.sort_unstable();
+    let mut live = m;
     while live > 0 {
         let mut kept = 0;
         for k in 0..live {
-            let i = order[k] as usize;
+            let i = (ranked[(live_buf[k] & INDEX) as usize] & INDEX) as usize;
             let s = stations[i];
-            if s.alloc_da >= MIN_DA
+            if is_member(&s, prio)
+                && s.alloc_da >= MIN_DA
                 && s.alloc_da < s.demand.cap_da
                 && fits_path(nodes, s.demand.node, s.demand.phases, 1)
             {
                 stations[i].alloc_da += 1;
                 charge_path(nodes, s.demand.node, s.demand.phases, 1);
-                order[kept] = order[k];
+                live_buf[kept] = live_buf[k];
                 kept += 1;
             }
         }
@@ -491,7 +516,8 @@ fn fill(
 fn freeze(nodes: &mut [NodeSlot], stations: &mut [StationSlot], i: usize, level: u64) {
     let s = &mut stations[i];
     s.done = true;
-    s.tau = level;
+    // `tau` held the station's cap level: never beyond it.
+    s.tau = level.min(s.tau);
     let w = u64::from(s.demand.weight.max(1));
     let (node, phases) = (s.demand.node, s.demand.phases);
     let mut cur = Some(node);
