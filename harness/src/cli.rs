@@ -367,8 +367,8 @@ fn report_failure(r: &ScenarioRun, out: &Path) {
 
 fn print_table(runs: &[ScenarioRun]) {
     println!(
-        "{:<34} {:<11} {:>13} {:>11} {:>10}",
-        "scenario", "verdict", "slowest conv", "peak/limit", "speed-up"
+        "{:<34} {:<11} {:>13} {:>13} {:>14} {:>10}",
+        "scenario", "verdict", "slowest conv", "offered/limit", "measured/limit", "speed-up"
     );
     let mut sim = 0.0;
     let mut wall = 0.0;
@@ -383,11 +383,16 @@ fn print_table(runs: &[ScenarioRun]) {
         let conv = r
             .slowest_convergence_s()
             .map_or("-".into(), |s| format!("{s:.1} s"));
-        let peak = r.peak_ratio().map_or("-".into(), |p| format!("{p:.2}"));
+        let ratio = |check| {
+            r.peak_ratio(check)
+                .map_or("-".into(), |p| format!("{p:.2}"))
+        };
+        let offered = ratio("breaker-offered");
+        let measured = ratio("breaker-measured");
         let speed = r.speedup().map_or("-".into(), |s| format!("{s:.0}x"));
         println!(
-            "{:<34} {:<11} {:>13} {:>11} {:>10}",
-            r.scenario.name, verdict, conv, peak, speed
+            "{:<34} {:<11} {:>13} {:>13} {:>14} {:>10}",
+            r.scenario.name, verdict, conv, offered, measured, speed
         );
         sim += r.sim_s;
         wall += r.wall_s;

@@ -58,12 +58,14 @@ impl ScenarioRun {
             .reduce(f64::max)
     }
 
-    /// Peak measured load against its limit.
+    /// Peak load against its node's limit, as one breaker check saw it:
+    /// `"breaker-offered"` (the sum of the firmware's offers, the safety
+    /// invariant, never above 1) or `"breaker-measured"` (what flowed).
     #[must_use]
-    pub fn peak_ratio(&self) -> Option<f64> {
+    pub fn peak_ratio(&self, check: &str) -> Option<f64> {
         self.checks
             .iter()
-            .find(|c| c.name == "breaker-measured")
+            .find(|c| c.name == check)
             .and_then(|c| c.figures.get("peak_ratio"))
             .and_then(serde_json::Value::as_f64)
     }
