@@ -487,13 +487,7 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
         match master.read(&mut buf) {
             Ok(n) if n > 0 => out.extend(vb.serve_input(&buf[..n])),
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if crate::serial::nothing_yet(&e) => {}
             Err(e) => {
                 eprintln!("error: failed to read the pseudo-terminal: {e}");
                 return exit::INCOMPLETE;

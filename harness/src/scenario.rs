@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use firmware::sharing::config as fw;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -220,22 +221,37 @@ pub struct Station {
 }
 
 impl Station {
-    /// Grid phases loaded.
+    /// The station as the firmware is commissioned with it: the one place
+    /// its phases, rotation and caps are interpreted.
     #[must_use]
-    pub fn loads(&self) -> [bool; 3] {
-        if self.phases >= 3 {
-            [true; 3]
-        } else {
-            let mut l = [false; 3];
-            l[usize::from(self.rotation % 3)] = true;
-            l
+    pub fn config(&self) -> fw::StationConfig {
+        fw::StationConfig {
+            id: self.id,
+            node: self.node as u16,
+            nameplate_da: self.nameplate_da,
+            breaker_da: self.breaker_da,
+            phases: self.phases,
+            rotation: match self.rotation % 3 {
+                1 => fw::Phase::L2,
+                2 => fw::Phase::L3,
+                _ => fw::Phase::L1,
+            },
+            fallback_da: self.fallback_da,
+            priority: self.priority,
+            weight: self.weight,
         }
     }
 
+    /// Grid phases loaded.
+    #[must_use]
+    pub fn loads(&self) -> [bool; 3] {
+        self.config().loads()
+    }
+
+    /// Its own cap: nameplate and own breaker.
     #[must_use]
     pub fn cap_da(&self) -> u16 {
-        self.breaker_da
-            .map_or(self.nameplate_da, |b| b.min(self.nameplate_da))
+        self.config().cap_da()
     }
 }
 

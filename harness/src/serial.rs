@@ -67,6 +67,18 @@ pub fn parse_spec(spec: &str) -> Result<(String, u32), BenchError> {
     }
 }
 
+/// A read that ended without bytes but without a failure either: the
+/// port's read timeout ran out, or a signal interrupted it. Callers poll
+/// again under their own deadline.
+pub(crate) fn nothing_yet(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::Interrupted
+    )
+}
+
 impl SerialBench {
     /// Open a serial port and say HELLO.
     pub fn open(spec: &str, timeouts: Timeouts) -> Result<Self, BenchError> {
@@ -124,13 +136,7 @@ impl SerialBench {
         match self.link.read(&mut buf) {
             Ok(0) => {}
             Ok(n) => self.rx.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if nothing_yet(&e) => {}
             Err(e) => {
                 return Err(BenchError::Io(format!(
                     "failed to read from the fixture: {e}"

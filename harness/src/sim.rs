@@ -143,21 +143,7 @@ pub fn group_config(sc: &Scenario) -> GroupConfig {
     }
     let mut stations = heapless::Vec::new();
     for s in &sc.stations {
-        let _ = stations.push(fw::StationConfig {
-            id: s.id,
-            node: s.node as u16,
-            nameplate_da: s.nameplate_da,
-            breaker_da: s.breaker_da,
-            phases: s.phases,
-            rotation: match s.rotation {
-                1 => fw::Phase::L2,
-                2 => fw::Phase::L3,
-                _ => fw::Phase::L1,
-            },
-            fallback_da: s.fallback_da,
-            priority: s.priority,
-            weight: s.weight,
-        });
+        let _ = stations.push(s.config());
     }
     let timing = fw::Timing {
         cycle: Duration::from_ticks(sc.sharing.cycle_us),
