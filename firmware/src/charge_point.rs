@@ -18,6 +18,22 @@ use heapless::Deque;
 use crate::pilot::{self, PilotLevels, PilotSense, PilotState, SenseConfig, MIN_CURRENT_DA};
 use crate::time::{earliest, ms, secs, Duration, Instant};
 
+/// One period of the 1 kHz pilot PWM: the station never emits a shorter
+/// pulse, so a removal asked for within a period of turning PWM on waits for
+/// the period to end.
+pub const PWM_PERIOD: Duration = ms(1);
+
+/// How long an offer must hold before it counts as one the car was given.
+///
+/// Cars take seconds to follow a duty change (DOMAIN.md section 2), and the
+/// fixture needs several periods to report one: PWM that returns for less
+/// than this does not restart the "PWM removed" timer, and a draw that is
+/// under the threshold for less than this does not clear the overcurrent
+/// timer. So a grant that flaps within a control step, or faster than a car
+/// can follow, cannot keep a closed contactor without PWM past 6 s or an
+/// overdrawing car past 7 s.
+pub const OFFER_HOLD: Duration = secs(1);
+
 /// What the station drives on the pilot line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PilotOutput {
@@ -279,9 +295,17 @@ pub struct ChargePoint {
     contactor: bool,
     relay_closed: bool,
     close_at: Option<Instant>,
+    /// When the PWM now running was turned on.
+    pwm_on_since: Option<Instant>,
+    /// When PWM was removed while the contactor was closed. Kept through a
+    /// return of PWM shorter than [`OFFER_HOLD`]; only read while PWM is off.
     pwm_off_since: Option<Instant>,
     open_cmd_at: Option<Instant>,
+    /// Since when the car has drawn over its threshold.
     over_since: Option<Instant>,
+    /// Since when the draw has been back under it (clears `over_since` after
+    /// [`OFFER_HOLD`]).
+    under_since: Option<Instant>,
     fault: Option<Fault>,
     hold_until: Option<Instant>,
     latch: Option<Latch>,
@@ -302,9 +326,11 @@ impl ChargePoint {
             contactor: false,
             relay_closed: false,
             close_at: None,
+            pwm_on_since: None,
             pwm_off_since: None,
             open_cmd_at: None,
             over_since: None,
+            under_since: None,
             fault: None,
             hold_until: None,
             latch: None,
@@ -415,13 +441,22 @@ impl ChargePoint {
         let mut t = self.sense.poll_timeout();
         t = earliest(t, self.close_at);
         t = earliest(t, self.hold_until);
+        let pwm_on = matches!(self.output, PilotOutput::Pwm { .. });
         if self.contactor {
-            t = earliest(
-                t,
-                self.pwm_off_since
-                    .map(|s| s + self.config.pwm_off_open_delay),
-            );
-            t = earliest(t, self.over_since.map(|s| s + self.config.overcurrent_time));
+            if !pwm_on {
+                t = earliest(
+                    t,
+                    self.pwm_off_since
+                        .map(|s| s + self.config.pwm_off_open_delay),
+                );
+            }
+            if self.under_since.is_none() {
+                t = earliest(t, self.over_since.map(|s| s + self.config.overcurrent_time));
+            }
+        }
+        if pwm_on && self.wanted_duty().is_none() {
+            // A removal waiting for the end of the first period.
+            t = earliest(t, self.pwm_on_since.map(|s| s + PWM_PERIOD));
         }
         if self.config.has_relay_sense
             && self.relay_closed
@@ -476,11 +511,19 @@ impl ChargePoint {
         let is_pwm = matches!(out, PilotOutput::Pwm { .. });
         self.output = out;
         self.last_duty_change = Some(now);
-        if was_pwm && !is_pwm && self.contactor {
-            self.pwm_off_since = Some(now);
+        if was_pwm && !is_pwm {
+            // PWM that held less than OFFER_HOLD was no offer the car could
+            // follow: the timer keeps running from the earlier removal.
+            let held = self.pwm_on_since.is_none_or(|on| now >= on + OFFER_HOLD);
+            if self.contactor && (held || self.pwm_off_since.is_none()) {
+                self.pwm_off_since = Some(now);
+            }
+            self.pwm_on_since = None;
         }
-        if is_pwm {
-            self.pwm_off_since = None;
+        if is_pwm && !was_pwm {
+            self.pwm_on_since = Some(now);
+            // The contactor closes only on a diode seen during this run.
+            self.sense.forget_diode();
         }
         self.push(Event::Pilot(out));
     }
@@ -492,12 +535,9 @@ impl ChargePoint {
         self.contactor = closed;
         self.close_at = None;
         self.over_since = None;
-        if closed {
-            self.open_cmd_at = None;
-        } else {
-            self.open_cmd_at = Some(now);
-            self.pwm_off_since = None;
-        }
+        self.under_since = None;
+        self.pwm_off_since = None;
+        self.open_cmd_at = if closed { None } else { Some(now) };
         self.push(Event::Contactor(closed));
     }
 
@@ -524,6 +564,19 @@ impl ChargePoint {
             }
             self.hold_until = None;
         }
+        // Welded contact: still closed after the open command and its
+        // allowance. Checked before every other path, so a pilot fault or a
+        // latch cannot hide it (or leave its deadline behind in the past).
+        if self.config.has_relay_sense
+            && !self.contactor
+            && self.relay_closed
+            && self.fault != Some(Fault::Welded)
+            && self
+                .open_cmd_at
+                .is_some_and(|at| now >= at + self.config.open_allowance)
+        {
+            return self.raise(now, Fault::Welded, None);
+        }
         if self.fault.is_some() {
             if self.fault == Some(Fault::Welded) && self.relay_closed {
                 return;
@@ -549,7 +602,7 @@ impl ChargePoint {
             }
             _ => {}
         }
-        if matches!(self.output, PilotOutput::Pwm { .. }) && !self.sense.diode_ok() {
+        if matches!(self.output, PilotOutput::Pwm { .. }) && self.sense.diode_missing() {
             return self.raise(now, Fault::DiodeMissing, Some(Latch::Unplugged));
         }
 
@@ -564,18 +617,16 @@ impl ChargePoint {
             _ => {}
         }
 
-        // Welded contact: still closed after the open command and its allowance.
-        if self.config.has_relay_sense && !self.contactor && self.relay_closed {
-            if let Some(at) = self.open_cmd_at {
-                if now >= at + self.config.open_allowance {
-                    return self.raise(now, Fault::Welded, None);
-                }
-            }
-        }
-
         // The pilot offer, reductions at once and increases paced.
         match (self.wanted_duty(), self.output) {
-            (None, PilotOutput::Pwm { .. }) => self.set_output(now, PilotOutput::Steady),
+            // Never a pulse shorter than a period: a removal asked for
+            // within the first period waits for its end.
+            (None, PilotOutput::Pwm { .. })
+                if self.pwm_on_since.is_none_or(|on| now >= on + PWM_PERIOD) =>
+            {
+                self.set_output(now, PilotOutput::Steady);
+            }
+            (None, PilotOutput::Pwm { .. }) => {}
             (Some(want), PilotOutput::Pwm { duty_bp }) if want < duty_bp => {
                 self.set_output(now, PilotOutput::Pwm { duty_bp: want });
             }
@@ -593,7 +644,8 @@ impl ChargePoint {
             _ => {}
         }
 
-        let pwm_on = matches!(self.output, PilotOutput::Pwm { .. });
+        // PWM still running only to finish its first period is no offer.
+        let pwm_on = matches!(self.output, PilotOutput::Pwm { .. }) && self.wanted_duty().is_some();
         let may_charge =
             state == PilotState::C || (state == PilotState::D && self.config.allow_ventilation);
 
@@ -601,18 +653,28 @@ impl ChargePoint {
             if !may_charge {
                 // C -> B, -> A, or D without ventilation: open now (within 100 ms).
                 self.set_contactor(now, false);
-            } else if self
-                .pwm_off_since
-                .is_some_and(|s| now >= s + self.config.pwm_off_open_delay)
+            } else if !matches!(self.output, PilotOutput::Pwm { .. })
+                && self
+                    .pwm_off_since
+                    .is_some_and(|s| now >= s + self.config.pwm_off_open_delay)
             {
                 self.set_contactor(now, false);
             } else {
                 self.supervise_current(now);
             }
-        } else if may_charge && pwm_on && self.sense.diode_ok() && self.latch.is_none() {
+        } else if may_charge
+            && pwm_on
+            && self.sense.diode_ok()
+            && self.sense.settled()
+            && self.latch.is_none()
+        {
+            // The close delay runs on a pilot that reads C (or D) now: a
+            // level moving away restarts it.
             let at = *self.close_at.get_or_insert(now + self.config.close_delay);
             if now >= at {
                 self.set_contactor(now, true);
+                // Supervision starts with the close, not at the next sample.
+                self.supervise_current(now);
             }
         } else {
             self.close_at = None;
@@ -625,6 +687,15 @@ impl ChargePoint {
         // offer + 10 % + 0.5 A
         let threshold = u32::from(offered) * 11 / 10 + 5;
         if u32::from(measured) > threshold {
+            // A dip under the threshold clears the timer only if it held:
+            // an offer raised and cut again within a step excuses nothing.
+            if self
+                .under_since
+                .take()
+                .is_some_and(|u| now >= u + OFFER_HOLD)
+            {
+                self.over_since = None;
+            }
             let since = *self.over_since.get_or_insert(now);
             if now >= since + self.config.overcurrent_time {
                 self.raise(
@@ -636,11 +707,17 @@ impl ChargePoint {
                     Some(Latch::NotCharging),
                 );
             }
-        } else {
-            self.over_since = None;
+        } else if self.over_since.is_some() {
+            let under = *self.under_since.get_or_insert(now);
+            if now >= under + OFFER_HOLD {
+                self.over_since = None;
+                self.under_since = None;
+            }
         }
     }
 }
 
+#[cfg(test)]
+mod props;
 #[cfg(test)]
 mod tests;

@@ -217,7 +217,9 @@ pub struct PilotSense {
     config: SenseConfig,
     stable: PilotState,
     candidate: Option<(PilotState, Instant)>,
-    diode_ok: bool,
+    /// What the last sample taken with PWM running showed of the diode;
+    /// `None` until one was taken since PWM last started.
+    diode: Option<bool>,
 }
 
 impl PilotSense {
@@ -227,7 +229,7 @@ impl PilotSense {
             config,
             stable: PilotState::A,
             candidate: None,
-            diode_ok: true,
+            diode: None,
         }
     }
 
@@ -237,10 +239,30 @@ impl PilotSense {
         self.stable
     }
 
-    /// Whether the last sample taken with PWM running showed the diode.
+    /// The last sample read the debounced state (no other state pending).
+    #[must_use]
+    pub fn settled(&self) -> bool {
+        self.candidate.is_none()
+    }
+
+    /// The last sample taken with PWM running showed the diode. `false`
+    /// until one was taken: the contactor closes only on a diode seen.
     #[must_use]
     pub fn diode_ok(&self) -> bool {
-        self.diode_ok
+        self.diode == Some(true)
+    }
+
+    /// The last sample taken with PWM running showed no diode (or a
+    /// shorted one).
+    #[must_use]
+    pub fn diode_missing(&self) -> bool {
+        self.diode == Some(false)
+    }
+
+    /// PWM (re)started: what an earlier run showed of the diode no longer
+    /// counts.
+    pub fn forget_diode(&mut self) {
+        self.diode = None;
     }
 
     /// Classify one level without history: the state whose enter window holds it.
@@ -261,7 +283,7 @@ impl PilotSense {
         pwm_on: bool,
     ) -> Option<PilotState> {
         if pwm_on && levels.high_mv > 1_500 {
-            self.diode_ok = levels.low_mv <= self.config.diode_low_max_mv;
+            self.diode = Some(levels.low_mv <= self.config.diode_low_max_mv);
         }
         // Hysteresis: stay while within the wider window.
         let within_stable =
@@ -277,8 +299,13 @@ impl PilotSense {
                 Some((c, _)) if c == s => {}
                 _ => self.candidate = Some((s, now)),
             },
-            // Between windows: keep what we have, restart nothing.
-            None => {}
+            // Between windows: the stable state stays for a moment (a level
+            // sliding from one plateau to the next), but a level that fits
+            // no state for the debounce is a pilot fault, as E.
+            None => match self.candidate {
+                Some((PilotState::E, _)) => {}
+                _ => self.candidate = Some((PilotState::E, now)),
+            },
         }
         self.handle_timeout(now)
     }
@@ -307,7 +334,7 @@ impl PilotSense {
     pub fn reset(&mut self, state: PilotState) {
         self.stable = state;
         self.candidate = None;
-        self.diode_ok = true;
+        self.diode = None;
     }
 
     fn debounce_for(&self, s: PilotState) -> Duration {
@@ -440,6 +467,7 @@ mod tests {
     #[test]
     fn diode_check_needs_the_low_plateau_near_minus_12_v() {
         let mut s = PilotSense::new(SenseConfig::default());
+        assert!(!s.diode_ok() && !s.diode_missing(), "unknown before PWM");
         s.handle_sample(
             us(0),
             PilotLevels {
@@ -458,6 +486,7 @@ mod tests {
             true,
         );
         assert!(!s.diode_ok());
+        assert!(s.diode_missing());
         // Without PWM the low plateau says nothing.
         s.handle_sample(
             us(2),

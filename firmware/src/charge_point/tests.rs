@@ -446,3 +446,158 @@ fn configuration_is_validated() {
     ));
     assert!(ChargePoint::new(ChargePointConfig::new(320)).is_ok());
 }
+
+// Regressions from random fault search (issue 10, item 1): a grant that
+// flaps within one control step must not restart the safety timers.
+
+#[test]
+fn a_pwm_pulse_within_one_step_does_not_restart_the_pwm_off_timer() {
+    let mut r = Rig::charging_at_16a();
+    r.current(160);
+    let off_at = r.now;
+    r.allocate(0);
+    r.advance(secs(5));
+    // The paced raise comes due and a new 0 A grant arrives at the same
+    // instant: PWM on and off again within the step.
+    r.allocate(160);
+    r.allocate(0);
+    r.advance(secs(10));
+    let opened = r.when(Event::Contactor(false)).expect("opened");
+    assert!(
+        opened - off_at <= secs(6),
+        "contactor still closed {} ms after PWM was removed",
+        (opened - off_at).to_millis()
+    );
+}
+
+#[test]
+fn the_station_never_emits_a_pwm_pulse_shorter_than_a_period() {
+    let mut r = Rig::charging_at_16a();
+    r.allocate(0);
+    r.advance(secs(5));
+    r.log.clear();
+    r.allocate(160);
+    r.allocate(0);
+    r.advance(secs(1));
+    let on = r
+        .log
+        .iter()
+        .find(|(_, e)| matches!(e, Event::Pilot(PilotOutput::Pwm { .. })));
+    let off = r
+        .log
+        .iter()
+        .find(|(_, e)| *e == Event::Pilot(PilotOutput::Steady));
+    if let (Some((t_on, _)), Some((t_off, _))) = (on, off) {
+        assert!(
+            *t_off - *t_on >= PWM_PERIOD,
+            "PWM pulse of {} us",
+            (*t_off - *t_on).ticks()
+        );
+    }
+}
+
+#[test]
+fn a_raise_within_one_step_does_not_restart_the_overcurrent_timer() {
+    let mut r = Rig::new(ChargePointConfig::new(320));
+    r.allocate(320);
+    r.car(9_000);
+    r.advance(ms(50));
+    r.car(6_000);
+    r.advance(ms(500));
+    r.current(320);
+    r.advance(secs(10));
+    // Cut to 6 A; the car ignores it and keeps drawing 32 A.
+    let cut_at = r.now;
+    r.allocate(60);
+    r.advance(secs(5));
+    // The paced raise to 32 A and a new 6 A grant in the same step.
+    r.allocate(320);
+    r.allocate(60);
+    r.advance(secs(10));
+    let opened = r.when(Event::Contactor(false)).expect("opened");
+    assert!(
+        opened - cut_at <= secs(7),
+        "a car ignoring the cut tripped only after {} ms",
+        (opened - cut_at).to_millis()
+    );
+}
+
+// Issue 10, item 2: every fault path reaches the welded-contact check.
+
+#[test]
+fn a_weld_followed_by_a_pilot_short_is_reported_and_does_not_spin() {
+    let mut r = Rig::charging_at_16a();
+    r.welded = true;
+    r.car(9_000);
+    r.advance(ms(50));
+    assert!(r.when(Event::Contactor(false)).is_some(), "open command");
+    // The pilot shorts before the weld's allowance has run out.
+    r.car(0);
+    r.advance(secs(5)); // `advance_to` asserts no wake-up in the past
+    assert!(
+        r.when(Event::Fault(Fault::Welded)).is_some(),
+        "the weld is reported"
+    );
+    assert_eq!(
+        r.cp.pilot_output(),
+        PilotOutput::MinusTwelve,
+        "F while welded"
+    );
+}
+
+#[test]
+fn a_weld_followed_by_a_missing_diode_is_reported() {
+    let mut r = Rig::charging_at_16a();
+    r.welded = true;
+    r.car(9_000);
+    r.advance(ms(50));
+    assert!(r.when(Event::Contactor(false)).is_some(), "open command");
+    // Before the weld's allowance has run out, the low plateau shows the
+    // diode gone (PWM still runs for the car in B).
+    r.cp.handle_pilot(
+        r.now,
+        PilotLevels {
+            high_mv: 9_000,
+            low_mv: -5_000,
+        },
+    );
+    r.drain();
+    r.advance(secs(5));
+    assert!(r.when(Event::Fault(Fault::DiodeMissing)).is_some());
+    assert!(
+        r.when(Event::Fault(Fault::Welded)).is_some(),
+        "the weld is reported"
+    );
+    assert_eq!(
+        r.cp.pilot_output(),
+        PilotOutput::MinusTwelve,
+        "F while welded"
+    );
+}
+
+#[test]
+fn a_diode_fault_while_welded_and_charging_is_reported_with_the_weld() {
+    let mut r = Rig::charging_at_16a();
+    r.welded = true;
+    // The diode disappears while charging: the point opens (the contact
+    // stays welded) and raises the diode fault.
+    r.cp.handle_pilot(
+        r.now,
+        PilotLevels {
+            high_mv: 6_000,
+            low_mv: -5_000,
+        },
+    );
+    r.drain();
+    r.advance(secs(5));
+    assert!(r.when(Event::Fault(Fault::DiodeMissing)).is_some());
+    assert!(
+        r.when(Event::Fault(Fault::Welded)).is_some(),
+        "the weld is reported"
+    );
+    assert_eq!(
+        r.cp.pilot_output(),
+        PilotOutput::MinusTwelve,
+        "F while welded"
+    );
+}
