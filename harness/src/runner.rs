@@ -127,6 +127,12 @@ fn setup(
     for (i, st) in sc.stations.iter().enumerate() {
         let ch = u8::try_from(i).map_err(|_| BenchError::Setup("more than 256 channels".into()))?;
         bench.command(Command::Car(ch, CarSetting::Rotation(st.rotation)), sink)?;
+        // A meter on a sub-node sees only the stations under it.
+        if let Some(m) = &sc.meter {
+            if !sc.is_under(st.node, m.node) {
+                bench.command(Command::Car(ch, CarSetting::Metered(false)), sink)?;
+            }
+        }
     }
     for car in &sc.cars {
         let ch = u8::try_from(car.station)

@@ -55,6 +55,9 @@ struct Chan {
     car: Vehicle,
     cap: ChannelCapture,
     rotation: u8,
+    /// The mains meter sees this channel (its station is under the
+    /// metered node).
+    metered: bool,
 }
 
 /// A fixture with up to `N` channels.
@@ -84,6 +87,7 @@ impl<const N: usize> Fixture<N> {
                 car: Vehicle::new(CarParams::default(), seed, now),
                 cap: ChannelCapture::new(cfg.capture),
                 rotation: 0,
+                metered: true,
             });
         }
         Self {
@@ -258,6 +262,7 @@ impl<const N: usize> Fixture<N> {
                 for c in self.chans.iter_mut() {
                     c.car.unplug(now);
                     c.car.misbehaviour = Misbehaviour::default();
+                    c.metered = true;
                 }
                 self.loads.clear();
                 self.meter.set_fault(MeterFault::None);
@@ -300,6 +305,7 @@ impl<const N: usize> Fixture<N> {
                     CarSetting::RampDaPerS(v) => p.ramp_da_per_s = v.max(1),
                     CarSetting::Ventilation(v) => p.ventilation = v,
                     CarSetting::Rotation(v) => chan.rotation = v % 3,
+                    CarSetting::Metered(v) => chan.metered = v,
                 }
                 chan.car.set_params(now, p);
             }
@@ -417,12 +423,14 @@ impl<const N: usize> Fixture<N> {
         }
     }
 
-    /// The site's net current per grid phase: other loads plus every
-    /// channel's measured current on the phase it is wired to.
+    /// The net current per grid phase at the meter's position: the other
+    /// loads (which hang at the metered node) plus the current of every
+    /// channel the meter sees, on the phase it is wired to. A meter on a
+    /// sub-panel does not see channels outside it (`CAR <ch> meter=0`).
     #[must_use]
     pub fn site_da(&self) -> [i32; 3] {
         let mut t = self.loads.total_da();
-        for c in &self.chans {
+        for c in self.chans.iter().filter(|c| c.metered) {
             let m = c.cap.current_da();
             for k in 0..3 {
                 let ph = (k + usize::from(c.rotation)) % 3;
@@ -680,6 +688,10 @@ mod tests {
         f.handle_current(us(1), 0, [160, 0, 0]);
         f.handle_current(us(2), 1, [100, 0, 0]);
         assert_eq!(f.site_da(), [290, 230, 130]);
+        // Channel 1's station is outside a sub-panel meter: not seen.
+        cmd(&mut f, 4, Command::Car(1, CarSetting::Metered(false)));
+        assert_eq!(f.site_da(), [290, 130, 130]);
+        cmd(&mut f, 5, Command::Car(1, CarSetting::Metered(true)));
         // The leader asks the meter (input registers 0..18).
         let req = [1u8, 4, 0, 0, 0, 18];
         let crc = crc::Crc::<u16>::new(&crc::CRC_16_MODBUS).checksum(&req);

@@ -60,6 +60,9 @@ pub enum CarSetting {
     Ventilation(bool),
     /// Channel wiring: the grid phase (0 = L1) the car's first phase is on.
     Rotation(u8),
+    /// Channel wiring: the mains meter sees this channel's current (its
+    /// station is under the metered node). On by default and after `RESET`.
+    Metered(bool),
 }
 
 /// A misbehaviour in a `MISBEHAVE` command.
@@ -385,7 +388,8 @@ fn parse_command<'a>(f: &mut impl Iterator<Item = &'a str>) -> Result<Command, &
                 "ramp" => CarSetting::RampDaPerS(u16::try_from(n(v)?).map_err(|_| "ramp in dA/s")?),
                 "vent" => CarSetting::Ventilation(n(v)? != 0),
                 "rot" => CarSetting::Rotation(u8::try_from(n(v)?).map_err(|_| "rotation 0, 1 or 2")?),
-                _ => return Err("car setting (max, phases, capacity, soc, knee, target, delay, delay_max, ramp, vent, rot)"),
+                "meter" => CarSetting::Metered(n(v)? != 0),
+                _ => return Err("car setting (max, phases, capacity, soc, knee, target, delay, delay_max, ramp, vent, rot, meter)"),
             };
             Command::Car(c, setting)
         }
@@ -559,6 +563,7 @@ fn write_command(cmd: &Command, out: &mut String<MAX_LINE>) -> core::fmt::Result
             CarSetting::RampDaPerS(v) => write!(out, "CAR {c} ramp={v}"),
             CarSetting::Ventilation(v) => write!(out, "CAR {c} vent={}", u8::from(*v)),
             CarSetting::Rotation(v) => write!(out, "CAR {c} rot={v}"),
+            CarSetting::Metered(v) => write!(out, "CAR {c} meter={}", u8::from(*v)),
         },
         Command::Misbehave(c, m) => match m {
             Misbehave::None => write!(out, "MISBEHAVE {c} none"),

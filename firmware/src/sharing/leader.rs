@@ -300,15 +300,22 @@ impl Leader {
         Some(req)
     }
 
-    /// EV current per grid phase from the stations' latest reports.
+    /// EV current per grid phase from the latest reports of the stations
+    /// the meter sees: those under its node. A meter on a sub-panel does not
+    /// see the stations elsewhere, so their current is not taken off its
+    /// reading (that would pass it off as headroom).
     fn ev_now(&self) -> [i32; 3] {
         let mut ev = [0i32; 3];
+        let metered = self.cfg.dynamic.map_or(0, |d| usize::from(d.node));
         for (p, s) in self.peers.iter().zip(self.cfg.stations.iter()) {
+            if !self.cfg.is_under(s.node, metered) {
+                continue;
+            }
             if let Some(st) = p.status {
                 for (ph, on) in s.loads().into_iter().enumerate() {
                     if on {
                         let k = if s.phases >= 3 { ph } else { 0 };
-                        ev[ph] += i32::from(st.measured_da[k]);
+                        ev[ph] = ev[ph].saturating_add(i32::from(st.measured_da[k]));
                     }
                 }
             }
@@ -424,10 +431,12 @@ impl Leader {
         }
         if st.contactor && st.offered_da >= MIN_DA {
             let steady = p.offer_changed_at.is_some_and(|t| now >= t + allowance);
-            if measured + 5 >= p.demand_cap_da {
+            // `measured` comes off the wire: saturating, so a 0xFFFF
+            // reading means "draws everything", never a wrap to a cut.
+            if measured.saturating_add(5) >= p.demand_cap_da {
                 p.demand_cap_da = cap;
-            } else if steady && measured + 20 < st.offered_da {
-                p.demand_cap_da = (measured + 10).max(MIN_DA);
+            } else if steady && measured.saturating_add(20) < st.offered_da {
+                p.demand_cap_da = measured.saturating_add(10).max(MIN_DA);
             }
         } else if !st.wants {
             p.demand_cap_da = cap;
@@ -729,7 +738,7 @@ impl Leader {
             self.walk(
                 s.node,
                 s.loads(),
-                |r: &mut [u32; 3], ph| r[ph] += u32::from(p.reserved_da()),
+                |r: &mut [u32; 3], ph| r[ph] = r[ph].saturating_add(u32::from(p.reserved_da())),
                 &mut reserved,
             );
         }

@@ -333,12 +333,18 @@ impl Site {
                 if let Some(req) = l.poll_meter_transmit() {
                     if !self.meter_silent {
                         let _ = req;
+                        // The meter sits on its node: it sees the other
+                        // loads there and the stations under it only.
+                        let metered = self.cfg.dynamic.map_or(0, |d| usize::from(d.node));
                         let total = self.other_da
                             + self
                                 .st
                                 .iter()
-                                .filter(|x| x.car.plugged)
-                                .map(|x| i32::from(x.car.draw_da))
+                                .zip(self.cfg.stations.iter())
+                                .filter(|(x, c)| {
+                                    x.car.plugged && self.cfg.is_under(c.node, metered)
+                                })
+                                .map(|(x, _)| i32::from(x.car.draw_da))
                                 .sum::<i32>();
                         self.meter_pending = Some((now + ms(20), meter_answer(&req, total)));
                     }
@@ -753,4 +759,79 @@ fn dynamic_headroom_pauses_and_resumes_and_meter_loss_degrades() {
     assert!(o.iter().map(|&x| u32::from(x)).sum::<u32>() <= 90, "{o:?}");
     assert_eq!(o.iter().filter(|&&x| x > 0).count(), 1);
     let _ = site.draws();
+}
+
+#[test]
+fn a_meter_on_a_sub_node_counts_only_the_stations_under_it() {
+    // A 100 A service; a 40 A sub-panel with a meter (other loads there:
+    // 20 A) and stations 0 and 1; station 2 hangs off the service directly.
+    let mut cfg = circuit(3, 1_000, 0);
+    cfg.nodes
+        .push(NodeConfig {
+            parent: Some(0),
+            limit_da: 400,
+            breaker_da: None,
+        })
+        .unwrap();
+    cfg.stations[0].node = 1;
+    cfg.stations[1].node = 1;
+    cfg.dynamic = Some(DynamicConfig {
+        mode: DynamicMode::Headroom,
+        node: 1,
+        meter: MeterConfig::default(),
+        worst_case_other_da: 300,
+        margin_da: 10,
+        resume_margin_da: 20,
+        min_pause: secs(60),
+        peak_hold_readings: 3,
+        solar_start_margin_da: 0,
+        solar_start_delay: secs(0),
+        solar_stop_margin_da: 0,
+        solar_stop_delay: secs(0),
+    });
+    let mut site = Site::new(cfg);
+    site.other_da = 200;
+    site.run_for(secs(3));
+    site.plug(0);
+    site.plug(1);
+    site.plug(2);
+    // `run_for` asserts the offers at every step; the sub-panel's true
+    // current (other loads + its two cars) must also stay under 40 A.
+    for _ in 0..120 {
+        site.run_for(secs(1));
+        let sub: i32 = site.draws()[..2].iter().map(|&d| i32::from(d)).sum();
+        assert!(
+            site.other_da + sub <= 400,
+            "sub-panel carries {} dA: {:?}",
+            site.other_da + sub,
+            site.draws()
+        );
+    }
+    let o = site.offers();
+    // 40 A - 20 A other - 1 A margin = 19 A for the two cars under it.
+    assert_eq!(o[0] + o[1], 190, "{o:?}");
+    assert_eq!(o[2], 480, "the station off the sub-panel is not cut: {o:?}");
+}
+
+#[test]
+fn a_wild_current_report_neither_panics_nor_loses_the_share() {
+    let mut site = Site::new(circuit(2, 480, 0));
+    site.run_for(secs(3));
+    site.plug(0);
+    site.plug(1);
+    site.run_for(secs(30));
+    assert_eq!(site.offers(), vec![240, 240]);
+    // A broken sensor reports 0xFFFF dA on the leader's own point: before
+    // saturating arithmetic, `measured + 5` overflowed here.
+    let now = site.now;
+    site.st[0].cp.handle_current(now, [u16::MAX; 3]);
+    let st = site.st[0].cp.status();
+    if let Role::Leader(l) = &mut site.st[0].role {
+        l.handle_local_status(now, &st);
+        let me = l.peers().next().unwrap();
+        assert!(
+            me.demand_cap_da >= 240,
+            "a wild reading is not a reason to cut: {me:?}"
+        );
+    }
 }

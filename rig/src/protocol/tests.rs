@@ -128,6 +128,7 @@ fn any_command() -> impl Strategy<Value = Command> {
         any::<u16>().prop_map(CarSetting::RampDaPerS),
         any::<bool>().prop_map(CarSetting::Ventilation),
         any::<u8>().prop_map(CarSetting::Rotation),
+        any::<bool>().prop_map(CarSetting::Metered),
     ];
     let misbehave = prop_oneof![
         Just(Misbehave::None),
