@@ -3,7 +3,7 @@
 //! allocation on one core.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use firmware::sharing::alloc::{allocate, scratch_len, Demand, NodeSlot, StationSlot};
+use firmware::sharing::alloc::{allocate, Demand, NodeSlot, Scratch, StationSlot};
 
 /// 1 service, `panels` panels, 50 circuits per panel, 10 stations per
 /// circuit (20 panels: 10,000 stations): a mix of 3-phase and rotated
@@ -43,16 +43,36 @@ fn site(panels: u16, circuits: u16) -> (Vec<NodeSlot>, Vec<StationSlot>) {
 
 fn bench(c: &mut Criterion) {
     let (mut nodes, mut stations) = site(20, 50);
-    let mut order = vec![0u64; scratch_len(stations.len(), nodes.len())];
+    let (mut a, mut o) = (vec![[0; 3]; stations.len()], vec![[0; 3]; nodes.len()]);
     c.bench_function("allocate 10k stations, 4-level tree", |b| {
-        b.iter(|| allocate(&mut nodes, &mut stations, &mut order).expect("valid tree"))
+        b.iter(|| {
+            allocate(
+                &mut nodes,
+                &mut stations,
+                Scratch {
+                    per_station: &mut a,
+                    per_node: &mut o,
+                },
+            )
+            .expect("valid tree")
+        })
     });
     // A full group (one leader and 255 followers): what a leader does every cycle.
     let (mut nodes, mut stations) = site(2, 13);
     stations.truncate(256);
-    let mut order = vec![0u64; scratch_len(stations.len(), nodes.len())];
+    let (mut a, mut o) = (vec![[0; 3]; stations.len()], vec![[0; 3]; nodes.len()]);
     c.bench_function("allocate 256 stations (a full group)", |b| {
-        b.iter(|| allocate(&mut nodes, &mut stations, &mut order).expect("valid tree"))
+        b.iter(|| {
+            allocate(
+                &mut nodes,
+                &mut stations,
+                Scratch {
+                    per_station: &mut a,
+                    per_node: &mut o,
+                },
+            )
+            .expect("valid tree")
+        })
     });
 }
 

@@ -119,8 +119,8 @@ pub enum AllocError {
     UnknownParent { node: u16, parent: u16 },
     /// Following parents from this node comes back to it.
     Cycle { node: u16 },
-    /// The order buffer is shorter than the station list.
-    OrderTooShort { needed: usize, got: usize },
+    /// The scratch space holds fewer stations or nodes than given.
+    ScratchTooShort { needed: usize, got: usize },
 }
 
 impl core::fmt::Display for AllocError {
@@ -133,8 +133,8 @@ impl core::fmt::Display for AllocError {
                 write!(f, "node {node} has unknown parent {parent}")
             }
             Self::Cycle { node } => write!(f, "node {node} is its own ancestor"),
-            Self::OrderTooShort { needed, got } => {
-                write!(f, "order buffer holds {got}, needs {needed}")
+            Self::ScratchTooShort { needed, got } => {
+                write!(f, "scratch space holds {got} entries, needs {needed}")
             }
         }
     }
@@ -175,31 +175,66 @@ fn to_u32(i: usize) -> u32 {
     u32::try_from(i).unwrap_or(u32::MAX)
 }
 
-/// Scratch entries [`allocate`] needs for this many stations and nodes.
-#[must_use]
-pub const fn scratch_len(stations: usize, nodes: usize) -> usize {
-    3 * stations + 3 * nodes
+/// Caller-owned scratch space for [`allocate`]: three words per station
+/// (its depth-first position, its rank, its cap level) and three per node
+/// (a heap of the nodes' phase constraints). Sized by the caller, so a
+/// station image holds only what its group needs.
+pub struct Scratch<'a> {
+    pub per_station: &'a mut [[u64; 3]],
+    pub per_node: &'a mut [[u64; 3]],
 }
 
-/// Allocate. `order` is scratch space of at least [`scratch_len`] entries
-/// (the stations in depth-first order and in rank order, their cap levels,
-/// and a heap of the nodes' phase constraints).
+/// Scratch space of fixed size, for a caller that holds it (the leader).
+#[derive(Debug, Clone)]
+pub struct ScratchBuf<const S: usize, const N: usize> {
+    per_station: [[u64; 3]; S],
+    per_node: [[u64; 3]; N],
+}
+
+impl<const S: usize, const N: usize> ScratchBuf<S, N> {
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            per_station: [[0; 3]; S],
+            per_node: [[0; 3]; N],
+        }
+    }
+
+    pub fn as_scratch(&mut self) -> Scratch<'_> {
+        Scratch {
+            per_station: &mut self.per_station,
+            per_node: &mut self.per_node,
+        }
+    }
+}
+
+impl<const S: usize, const N: usize> Default for ScratchBuf<S, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Allocate, with `scratch` of at least one entry per station and node.
 /// On return every `alloc_da` holds the station's share.
 pub fn allocate(
     nodes: &mut [NodeSlot],
     stations: &mut [StationSlot],
-    order: &mut [u64],
+    scratch: Scratch<'_>,
 ) -> Result<(), AllocError> {
     let ns = stations.len();
-    let needed = scratch_len(ns, nodes.len());
-    if order.len() < needed {
-        return Err(AllocError::OrderTooShort {
-            needed,
-            got: order.len(),
-        });
+    for (needed, got) in [
+        (ns, scratch.per_station.len()),
+        (nodes.len(), scratch.per_node.len()),
+    ] {
+        if got < needed {
+            return Err(AllocError::ScratchTooShort { needed, got });
+        }
     }
-    let (order, rest) = order[..needed].split_at_mut(ns);
-    let (ranked, scratch) = rest.split_at_mut(ns);
+    let (order, rest) = scratch.per_station[..ns]
+        .as_flattened_mut()
+        .split_at_mut(ns);
+    let (ranked, caps) = rest.split_at_mut(ns);
+    let heap = scratch.per_node[..nodes.len()].as_flattened_mut();
     check_tree(nodes)?;
     for (i, s) in stations.iter().enumerate() {
         if usize::from(s.demand.node) >= nodes.len() {
@@ -244,8 +279,8 @@ pub fn allocate(
     let mut class = Some(u8::MAX);
     while let Some(prio) = next_class(stations, class) {
         let members = admit(nodes, stations, ranked, prio);
-        fill(nodes, stations, order, scratch, prio);
-        hand_out_rounding(nodes, stations, &ranked[..members], scratch, prio);
+        fill(nodes, stations, order, caps, heap, prio);
+        hand_out_rounding(nodes, stations, &ranked[..members], caps, prio);
         class = prio.checked_sub(1);
     }
     Ok(())
@@ -353,11 +388,11 @@ fn fill(
     nodes: &mut [NodeSlot],
     stations: &mut [StationSlot],
     order: &mut [u64],
-    scratch: &mut [u64],
+    caps: &mut [u64],
+    heap: &mut [u64],
     prio: u8,
 ) {
     let ns = stations.len();
-    let (caps, heap) = scratch.split_at_mut(ns);
 
     // Members rise; everyone else is done. `tau` holds each member's cap
     // level, then its final level.

@@ -164,16 +164,21 @@ pub struct DynamicConfig {
 }
 
 /// Everything a group needs.
+///
+/// `S` and `N` are the most stations and tree nodes it can hold: an image
+/// for a small site sizes them to the site, so a group of 6 does not cost
+/// the RAM of 256 (see `cargo xtask images`). The defaults are the
+/// protocol's limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupConfig {
+pub struct GroupConfig<const S: usize = MAX_STATIONS, const N: usize = MAX_NODES> {
     pub group: u8,
     pub key: Key,
     /// Nothing charges until sharing is configured and enabled.
     pub enabled: bool,
     /// The leader's station id.
     pub leader: u8,
-    pub nodes: Vec<NodeConfig, MAX_NODES>,
-    pub stations: Vec<StationConfig, MAX_STATIONS>,
+    pub nodes: Vec<NodeConfig, N>,
+    pub stations: Vec<StationConfig, S>,
     pub timing: Timing,
     pub dynamic: Option<DynamicConfig>,
 }
@@ -273,7 +278,7 @@ pub enum GroupConfigWarning {
     },
 }
 
-impl GroupConfig {
+impl<const S: usize, const N: usize> GroupConfig<S, N> {
     /// Index of a station id in `stations`.
     #[must_use]
     pub fn index_of(&self, id: u8) -> Option<usize> {
@@ -281,7 +286,7 @@ impl GroupConfig {
     }
 
     /// Build the allocator's node slots (static limits).
-    pub fn node_slots(&self, out: &mut Vec<NodeSlot, MAX_NODES>) {
+    pub fn node_slots(&self, out: &mut Vec<NodeSlot, N>) {
         out.clear();
         for n in &self.nodes {
             let _ = out.push(NodeSlot::new(n.parent, [n.limit_da; 3]));
@@ -293,7 +298,7 @@ impl GroupConfig {
         if self.stations.is_empty() {
             return Err(GroupConfigError::NoStations);
         }
-        let mut slots = Vec::new();
+        let mut slots: Vec<NodeSlot, N> = Vec::new();
         self.node_slots(&mut slots);
         alloc::check_tree(&mut slots).map_err(|e| match e {
             alloc::AllocError::UnknownParent { node, parent } => {

@@ -11,7 +11,7 @@
 
 use heapless::Deque;
 
-use super::config::GroupConfig;
+use super::config::{GroupConfig, MAX_NODES, MAX_STATIONS};
 use super::frame::{self, Deframed, Deframer, Header, Message, PeerStatus, MAX_FRAME};
 use super::leader::{to_peer_status, LinkStats};
 use crate::charge_point::Status;
@@ -32,8 +32,8 @@ enum Link {
 
 /// A follower. See the module documentation.
 #[derive(Debug)]
-pub struct Follower {
-    cfg: GroupConfig,
+pub struct Follower<const S: usize = MAX_STATIONS, const N: usize = MAX_NODES> {
+    cfg: GroupConfig<S, N>,
     me: usize,
     boot: u32,
     seq: u32,
@@ -71,9 +71,14 @@ impl core::fmt::Display for FollowerError {
 
 impl core::error::Error for FollowerError {}
 
-impl Follower {
+impl<const S: usize, const N: usize> Follower<S, N> {
     /// `boot` must differ at every boot (hardware RNG or boot counter).
-    pub fn new(cfg: GroupConfig, id: u8, boot: u32, now: Instant) -> Result<Self, FollowerError> {
+    pub fn new(
+        cfg: GroupConfig<S, N>,
+        id: u8,
+        boot: u32,
+        now: Instant,
+    ) -> Result<Self, FollowerError> {
         let me = cfg.index_of(id).ok_or(FollowerError::NotInGroup { id })?;
         if id == cfg.leader {
             return Err(FollowerError::IsTheLeader { id });

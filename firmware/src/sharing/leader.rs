@@ -24,7 +24,7 @@
 
 use heapless::{Deque, Vec};
 
-use super::alloc::{self, Demand, NodeSlot, StationSlot, MIN_DA};
+use super::alloc::{self, Demand, NodeSlot, ScratchBuf, StationSlot, MIN_DA};
 use super::config::{DynamicMode, GroupConfig, GroupConfigError, MAX_NODES, MAX_STATIONS};
 use super::frame::{self, Deframed, Deframer, Header, Message, PeerStatus, MAX_FRAME};
 use super::meter::{MainsReading, MeterClient};
@@ -102,17 +102,64 @@ pub struct PeerView {
     pub paused: bool,
 }
 
-/// The group's leader. See the module documentation.
+/// The leader's transmit queue, in order: room for three frames per station
+/// (a challenge or its grant, a cut, and a poll), which is the most one
+/// cycle queues.
 #[derive(Debug)]
-pub struct Leader {
-    cfg: GroupConfig,
+struct TxQueue<const S: usize> {
+    slots: [[Option<(u8, Message)>; 3]; S],
+    head: usize,
+    len: usize,
+}
+
+impl<const S: usize> TxQueue<S> {
+    const fn new() -> Self {
+        Self {
+            slots: [[None; 3]; S],
+            head: 0,
+            len: 0,
+        }
+    }
+
+    /// Queue a frame; a full queue refuses it (the caller's safety never
+    /// rests on a frame being sent: reductions stay held until confirmed).
+    fn push_back(&mut self, item: (u8, Message)) -> Result<(), (u8, Message)> {
+        let flat = self.slots.as_flattened_mut();
+        if self.len >= flat.len() {
+            return Err(item);
+        }
+        let at = (self.head + self.len) % flat.len();
+        flat[at] = Some(item);
+        self.len += 1;
+        Ok(())
+    }
+
+    fn pop_front(&mut self) -> Option<(u8, Message)> {
+        let flat = self.slots.as_flattened_mut();
+        if self.len == 0 {
+            return None;
+        }
+        let item = flat[self.head].take();
+        self.head = (self.head + 1) % flat.len();
+        self.len -= 1;
+        item
+    }
+}
+
+/// The group's leader. See the module documentation.
+///
+/// `S` and `N` bound the group's stations and tree nodes (see
+/// [`GroupConfig`]); every table here is sized by them.
+#[derive(Debug)]
+pub struct Leader<const S: usize = MAX_STATIONS, const N: usize = MAX_NODES> {
+    cfg: GroupConfig<S, N>,
     me: usize,
     boot: u32,
     seq: u32,
     nonce_counter: u32,
-    peers: Vec<Peer, MAX_STATIONS>,
+    peers: Vec<Peer, S>,
     deframer: Deframer,
-    tx: Deque<(u8, Message), 600>,
+    tx: TxQueue<S>,
     next_cycle: Instant,
     started: Instant,
     meter: Option<MeterClient>,
@@ -123,16 +170,18 @@ pub struct Leader {
     local_alloc: Option<u16>,
     shortage: bool,
     stats: LinkStats,
-    nodes: Vec<NodeSlot, MAX_NODES>,
-    slots: Vec<StationSlot, MAX_STATIONS>,
-    order: [u64; alloc::scratch_len(MAX_STATIONS, MAX_NODES)],
-    capacity: Vec<[u32; 3], MAX_NODES>,
+    nodes: Vec<NodeSlot, N>,
+    slots: Vec<StationSlot, S>,
+    scratch: ScratchBuf<S, N>,
+    /// Station indices in the order increases are handed out.
+    by_rank: [u16; S],
+    capacity: Vec<[u32; 3], N>,
 }
 
-impl Leader {
+impl<const S: usize, const N: usize> Leader<S, N> {
     /// A leader for `cfg`. `boot` must differ at every boot (hardware RNG or a
     /// boot counter in flash): it keeps old frames from being replayed.
-    pub fn new(cfg: GroupConfig, boot: u32, now: Instant) -> Result<Self, GroupConfigError> {
+    pub fn new(cfg: GroupConfig<S, N>, boot: u32, now: Instant) -> Result<Self, GroupConfigError> {
         cfg.validate()?;
         let me = cfg
             .index_of(cfg.leader)
@@ -173,7 +222,7 @@ impl Leader {
             nonce_counter: 0,
             peers,
             deframer: Deframer::new(),
-            tx: Deque::new(),
+            tx: TxQueue::new(),
             next_cycle: now,
             started: now,
             meter,
@@ -186,13 +235,14 @@ impl Leader {
             stats: LinkStats::default(),
             nodes: Vec::new(),
             slots: Vec::new(),
-            order: [0; alloc::scratch_len(MAX_STATIONS, MAX_NODES)],
+            scratch: ScratchBuf::new(),
+            by_rank: [0; S],
             capacity: Vec::new(),
         })
     }
 
     #[must_use]
-    pub fn config(&self) -> &GroupConfig {
+    pub fn config(&self) -> &GroupConfig<S, N> {
         &self.cfg
     }
 
@@ -681,7 +731,7 @@ impl Leader {
             }));
         }
         let n = self.slots.len();
-        if alloc::allocate(&mut self.nodes, &mut self.slots, &mut self.order).is_err() {
+        if alloc::allocate(&mut self.nodes, &mut self.slots, self.scratch.as_scratch()).is_err() {
             // The tree was validated at construction, so this cannot happen;
             // if it did, offering nothing is the safe answer.
             for s in self.slots.iter_mut() {
@@ -730,7 +780,7 @@ impl Leader {
             }
         }
         // 2. What is held under every node now.
-        let mut reserved: Vec<[u32; 3], MAX_NODES> = Vec::new();
+        let mut reserved: Vec<[u32; 3], N> = Vec::new();
         for _ in 0..self.cfg.nodes.len() {
             let _ = reserved.push([0; 3]);
         }
@@ -745,9 +795,9 @@ impl Leader {
         // 3. Increases where room is, best priority and rank first.
         let n = self.peers.len();
         for k in 0..n {
-            self.order[k] = k as u64;
+            self.by_rank[k] = k as u16;
         }
-        let ranks: Vec<(u8, u32), MAX_STATIONS> = (0..n)
+        let ranks: Vec<(u8, u32), S> = (0..n)
             .map(|i| {
                 (
                     self.cfg.stations[i].priority,
@@ -755,10 +805,10 @@ impl Leader {
                 )
             })
             .collect();
-        self.order[..n]
+        self.by_rank[..n]
             .sort_unstable_by_key(|&i| (u8::MAX - ranks[i as usize].0, ranks[i as usize].1, i));
         for k in 0..n {
-            let i = self.order[k] as usize;
+            let i = usize::from(self.by_rank[k]);
             let s = self.cfg.stations[i];
             let p = self.peers[i];
             if p.silent_since.is_some() || p.target_da <= p.granted_da {
@@ -824,7 +874,7 @@ impl Leader {
         node: u16,
         loads: [bool; 3],
         mut f: impl FnMut(&mut [u32; 3], usize),
-        acc: &mut Vec<[u32; 3], MAX_NODES>,
+        acc: &mut Vec<[u32; 3], N>,
     ) {
         let mut cur = Some(node);
         while let Some(c) = cur {

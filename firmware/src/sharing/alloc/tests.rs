@@ -17,9 +17,16 @@ fn asking(node: u16, phases: [bool; 3], cap_da: u16) -> StationSlot {
     })
 }
 
+fn scratch<'a>(a: &'a mut [[u64; 3]], b: &'a mut [[u64; 3]]) -> Scratch<'a> {
+    Scratch {
+        per_station: a,
+        per_node: b,
+    }
+}
+
 fn run(nodes: &mut [NodeSlot], stations: &mut [StationSlot]) -> Vec<u16> {
-    let mut order = vec![0u64; scratch_len(stations.len(), nodes.len())];
-    allocate(nodes, stations, &mut order).unwrap();
+    let (mut a, mut b) = (vec![[0; 3]; stations.len()], vec![[0; 3]; nodes.len()]);
+    allocate(nodes, stations, scratch(&mut a, &mut b)).unwrap();
     stations.iter().map(|s| s.alloc_da).collect()
 }
 
@@ -156,34 +163,34 @@ fn start_margin_keeps_a_paused_car_paused() {
 
 #[test]
 fn bad_trees_are_errors() {
-    let mut order = [0u64; scratch_len(1, 2)];
+    let mut buf = ScratchBuf::<1, 2>::new();
     let mut st = [asking(0, ONE, 100)];
     let mut nodes = [
         NodeSlot::new(Some(1), flat(10)),
         NodeSlot::new(Some(0), flat(10)),
     ];
     assert!(matches!(
-        allocate(&mut nodes, &mut st, &mut order),
+        allocate(&mut nodes, &mut st, buf.as_scratch()),
         Err(AllocError::Cycle { .. })
     ));
     let mut nodes = [NodeSlot::new(Some(7), flat(10))];
     assert_eq!(
-        allocate(&mut nodes, &mut st, &mut order),
+        allocate(&mut nodes, &mut st, buf.as_scratch()),
         Err(AllocError::UnknownParent { node: 0, parent: 7 })
     );
     let mut nodes = [NodeSlot::new(None, flat(10))];
     let mut st = [asking(3, ONE, 100)];
     assert_eq!(
-        allocate(&mut nodes, &mut st, &mut order),
+        allocate(&mut nodes, &mut st, buf.as_scratch()),
         Err(AllocError::UnknownNode {
             station: 0,
             node: 3
         })
     );
-    let mut short = [0u64; 2];
+    let mut short = ScratchBuf::<0, 1>::new();
     assert_eq!(
-        allocate(&mut nodes, &mut st, &mut short),
-        Err(AllocError::OrderTooShort { needed: 6, got: 2 })
+        allocate(&mut nodes, &mut st, short.as_scratch()),
+        Err(AllocError::ScratchTooShort { needed: 1, got: 0 })
     );
 }
 
@@ -276,8 +283,8 @@ proptest! {
 
     #[test]
     fn no_node_over_its_limit_and_caps_hold((mut nodes, mut st) in tree_and_demands()) {
-        let mut order = vec![0u64; scratch_len(st.len(), nodes.len())];
-        allocate(&mut nodes, &mut st, &mut order).unwrap();
+        let (mut a, mut b) = (vec![[0; 3]; st.len()], vec![[0; 3]; nodes.len()]);
+        allocate(&mut nodes, &mut st, scratch(&mut a, &mut b)).unwrap();
         let sums = node_sums(&nodes, &st);
         for (i, n) in nodes.iter().enumerate() {
             for p in 0..3 {
@@ -297,8 +304,8 @@ proptest! {
         for s in &mut st {
             s.demand.weight = 1;
         }
-        let mut order = vec![0u64; scratch_len(st.len(), nodes.len())];
-        allocate(&mut nodes, &mut st, &mut order).unwrap();
+        let (mut a, mut b) = (vec![[0; 3]; st.len()], vec![[0; 3]; nodes.len()]);
+        allocate(&mut nodes, &mut st, scratch(&mut a, &mut b)).unwrap();
         let sums = node_sums(&nodes, &st);
         // A station below its cap (and charging) is held by a node on its
         // path that is full on one of its phases, under which no station of
