@@ -8,6 +8,9 @@
 //!
 //! - [`pilot`]: the duty-cycle table and pilot level sensing.
 //! - [`charge_point`]: one charging point's state machine and timing.
+//! - [`sharing`]: leader and followers, allocation, the meter client.
+//! - [`station`]: THE station main loop (charge point + role + telemetry).
+//! - [`telemetry`]: the station's debug-channel lines, encoded and parsed.
 //! - [`hal`]: embedded-hal 1.0 pins and the ADC/current-sensor traits.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
@@ -19,6 +22,8 @@ pub mod charge_point;
 pub mod hal;
 pub mod pilot;
 pub mod sharing;
+pub mod station;
+pub mod telemetry;
 pub mod time;
 
 pub use charge_point::{ChargePoint, ChargePointConfig};

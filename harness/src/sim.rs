@@ -18,12 +18,13 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
-use firmware::charge_point::{ChargePoint, ChargePointConfig, PilotOutput};
+use firmware::charge_point::PilotOutput;
 use firmware::pilot::PilotLevels;
 use firmware::sharing::config::{self as fw, GroupConfig};
 use firmware::sharing::frame::MAX_FRAME;
 use firmware::sharing::meter::MeterConfig;
-use firmware::sharing::{Follower, Leader};
+use firmware::station::Station as Firmware;
+use firmware::telemetry;
 use firmware::time::{secs, us, Duration};
 use heapless::String as HString;
 use rig::fixture::{Fixture, FixtureConfig};
@@ -127,7 +128,7 @@ mod board {
         }
     }
 
-    pub type Station = firmware::hal::Station<Pwm, Coil, Sense, Adc, Amps>;
+    pub type Board = firmware::hal::Board<Pwm, Coil, Sense, Adc, Amps>;
 }
 
 /// The group configuration every station of the scenario is commissioned with.
@@ -186,20 +187,13 @@ pub fn group_config(sc: &Scenario) -> GroupConfig {
     }
 }
 
-enum Role {
-    Leader(Box<Leader>),
-    Follower(Box<Follower>),
-    /// Unpowered (crashed) until rebooted.
-    Off,
-}
-
 struct Station {
     id: u8,
-    /// The firmware on its board: a charge point behind embedded-hal pins.
-    board: board::Station,
+    /// The firmware on its board: `firmware::station` behind embedded-hal
+    /// pins; `None` while unpowered (crashed) until rebooted.
+    board: Option<Box<board::Board>>,
     /// What the pins showed last (duty steps, coil), to see what changed.
     pins_seen: (u16, bool),
-    role: Role,
     boots: u32,
     coil: bool,
     relay_closed: bool,
@@ -212,8 +206,6 @@ struct Station {
     draw: [u16; 3],
     sensor: SplitMix64,
     scheduled: Option<u64>,
-    fallen_back: bool,
-    joined: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -349,13 +341,13 @@ impl VirtualBench {
 
     fn boot_station(&self, i: usize, boots: u32) -> Result<Station, BenchError> {
         let s = &self.sc.stations[i];
-        let mut cpc = ChargePointConfig::new(s.nameplate_da);
-        cpc.max_current_da = s.cap_da();
-        let cp = ChargePoint::new(cpc)
+        let boot = boot_id(self.seed, i, boots);
+        let now = us(self.now);
+        let firmware = Firmware::new(self.cfg.clone(), s.id, boot, now)
             .map_err(|e| BenchError::Setup(format!("station {}: {e}", s.id)))?;
         // Pins come up in the safe state (+12 V steady, coil released).
-        let board = board::Station::new(
-            cp,
+        let board = board::Board::new(
+            firmware,
             board::Pwm { duty: 10_000 },
             board::Coil::default(),
             Some(board::Sense::default()),
@@ -368,24 +360,10 @@ impl VirtualBench {
             board::Amps::default(),
         )
         .map_err(|e| BenchError::Setup(format!("station {}: {e}", s.id)))?;
-        let boot = boot_id(self.seed, i, boots);
-        let now = us(self.now);
-        let role = if s.leader {
-            Role::Leader(Box::new(
-                Leader::new(self.cfg.clone(), boot, now)
-                    .map_err(|e| BenchError::Setup(format!("leader: {e}")))?,
-            ))
-        } else {
-            Role::Follower(Box::new(
-                Follower::new(self.cfg.clone(), s.id, boot, now)
-                    .map_err(|e| BenchError::Setup(format!("station {}: {e}", s.id)))?,
-            ))
-        };
         Ok(Station {
             id: s.id,
-            board,
+            board: Some(Box::new(board)),
             pins_seen: (10_000, false),
-            role,
             boots,
             coil: false,
             relay_closed: false,
@@ -397,8 +375,6 @@ impl VirtualBench {
             draw: [0; 3],
             sensor: SplitMix64::new(self.seed ^ 0xC0FF_EE00 ^ i as u64),
             scheduled: None,
-            fallen_back: false,
-            joined: s.leader,
         })
     }
 
@@ -407,13 +383,25 @@ impl VirtualBench {
         self.queue.push(Reverse((t.max(self.now), self.order, w)));
     }
 
-    fn telemetry(&mut self, i: usize, text: impl Into<String>) {
+    /// Read station `i`'s debug channel: telemetry lines as a real bench
+    /// receives them (encoded by the station, parsed here), never its state.
+    fn read_debug_channel(&mut self, i: usize) {
         let station = self.stations[i].id;
-        self.records.push_back(Record::Telemetry {
-            t_us: self.now,
-            station,
-            text: text.into(),
-        });
+        let Some(b) = self.stations[i].board.as_mut() else {
+            return;
+        };
+        while let Some(t) = b.station.poll_telemetry() {
+            let line = t.encode();
+            let text = match telemetry::parse_line(&line) {
+                Ok(t) => t.to_string(),
+                Err(e) => format!("unreadable telemetry ({e}): {}", line.trim_end()),
+            };
+            self.records.push_back(Record::Telemetry {
+                t_us: self.now,
+                station,
+                text,
+            });
+        }
     }
 
     /// Recompute the pilot levels of channel `i`: the station's ADC input
@@ -423,10 +411,12 @@ impl VirtualBench {
         let source = self.stations[i].source;
         let (hi, lo) = rig::pilot::levels(source, &load);
         let now = us(self.now);
-        self.stations[i].board.inputs_mut().0.levels = PilotLevels {
-            high_mv: hi,
-            low_mv: lo,
-        };
+        if let Some(b) = self.stations[i].board.as_mut() {
+            b.inputs_mut().0.levels = PilotLevels {
+                high_mv: hi,
+                low_mv: lo,
+            };
+        }
         if self.stations[i].levels != Some((hi, lo)) {
             self.stations[i].levels = Some((hi, lo));
             self.fixture.handle_levels(now, i, hi, lo);
@@ -503,7 +493,11 @@ impl VirtualBench {
         st.relay_closed = target;
         let now = us(self.now);
         self.fixture.handle_relay(now, i, target);
-        if let Some(sense) = self.stations[i].board.inputs_mut().2 {
+        if let Some(sense) = self.stations[i]
+            .board
+            .as_mut()
+            .and_then(|b| b.inputs_mut().2)
+        {
             sense.closed = target;
         }
         self.sync_channel(i);
@@ -540,7 +534,9 @@ impl VirtualBench {
                 };
                 measured[k] = u16::try_from(v.max(0)).unwrap_or(0);
             }
-            st.board.inputs_mut().1.da = measured;
+            if let Some(b) = st.board.as_mut() {
+                b.inputs_mut().1.da = measured;
+            }
         }
         self.reschedule_channel(i);
     }
@@ -555,108 +551,38 @@ impl VirtualBench {
         }
     }
 
-    /// Run station `i`'s firmware: timers, allocation, outputs, transmit.
+    /// Run station `i`'s board: it samples its inputs and runs
+    /// `firmware::station` (timers, sharing, the charge point), the models
+    /// follow its pins, and what it sends goes on the link and meter line.
     fn drive(&mut self, i: usize) {
         let now = us(self.now);
-        if matches!(self.stations[i].role, Role::Off) {
+        if self.stations[i].board.is_none() {
             return;
         }
-        let mut frames: Vec<Vec<u8>> = Vec::new();
-        let mut meter_tx: Option<Vec<u8>> = None;
+        // The models follow the pins before every sample, so the board's
+        // ADC reads what it drives (a real board samples in sync with its
+        // PWM); it samples again whenever its pins moved, until they rest.
+        self.follow_pins(i);
         for _round in 0..8 {
-            // The board samples its pilot, current and relay sense, runs the
-            // point's timers and sets its pins.
-            let st = &mut self.stations[i];
-            let _ = st.board.step(now);
-            let alloc = match &mut st.role {
-                Role::Leader(l) => {
-                    l.handle_timeout(now);
-                    l.poll_local_allocation()
-                }
-                Role::Follower(f) => {
-                    f.handle_timeout(now);
-                    f.poll_allocation()
-                }
-                Role::Off => None,
+            let Some(b) = self.stations[i].board.as_mut() else {
+                return;
             };
-            if let Some(a) = alloc {
-                st.board.point.handle_allocation(now, a);
-                let _ = st.board.apply();
-            }
-            while let Some(f) = self.stations[i].board.poll_fault() {
-                self.telemetry(i, format!("fault: {f}"));
-            }
-            // What the pins show now, read by the models.
-            let st = &self.stations[i];
-            let pins = (st.board.pwm().duty, st.board.coil().on);
-            let quiet = pins == st.pins_seen;
-            if pins.0 != st.pins_seen.0 {
-                let out = match pins.0 {
-                    10_000 => PilotOutput::Steady,
-                    0 => PilotOutput::MinusTwelve,
-                    d => PilotOutput::Pwm { duty_bp: d },
-                };
-                self.set_output(i, out);
-            }
-            if pins.1 != self.stations[i].pins_seen.1 {
-                self.set_coil(i, pins.1);
-            }
-            self.stations[i].pins_seen = pins;
-            let st = &mut self.stations[i];
-            let status = st.board.point.status();
-            let mut buf = [0u8; MAX_FRAME];
-            match &mut st.role {
-                Role::Leader(l) => {
-                    l.handle_local_status(now, &status);
-                    while let Some(n) = l.poll_transmit(&mut buf) {
-                        frames.push(buf[..n].to_vec());
-                    }
-                    if let Some(req) = l.poll_meter_transmit() {
-                        meter_tx = Some(req.to_vec());
-                    }
-                }
-                Role::Follower(f) => {
-                    f.handle_local_status(&status);
-                    while let Some(n) = f.poll_transmit(&mut buf) {
-                        frames.push(buf[..n].to_vec());
-                    }
-                }
-                Role::Off => {}
-            }
-            if quiet && alloc.is_none() {
+            let _ = b.step(now);
+            self.read_debug_channel(i);
+            if !self.follow_pins(i) {
                 break;
             }
         }
-        // What the station prints about its link.
-        let (joined, fallen) = match &self.stations[i].role {
-            Role::Follower(f) => (f.joined(), f.fallen_back()),
-            _ => (true, false),
-        };
-        if fallen != self.stations[i].fallen_back {
-            self.stations[i].fallen_back = fallen;
-            let fb = self.stations[i].board.point.status().target_da;
-            self.telemetry(
-                i,
-                if fallen {
-                    format!(
-                        "leader lost: fallback {} A",
-                        crate::units::amps(i64::from(fb))
-                    )
-                } else {
-                    "leader heard again".into()
-                },
-            );
-        }
-        if joined != self.stations[i].joined {
-            self.stations[i].joined = joined;
-            self.telemetry(
-                i,
-                if joined {
-                    "joined the group"
-                } else {
-                    "left the group"
-                },
-            );
+        let mut frames: Vec<Vec<u8>> = Vec::new();
+        let mut meter_tx: Option<Vec<u8>> = None;
+        if let Some(b) = self.stations[i].board.as_mut() {
+            let mut buf = [0u8; MAX_FRAME];
+            while let Some(n) = b.station.poll_transmit(&mut buf) {
+                frames.push(buf[..n].to_vec());
+            }
+            if let Some(req) = b.station.poll_meter_transmit() {
+                meter_tx = Some(req.to_vec());
+            }
         }
         for f in frames {
             self.send_frame(i, f);
@@ -672,15 +598,37 @@ impl VirtualBench {
         self.reschedule_station(i);
     }
 
+    /// Apply the station's pending outputs to its pins and the pins to the
+    /// models; whether anything moved.
+    fn follow_pins(&mut self, i: usize) -> bool {
+        let Some(b) = self.stations[i].board.as_mut() else {
+            return false;
+        };
+        let _ = b.apply();
+        let pins = (b.pwm().duty, b.coil().on);
+        let seen = self.stations[i].pins_seen;
+        if pins == seen {
+            return false;
+        }
+        self.stations[i].pins_seen = pins;
+        if pins.0 != seen.0 {
+            let out = match pins.0 {
+                10_000 => PilotOutput::Steady,
+                0 => PilotOutput::MinusTwelve,
+                d => PilotOutput::Pwm { duty_bp: d },
+            };
+            self.set_output(i, out);
+        }
+        if pins.1 != seen.1 {
+            self.set_coil(i, pins.1);
+        }
+        true
+    }
+
     fn reschedule_station(&mut self, i: usize) {
         let st = &self.stations[i];
-        let role_t = match &st.role {
-            Role::Leader(l) => l.poll_timeout(),
-            Role::Follower(f) => f.poll_timeout(),
-            Role::Off => return,
-        };
-        let next = firmware::time::earliest(st.board.point.poll_timeout(), role_t)
-            .map(|t| t.ticks().max(self.now));
+        let Some(b) = st.board.as_ref() else { return };
+        let next = b.station.poll_timeout().map(|t| t.ticks().max(self.now));
         if next.is_some() && next != st.scheduled {
             self.stations[i].scheduled = next;
             if let Some(t) = next {
@@ -734,11 +682,10 @@ impl VirtualBench {
             f.bytes[k] ^= 1 << self.rng.below(8);
         }
         let now = us(self.now);
-        match &mut self.stations[to].role {
-            Role::Leader(l) => l.handle_rx(now, &f.bytes),
-            Role::Follower(fo) => fo.handle_rx(now, &f.bytes),
-            Role::Off => return,
-        }
+        let Some(b) = self.stations[to].board.as_mut() else {
+            return;
+        };
+        b.station.handle_link_rx(now, &f.bytes);
         self.drive(to);
     }
 
@@ -790,8 +737,8 @@ impl VirtualBench {
             Wake::MeterReply(id) => {
                 if let Some(ans) = self.meter_msgs.remove(&id) {
                     let li = self.leader_index();
-                    if let Role::Leader(l) = &mut self.stations[li].role {
-                        l.handle_meter_rx(us(t), &ans);
+                    if let Some(b) = self.stations[li].board.as_mut() {
+                        b.station.handle_meter_rx(us(t), &ans);
                     }
                     self.drive(li);
                 }
@@ -1012,11 +959,10 @@ impl Bench for VirtualBench {
             SimFault::Crash(i) => {
                 let i = *i;
                 self.flush_pwm(i, self.now);
-                self.stations[i].role = Role::Off;
+                self.stations[i].board = None;
                 self.stations[i].scheduled = None;
                 self.stations[i].source = Source::Off;
                 self.stations[i].duty_bp = None;
-                self.telemetry(i, "power lost");
                 self.set_coil(i, false);
                 self.apply_pilot(i);
             }
@@ -1030,16 +976,17 @@ impl Bench for VirtualBench {
                 fresh.welded = self.stations[i].welded;
                 fresh.draw = self.stations[i].draw;
                 self.stations[i] = fresh;
-                self.telemetry(i, "booted");
                 // Pins come up in the safe state.
                 self.set_coil(i, false);
                 self.set_output(i, PilotOutput::Steady);
                 let closed = self.stations[i].relay_closed;
                 let draw = self.stations[i].draw;
-                let (_, amps, sense) = self.stations[i].board.inputs_mut();
-                amps.da = draw;
-                if let Some(sense) = sense {
-                    sense.closed = closed;
+                if let Some(b) = self.stations[i].board.as_mut() {
+                    let (_, amps, sense) = b.inputs_mut();
+                    amps.da = draw;
+                    if let Some(sense) = sense {
+                        sense.closed = closed;
+                    }
                 }
                 self.apply_pilot(i);
                 self.drive(i);
@@ -1069,20 +1016,14 @@ impl Bench for VirtualBench {
                 self.stuck_at.1 += 1;
                 if self.stuck_at.1 > MAX_STEPS_AT_ONE_INSTANT {
                     let detail = match w {
-                        Wake::Station(i) => {
-                            let st = &self.stations[i];
-                            let role = match &st.role {
-                                Role::Leader(l) => l.poll_timeout(),
-                                Role::Follower(f) => f.poll_timeout(),
-                                Role::Off => None,
-                            };
-                            format!(
-                                " (charge point wakes at {:?}, sharing at {:?}; {:?})",
-                                st.board.point.poll_timeout().map(|t| t.ticks()),
-                                role.map(|t| t.ticks()),
-                                st.board.point
-                            )
-                        }
+                        Wake::Station(i) => match self.stations[i].board.as_ref() {
+                            Some(b) => format!(
+                                " (station wakes at {:?}; {:?})",
+                                b.station.poll_timeout().map(|t| t.ticks()),
+                                b.station
+                            ),
+                            None => String::new(),
+                        },
                         _ => String::new(),
                     };
                     return Err(BenchError::Stuck {
