@@ -292,6 +292,170 @@ fn serial_bench_through_a_pty_against_the_virtual_fixture() {
     std::thread::sleep(Duration::from_millis(10));
 }
 
+/// A misbehaving fixture on a pseudo-terminal, served by a thread of the
+/// test: it answers every command, and between answers sends what
+/// `chatter` makes every 20 ms, until dropped.
+struct FakeFixture {
+    path: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeFixture {
+    fn serve(chatter: fn() -> Vec<u8>) -> Self {
+        use rig::protocol::{self, Line, Parsed};
+        use serialport::SerialPort as _;
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+
+        let (mut master, slave) = serialport::TTYPort::pair().expect("a pseudo-terminal");
+        master
+            .set_timeout(Duration::from_millis(20))
+            .expect("timeout");
+        let path = slave.name().expect("pty name");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let _slave = slave;
+            let mut rx = Vec::new();
+            let mut buf = [0u8; 512];
+            while !stopped.load(Ordering::Relaxed) {
+                if let Ok(n) = master.read(&mut buf) {
+                    rx.extend_from_slice(&buf[..n]);
+                }
+                let mut out = Vec::new();
+                loop {
+                    match protocol::parse_next(&rx) {
+                        Parsed::Incomplete => break,
+                        Parsed::Line(n, l) => {
+                            rx.drain(..n);
+                            if let Line::Command { seq, .. } = l {
+                                let mut ok = heapless::String::new();
+                                protocol::encode(
+                                    &Line::Ok {
+                                        seq,
+                                        info: heapless::String::new(),
+                                    },
+                                    &mut ok,
+                                )
+                                .expect("fits");
+                                out.extend_from_slice(ok.as_bytes());
+                            }
+                        }
+                        Parsed::Garbled(n, _) => {
+                            rx.drain(..n);
+                        }
+                    }
+                }
+                out.extend(chatter());
+                // Nobody reading yet: the line is lost, as on a real UART.
+                let _ = master.write_all(&out);
+            }
+        });
+        Self {
+            path,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeFixture {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Run the CLI against `fixture`; a run still going after `limit` is killed
+/// and reported as a hang (so a regression fails instead of hanging).
+fn run_against(fixture: &FakeFixture, dir: &Path, limit: Duration) -> (Option<i32>, String) {
+    let file = dir.join("stall.toml");
+    std::fs::write(&file, SITE).expect("write");
+    let mut child = sharebench()
+        .arg("run")
+        .arg(&file)
+        .args(["--bench", &format!("serial:{}", fixture.path)])
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg("--no-golden")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sharebench run still going after {limit:?}: a hang");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    (status.code(), err)
+}
+
+fn heartbeat_at(t_us: u64) -> Vec<u8> {
+    let mut l = heapless::String::new();
+    rig::protocol::encode(
+        &rig::protocol::Line::Event {
+            seq: 1,
+            t_us,
+            event: rig::protocol::Event::Heartbeat,
+        },
+        &mut l,
+    )
+    .expect("fits");
+    l.as_bytes().to_vec()
+}
+
+/// After HELLO, a fixture that sends garbled lines forever (and a fixture
+/// whose heartbeats carry a frozen timestamp) ends the run: exit 3, and the
+/// partial trace is marked incomplete.
+#[test]
+fn a_babbling_or_frozen_fixture_ends_the_run_incomplete() {
+    type Chatter = fn() -> Vec<u8>;
+    let cases: [(&str, Chatter, &str); 2] = [
+        (
+            "babbling",
+            || b"~~ line noise at the wrong baud rate ~~\n".to_vec(),
+            "garbled lines",
+        ),
+        ("frozen", || heartbeat_at(1_000_000), "stayed at 1.000 s"),
+    ];
+    for (name, chatter, why) in cases {
+        let dir =
+            std::env::temp_dir().join(format!("sharebench-stall-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let fixture = FakeFixture::serve(chatter);
+        let (code, stderr) = run_against(&fixture, &dir, Duration::from_secs(60));
+        drop(fixture);
+        assert_eq!(code, Some(3), "{name}: {stderr}");
+        assert!(
+            stderr.contains("incomplete: ") && stderr.contains(why),
+            "{name}: {stderr}"
+        );
+        let trace = std::fs::read_to_string(dir.join("out/e2e/trace.txt")).expect("trace");
+        assert!(
+            trace
+                .lines()
+                .last()
+                .is_some_and(|l| l.starts_with("# INCOMPLETE")),
+            "{name}: {trace}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 /// 16 busy channels fit a 115200-baud link (11,520 bytes/s at 8N1): the
 /// fixture reports changes only.
 #[test]

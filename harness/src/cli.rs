@@ -1,14 +1,15 @@
 //! The `sharebench` command line.
 //!
 //! ```text
-//! sharebench run [PATH...] [--bench sim|serial:PORT[@BAUD]] [--seed N] [--out DIR] [--filter TEXT]
+//! sharebench run [PATH...] [--bench sim|serial:PORT[@BAUD]] [--seed N] [--out DIR] [--filter TEXT] [--time-scale X]
 //! sharebench check FILE...
 //! sharebench virtual-fixture SCENARIO [--pty] [--time-scale X] [--seed N]
 //! ```
 //!
 //! Exit codes: 0 every scenario passed; 1 a check failed or a golden trace
 //! differs; 2 setup error (a bad scenario file, no scenario, no fixture);
-//! 3 a bench stopped answering (the run is incomplete).
+//! 3 a bench stopped answering or made no progress in fixture time (the run
+//! is incomplete).
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -79,6 +80,11 @@ pub struct RunArgs {
     /// Skip the golden comparison.
     #[arg(long)]
     pub no_golden: bool,
+    /// Serial benches: the slowest the fixture's clock may run, in fixture
+    /// seconds per wall second (1 for hardware). Each wait for fixture time
+    /// is bounded by the time waited for over this, plus a margin.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
 }
 
 #[derive(Debug, Args)]
@@ -224,7 +230,18 @@ fn run(a: &RunArgs) -> u8 {
     let mut serial = if a.bench == "sim" {
         None
     } else if let Some(spec) = a.bench.strip_prefix("serial:") {
-        match SerialBench::open(spec, Timeouts::default()) {
+        if !(a.time_scale.is_finite() && a.time_scale > 0.0) {
+            eprintln!(
+                "error: --time-scale {} is not a positive number of fixture seconds per wall second",
+                a.time_scale
+            );
+            return exit::SETUP;
+        }
+        let timeouts = Timeouts {
+            time_scale: a.time_scale,
+            ..Timeouts::default()
+        };
+        match SerialBench::open(spec, timeouts) {
             Ok(b) => Some(b),
             Err(e) => {
                 eprintln!("error: {e}");
