@@ -211,9 +211,10 @@ fn exit_codes_are_as_documented() {
     assert_eq!(report["schema"], "sharebench-report/1");
     assert_eq!(report["scenarios"][0]["verdict"], "pass");
 
-    // A failing check: the circuit is too small for what the file expects.
+    // A failing check: the file expects a split the firmware does not make
+    // (an expectation over the circuit's limit is refused at load instead).
     let failing = dir.join("failing.toml");
-    std::fs::write(&failing, format!("{SITE}[[at]]\ntime = \"1min\"\ndo = \"arrive\"\nstation = 3\nexpect = [\"32A\", \"32A\", \"32A\"]\n")).expect("write");
+    std::fs::write(&failing, format!("{SITE}[[at]]\ntime = \"1min\"\ndo = \"arrive\"\nstation = 3\nexpect = [\"24A\", \"24A\", \"0A\"]\n")).expect("write");
     let out = sharebench()
         .arg("run")
         .arg(&failing)
@@ -236,6 +237,48 @@ fn exit_codes_are_as_documented() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("failed to open fixture port /dev/no-such-fixture"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two files that name the same scenario: refused before anything runs
+/// (their artefacts would overwrite each other), naming both files.
+#[test]
+fn two_files_with_one_scenario_name_are_refused_naming_both() {
+    let dir = std::env::temp_dir().join(format!("sharebench-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let a = dir.join("a.toml");
+    let b = dir.join("b.toml");
+    std::fs::write(&a, SITE).expect("write");
+    std::fs::write(&b, SITE.replace("seed = 7", "seed = 8")).expect("write");
+    for cmd in ["run", "check"] {
+        let out = sharebench()
+            .arg(cmd)
+            .arg(&a)
+            .arg(&b)
+            .args(if cmd == "run" {
+                vec!["--no-golden", "--out"]
+            } else {
+                vec![]
+            })
+            .args(if cmd == "run" {
+                vec![dir.join("out")]
+            } else {
+                vec![]
+            })
+            .output()
+            .expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        assert!(
+            err.contains(&format!(
+                "{}:2:8: scenario name \"e2e\" is also the name of {}:2:8",
+                b.display(),
+                a.display()
+            )),
+            "{cmd}: {err}"
+        );
+    }
+    assert!(!dir.join("out").exists(), "nothing ran");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

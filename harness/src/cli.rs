@@ -149,22 +149,55 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 
 fn check(a: &CheckArgs) -> u8 {
     let mut code = exit::PASS;
+    let mut loaded = Vec::new();
     for f in &a.files {
         match Scenario::load(f) {
-            Ok(sc) => println!(
-                "{}: ok ({}, {} stations, {} steps)",
-                f.display(),
-                sc.name,
-                sc.stations.len(),
-                sc.timeline.len()
-            ),
+            Ok(sc) => {
+                println!(
+                    "{}: ok ({}, {} stations, {} steps)",
+                    f.display(),
+                    sc.name,
+                    sc.stations.len(),
+                    sc.timeline.len()
+                );
+                loaded.push(sc);
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 code = exit::SETUP;
             }
         }
     }
+    for e in duplicate_names(&loaded) {
+        eprintln!("error: {e}");
+        code = exit::SETUP;
+    }
     code
+}
+
+/// Where a scenario's name comes from, for messages.
+fn name_source(sc: &Scenario) -> String {
+    match sc.name_at {
+        Some((line, column)) => format!("{}:{line}:{column}", sc.path.display()),
+        None => format!("{} (named after the file)", sc.path.display()),
+    }
+}
+
+/// Scenarios of one run that share a name: their artefacts (and golden
+/// traces) would overwrite each other.
+fn duplicate_names(scenarios: &[Scenario]) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (i, sc) in scenarios.iter().enumerate() {
+        if let Some(first) = scenarios[..i].iter().find(|o| o.name == sc.name) {
+            errors.push(format!(
+                "{}: scenario name \"{}\" is also the name of {}; expected one scenario per name in a run (their artefacts would overwrite each other)",
+                name_source(sc),
+                sc.name,
+                name_source(first)
+            ));
+        }
+    }
+    errors
 }
 
 /// Load every scenario; any error stops the run before anything runs.
@@ -181,6 +214,7 @@ fn load_all(files: &[PathBuf], filter: Option<&str>) -> Result<Vec<Scenario>, Ve
             Err(e) => errors.push(e.to_string()),
         }
     }
+    errors.extend(duplicate_names(&out));
     if errors.is_empty() {
         Ok(out)
     } else {

@@ -18,7 +18,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
-use firmware::charge_point::{ChargePoint, ChargePointConfig, PilotOutput};
+use firmware::charge_point::{ChargePoint, PilotOutput};
 use firmware::pilot::PilotLevels;
 use firmware::sharing::config::{self as fw, GroupConfig};
 use firmware::sharing::frame::MAX_FRAME;
@@ -349,9 +349,7 @@ impl VirtualBench {
 
     fn boot_station(&self, i: usize, boots: u32) -> Result<Station, BenchError> {
         let s = &self.sc.stations[i];
-        let mut cpc = ChargePointConfig::new(s.nameplate_da);
-        cpc.max_current_da = s.cap_da();
-        let cp = ChargePoint::new(cpc)
+        let cp = ChargePoint::new(s.charge_point_config())
             .map_err(|e| BenchError::Setup(format!("station {}: {e}", s.id)))?;
         // Pins come up in the safe state (+12 V steady, coil released).
         let board = board::Station::new(
