@@ -1268,9 +1268,17 @@ impl Ctx<'_> {
             bench.link_baud,
             sharing.cycle_us
         );
-        Err(match (&raw.sharing.cycle, &raw.bench.link_baud) {
+        // At the cycle; with the default cycle, at the first station that
+        // does not fit in it.
+        let first_over = raw
+            .stations
+            .iter()
+            .enumerate()
+            .find(|(i, _)| min_cycle_us(i + 1, bench.link_baud) > sharing.cycle_us)
+            .map(|(_, s)| &s.id);
+        Err(match (&raw.sharing.cycle, first_over) {
             (Some(c), _) => self.err(c, message),
-            (None, Some(b)) => self.err(b, message),
+            (None, Some(id)) => self.err(id, message),
             (None, None) => self.err_end(message),
         })
     }

@@ -233,6 +233,49 @@ fn a_sharing_cycle_too_short_to_poll_the_group_is_refused() {
 }
 
 #[test]
+fn the_default_cycle_is_refused_at_the_first_station_it_cannot_poll() {
+    // 1 s at 115200 baud polls 101 stations (101 x 1140 bits = 0.9995 s).
+    let mut text = String::from("duration = \"1h\"\n[[node]]\nname = \"n\"\nlimit = \"2000A\"\n");
+    for id in 0..102u8 {
+        text.push_str(&format!(
+            "[[station]]\nid = {id}\nnode = \"n\"\nnameplate = \"6A\"\n{}\n",
+            if id == 0 { "leader = true" } else { "" }
+        ));
+    }
+    let e = err(&text);
+    let (line, column) = at(&text, "id = 101");
+    assert_eq!((e.line, e.column), (line, column + 5), "{e}");
+    assert!(
+        e.message.contains("102 stations") && e.message.contains("found 1000000us"),
+        "{e}"
+    );
+}
+
+#[test]
+fn more_stations_than_the_firmware_holds_are_refused() {
+    let mut text = String::from("duration = \"1h\"\n[[node]]\nname = \"n\"\nlimit = \"2000A\"\n");
+    for i in 0..=256u16 {
+        text.push_str(&format!(
+            "[[station]]\nid = {}\nnode = \"n\"\nnameplate = \"6A\"\n{}\n",
+            i % 256,
+            if i == 0 { "leader = true" } else { "" }
+        ));
+    }
+    let e = err(&text);
+    assert!(
+        e.message
+            .contains("at most 256 stations (the firmware's MAX_STATIONS)"),
+        "{e}"
+    );
+    // The last block: [[station]], id = 0 (the 257th id), node, nameplate, "".
+    assert_eq!(
+        (e.line, e.column),
+        (text.lines().count() - 3, 6),
+        "at the 257th station's id: {e}"
+    );
+}
+
+#[test]
 fn a_link_baud_of_zero_is_refused() {
     let text = tiny_with("[bench]\nlink_baud = 0\n");
     let e = err(&text);
