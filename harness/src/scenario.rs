@@ -1046,6 +1046,7 @@ impl Ctx<'_> {
         // Timeline.
         let mut timeline = Vec::new();
         let mut last = 0;
+        let mut load_names = std::collections::BTreeSet::new();
         for st in &raw.timeline {
             let at_us = self.us(&st.time)?;
             if at_us < last {
@@ -1072,6 +1073,10 @@ impl Ctx<'_> {
                     let name = st.name.as_ref().ok_or_else(|| self.err(&st.action, "expected name = \"...\" for a load"))?;
                     if name.get_ref().len() > 15 || name.get_ref().contains(' ') {
                         return Err(self.err(name, "expected a load name under 16 characters without spaces"));
+                    }
+                    load_names.insert(name.get_ref().as_str());
+                    if load_names.len() > rig::loads::MAX_LOADS {
+                        return Err(self.err(name, format!("expected at most {} distinct load names (the fixture's MAX_LOADS); this is load {}", rig::loads::MAX_LOADS, load_names.len())));
                     }
                     let phases = match st.phases.as_ref().map(|p| p.get_ref().as_str()) {
                         None | Some("L1") => 1,

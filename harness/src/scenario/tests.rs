@@ -396,6 +396,26 @@ fn expectations_over_a_nodes_limit_or_a_stations_cap_are_refused() {
 }
 
 #[test]
+fn more_loads_than_the_fixture_holds_are_refused() {
+    // The fixture refused the 17th load mid-run once (an incomplete run).
+    let mut text = TINY.to_string();
+    for i in 0..=16 {
+        text.push_str(&format!(
+            "[[at]]\ntime = \"{}s\"\ndo = \"load-on\"\nname = \"appliance{i}\"\ncurrent = \"1A\"\n",
+            41 + i
+        ));
+    }
+    refused_at(
+        &text,
+        "\"appliance16\"",
+        &["at most 16 distinct load names", "this is load 17"],
+    );
+    // Switching one load on and off again is one load.
+    let again = text.replace("appliance16", "appliance0");
+    assert!(Scenario::parse(Path::new("ok.toml"), &again).is_ok());
+}
+
+#[test]
 fn percentages_over_100_are_refused() {
     let text = tiny_with("[[car]]\nstation = 0\nsoc = 150\n");
     refused_at(&text, "150", &["expected soc from 0 to 100"]);
