@@ -229,6 +229,25 @@ fn exit_codes_are_as_documented() {
         "a failing run prints its seed"
     );
 
+    // A time scale under which fixture time never advances.
+    for cmd in [
+        vec![
+            "run",
+            "--bench",
+            "serial:/dev/no-such-fixture",
+            "--time-scale",
+            "0",
+        ],
+        vec!["virtual-fixture", "--pty", "--time-scale", "NaN"],
+    ] {
+        let out = sharebench().args(&cmd).arg(&good).output().expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("expected a positive number"),
+            "{cmd:?}"
+        );
+    }
+
     let out = sharebench()
         .args(["run", "--bench", "serial:/dev/no-such-fixture"])
         .arg(&good)

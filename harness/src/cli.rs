@@ -264,11 +264,8 @@ fn run(a: &RunArgs) -> u8 {
     let mut serial = if a.bench == "sim" {
         None
     } else if let Some(spec) = a.bench.strip_prefix("serial:") {
-        if !(a.time_scale.is_finite() && a.time_scale > 0.0) {
-            eprintln!(
-                "error: --time-scale {} is not a positive number of fixture seconds per wall second",
-                a.time_scale
-            );
+        if let Err(e) = check_time_scale(a.time_scale) {
+            eprintln!("error: {e}");
             return exit::SETUP;
         }
         let timeouts = Timeouts {
@@ -478,7 +475,22 @@ fn print_table(runs: &[ScenarioRun]) {
     }
 }
 
+/// A time scale that lets fixture time advance: a positive finite number.
+fn check_time_scale(x: f64) -> Result<(), String> {
+    if x.is_finite() && x > 0.0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "--time-scale {x}: expected a positive number of fixture seconds per wall second"
+        ))
+    }
+}
+
 fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
+    if let Err(e) = check_time_scale(a.time_scale) {
+        eprintln!("error: {e}");
+        return exit::SETUP;
+    }
     let sc = match Scenario::load(&a.scenario) {
         Ok(s) => s,
         Err(e) => {
