@@ -23,6 +23,8 @@ use toml::Spanned;
 use crate::units;
 use firmware::charge_point::{ChargePointConfig, ConfigError};
 use firmware::sharing::frame::MAX_FRAME;
+use firmware::sharing::meter::MeterConfig;
+use firmware::time::{secs, Duration};
 use rig::meter::MeterFault;
 use rig::protocol::Misbehave;
 
@@ -565,6 +567,63 @@ impl Scenario {
             }
         }
         false
+    }
+
+    /// The group configuration every station of the scenario is commissioned
+    /// with: the one place the site is turned into the firmware's terms.
+    #[must_use]
+    pub fn group_config(&self) -> fw::GroupConfig {
+        let mut nodes = heapless::Vec::new();
+        for n in &self.nodes {
+            let _ = nodes.push(fw::NodeConfig {
+                parent: n.parent.map(|p| p as u16),
+                limit_da: n.limit_da,
+                breaker_da: n.breaker_da,
+            });
+        }
+        let mut stations = heapless::Vec::new();
+        for s in &self.stations {
+            let _ = stations.push(s.config());
+        }
+        let timing = fw::Timing {
+            cycle: Duration::from_ticks(self.sharing.cycle_us),
+            silent_after: Duration::from_ticks(self.sharing.silent_after_us),
+            leader_timeout: Duration::from_ticks(self.sharing.leader_timeout_us),
+            car_allowance: secs(5),
+            join_interval: secs(1),
+            rotation_period: self.sharing.rotation_us.map(Duration::from_ticks),
+        };
+        let dynamic = self.meter.as_ref().map(|m| fw::DynamicConfig {
+            mode: match m.mode {
+                MeterMode::Headroom => fw::DynamicMode::Headroom,
+                MeterMode::Solar => fw::DynamicMode::SolarSurplus,
+            },
+            node: m.node as u16,
+            meter: MeterConfig::default(),
+            worst_case_other_da: m.worst_case_other_da,
+            margin_da: m.margin_da,
+            resume_margin_da: m.resume_margin_da,
+            min_pause: Duration::from_ticks(m.min_pause_us),
+            peak_hold_readings: m.peak_hold,
+            solar_start_margin_da: m.solar_start_margin_da,
+            solar_start_delay: Duration::from_ticks(m.solar_start_delay_us),
+            solar_stop_margin_da: m.solar_stop_margin_da,
+            solar_stop_delay: Duration::from_ticks(m.solar_stop_delay_us),
+        });
+        let mut key = [0x5Bu8; 32];
+        for (i, b) in self.name.bytes().enumerate() {
+            key[i % 32] ^= b;
+        }
+        fw::GroupConfig {
+            group: 1,
+            key,
+            enabled: self.sharing.enabled,
+            leader: self.stations.iter().find(|s| s.leader).map_or(0, |s| s.id),
+            nodes,
+            stations,
+            timing,
+            dynamic,
+        }
     }
 
     /// Whether any step needs the virtual bench.
@@ -1215,7 +1274,7 @@ impl Ctx<'_> {
         };
         // The firmware's own rules for the group (fallbacks over a limit,
         // 6 A each without rotation...) are the scenario's rules too.
-        if let Err(e) = crate::sim::group_config(&sc).validate() {
+        if let Err(e) = sc.group_config().validate() {
             return Err(self.group_rule_broken(&raw, &sc, e));
         }
         for (raw_step, step) in raw.timeline.iter().zip(&sc.timeline) {
