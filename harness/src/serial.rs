@@ -608,6 +608,28 @@ mod tests {
         }
     }
 
+    /// Heartbeats stamped at the end of the fixture's clock.
+    fn clock_at_its_end(_: u64) -> Vec<u8> {
+        heartbeat_at(u64::MAX - 1)
+    }
+
+    /// Fixture time is received, not trusted: the runner's sums with it
+    /// saturate instead of overflowing.
+    #[test]
+    fn a_fixture_clock_at_its_end_is_incomplete_not_a_panic() {
+        let run = within(Duration::from_secs(30), || {
+            let sc = crate::scenario::tests::tiny();
+            let mut b = SerialBench::over(
+                "test".into(),
+                Box::new(Chatty::new(clock_at_its_end)),
+                quick(),
+            )
+            .expect("HELLO is answered");
+            crate::runner::run(&sc, &mut b, 1)
+        });
+        assert_eq!(run.verdict, crate::runner::Verdict::Incomplete);
+    }
+
     #[test]
     fn port_specs() {
         assert_eq!(
