@@ -211,9 +211,10 @@ fn exit_codes_are_as_documented() {
     assert_eq!(report["schema"], "sharebench-report/1");
     assert_eq!(report["scenarios"][0]["verdict"], "pass");
 
-    // A failing check: the circuit is too small for what the file expects.
+    // A failing check: the file expects a split the firmware does not make
+    // (an expectation over the circuit's limit is refused at load instead).
     let failing = dir.join("failing.toml");
-    std::fs::write(&failing, format!("{SITE}[[at]]\ntime = \"1min\"\ndo = \"arrive\"\nstation = 3\nexpect = [\"32A\", \"32A\", \"32A\"]\n")).expect("write");
+    std::fs::write(&failing, format!("{SITE}[[at]]\ntime = \"1min\"\ndo = \"arrive\"\nstation = 3\nexpect = [\"24A\", \"24A\", \"0A\"]\n")).expect("write");
     let out = sharebench()
         .arg("run")
         .arg(&failing)
@@ -228,6 +229,25 @@ fn exit_codes_are_as_documented() {
         "a failing run prints its seed"
     );
 
+    // A time scale under which fixture time never advances.
+    for cmd in [
+        vec![
+            "run",
+            "--bench",
+            "serial:/dev/no-such-fixture",
+            "--time-scale",
+            "0",
+        ],
+        vec!["virtual-fixture", "--pty", "--time-scale", "NaN"],
+    ] {
+        let out = sharebench().args(&cmd).arg(&good).output().expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("expected a positive number"),
+            "{cmd:?}"
+        );
+    }
+
     let out = sharebench()
         .args(["run", "--bench", "serial:/dev/no-such-fixture"])
         .arg(&good)
@@ -236,6 +256,48 @@ fn exit_codes_are_as_documented() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("failed to open fixture port /dev/no-such-fixture"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two files that name the same scenario: refused before anything runs
+/// (their artefacts would overwrite each other), naming both files.
+#[test]
+fn two_files_with_one_scenario_name_are_refused_naming_both() {
+    let dir = std::env::temp_dir().join(format!("sharebench-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let a = dir.join("a.toml");
+    let b = dir.join("b.toml");
+    std::fs::write(&a, SITE).expect("write");
+    std::fs::write(&b, SITE.replace("seed = 7", "seed = 8")).expect("write");
+    for cmd in ["run", "check"] {
+        let out = sharebench()
+            .arg(cmd)
+            .arg(&a)
+            .arg(&b)
+            .args(if cmd == "run" {
+                vec!["--no-golden", "--out"]
+            } else {
+                vec![]
+            })
+            .args(if cmd == "run" {
+                vec![dir.join("out")]
+            } else {
+                vec![]
+            })
+            .output()
+            .expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        assert!(
+            err.contains(&format!(
+                "{}:2:8: scenario name \"e2e\" is also the name of {}:2:8",
+                b.display(),
+                a.display()
+            )),
+            "{cmd}: {err}"
+        );
+    }
+    assert!(!dir.join("out").exists(), "nothing ran");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -290,6 +352,170 @@ fn serial_bench_through_a_pty_against_the_virtual_fixture() {
     assert!(trace.contains("st2 contactor closed"), "{trace}");
     let _ = std::fs::remove_dir_all(&dir);
     std::thread::sleep(Duration::from_millis(10));
+}
+
+/// A misbehaving fixture on a pseudo-terminal, served by a thread of the
+/// test: it answers every command, and between answers sends what
+/// `chatter` makes every 20 ms, until dropped.
+struct FakeFixture {
+    path: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeFixture {
+    fn serve(chatter: fn() -> Vec<u8>) -> Self {
+        use rig::protocol::{self, Line, Parsed};
+        use serialport::SerialPort as _;
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+
+        let (mut master, slave) = serialport::TTYPort::pair().expect("a pseudo-terminal");
+        master
+            .set_timeout(Duration::from_millis(20))
+            .expect("timeout");
+        let path = slave.name().expect("pty name");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let _slave = slave;
+            let mut rx = Vec::new();
+            let mut buf = [0u8; 512];
+            while !stopped.load(Ordering::Relaxed) {
+                if let Ok(n) = master.read(&mut buf) {
+                    rx.extend_from_slice(&buf[..n]);
+                }
+                let mut out = Vec::new();
+                loop {
+                    match protocol::parse_next(&rx) {
+                        Parsed::Incomplete => break,
+                        Parsed::Line(n, l) => {
+                            rx.drain(..n);
+                            if let Line::Command { seq, .. } = l {
+                                let mut ok = heapless::String::new();
+                                protocol::encode(
+                                    &Line::Ok {
+                                        seq,
+                                        info: heapless::String::new(),
+                                    },
+                                    &mut ok,
+                                )
+                                .expect("fits");
+                                out.extend_from_slice(ok.as_bytes());
+                            }
+                        }
+                        Parsed::Garbled(n, _) => {
+                            rx.drain(..n);
+                        }
+                    }
+                }
+                out.extend(chatter());
+                // Nobody reading yet: the line is lost, as on a real UART.
+                let _ = master.write_all(&out);
+            }
+        });
+        Self {
+            path,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeFixture {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Run the CLI against `fixture`; a run still going after `limit` is killed
+/// and reported as a hang (so a regression fails instead of hanging).
+fn run_against(fixture: &FakeFixture, dir: &Path, limit: Duration) -> (Option<i32>, String) {
+    let file = dir.join("stall.toml");
+    std::fs::write(&file, SITE).expect("write");
+    let mut child = sharebench()
+        .arg("run")
+        .arg(&file)
+        .args(["--bench", &format!("serial:{}", fixture.path)])
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg("--no-golden")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sharebench run still going after {limit:?}: a hang");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    (status.code(), err)
+}
+
+fn heartbeat_at(t_us: u64) -> Vec<u8> {
+    let mut l = heapless::String::new();
+    rig::protocol::encode(
+        &rig::protocol::Line::Event {
+            seq: 1,
+            t_us,
+            event: rig::protocol::Event::Heartbeat,
+        },
+        &mut l,
+    )
+    .expect("fits");
+    l.as_bytes().to_vec()
+}
+
+/// After HELLO, a fixture that sends garbled lines forever (and a fixture
+/// whose heartbeats carry a frozen timestamp) ends the run: exit 3, and the
+/// partial trace is marked incomplete.
+#[test]
+fn a_babbling_or_frozen_fixture_ends_the_run_incomplete() {
+    type Chatter = fn() -> Vec<u8>;
+    let cases: [(&str, Chatter, &str); 2] = [
+        (
+            "babbling",
+            || b"~~ line noise at the wrong baud rate ~~\n".to_vec(),
+            "garbled lines",
+        ),
+        ("frozen", || heartbeat_at(1_000_000), "stayed at 1.000 s"),
+    ];
+    for (name, chatter, why) in cases {
+        let dir =
+            std::env::temp_dir().join(format!("sharebench-stall-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let fixture = FakeFixture::serve(chatter);
+        let (code, stderr) = run_against(&fixture, &dir, Duration::from_secs(60));
+        drop(fixture);
+        assert_eq!(code, Some(3), "{name}: {stderr}");
+        assert!(
+            stderr.contains("incomplete: ") && stderr.contains(why),
+            "{name}: {stderr}"
+        );
+        let trace = std::fs::read_to_string(dir.join("out/e2e/trace.txt")).expect("trace");
+        assert!(
+            trace
+                .lines()
+                .last()
+                .is_some_and(|l| l.starts_with("# INCOMPLETE")),
+            "{name}: {trace}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 /// 16 busy channels fit a 115200-baud link (11,520 bytes/s at 8N1): the

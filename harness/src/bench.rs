@@ -36,6 +36,9 @@ pub enum BenchError {
     Timeout { what: String, timeout_ms: u64 },
     #[error("fixture refused {what}: {reason}")]
     Refused { what: String, reason: String },
+    /// The fixture answers, but fixture time does not advance as it must.
+    #[error("fixture made no progress: {what}")]
+    Stalled { what: String },
     #[error("fixture link failed: {0}")]
     Io(String),
     #[error("{0} needs the virtual bench; this bench cannot make that fault")]

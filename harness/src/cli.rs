@@ -1,14 +1,15 @@
 //! The `sharebench` command line.
 //!
 //! ```text
-//! sharebench run [PATH...] [--bench sim|serial:PORT[@BAUD]] [--seed N] [--out DIR] [--filter TEXT]
+//! sharebench run [PATH...] [--bench sim|serial:PORT[@BAUD]] [--seed N] [--out DIR] [--filter TEXT] [--time-scale X]
 //! sharebench check FILE...
 //! sharebench virtual-fixture SCENARIO [--pty] [--time-scale X] [--seed N]
 //! ```
 //!
 //! Exit codes: 0 every scenario passed; 1 a check failed or a golden trace
 //! differs; 2 setup error (a bad scenario file, no scenario, no fixture);
-//! 3 a bench stopped answering (the run is incomplete).
+//! 3 a bench stopped answering or made no progress in fixture time (the run
+//! is incomplete).
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -79,6 +80,11 @@ pub struct RunArgs {
     /// Skip the golden comparison.
     #[arg(long)]
     pub no_golden: bool,
+    /// Serial benches: the slowest the fixture's clock may run, in fixture
+    /// seconds per wall second (1 for hardware). Each wait for fixture time
+    /// is bounded by the time waited for over this, plus a margin.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
 }
 
 #[derive(Debug, Args)]
@@ -143,22 +149,55 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 
 fn check(a: &CheckArgs) -> u8 {
     let mut code = exit::PASS;
+    let mut loaded = Vec::new();
     for f in &a.files {
         match Scenario::load(f) {
-            Ok(sc) => println!(
-                "{}: ok ({}, {} stations, {} steps)",
-                f.display(),
-                sc.name,
-                sc.stations.len(),
-                sc.timeline.len()
-            ),
+            Ok(sc) => {
+                println!(
+                    "{}: ok ({}, {} stations, {} steps)",
+                    f.display(),
+                    sc.name,
+                    sc.stations.len(),
+                    sc.timeline.len()
+                );
+                loaded.push(sc);
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 code = exit::SETUP;
             }
         }
     }
+    for e in duplicate_names(&loaded) {
+        eprintln!("error: {e}");
+        code = exit::SETUP;
+    }
     code
+}
+
+/// Where a scenario's name comes from, for messages.
+fn name_source(sc: &Scenario) -> String {
+    match sc.name_at {
+        Some((line, column)) => format!("{}:{line}:{column}", sc.path.display()),
+        None => format!("{} (named after the file)", sc.path.display()),
+    }
+}
+
+/// Scenarios of one run that share a name: their artefacts (and golden
+/// traces) would overwrite each other.
+fn duplicate_names(scenarios: &[Scenario]) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (i, sc) in scenarios.iter().enumerate() {
+        if let Some(first) = scenarios[..i].iter().find(|o| o.name == sc.name) {
+            errors.push(format!(
+                "{}: scenario name \"{}\" is also the name of {}; expected one scenario per name in a run (their artefacts would overwrite each other)",
+                name_source(sc),
+                sc.name,
+                name_source(first)
+            ));
+        }
+    }
+    errors
 }
 
 /// Load every scenario; any error stops the run before anything runs.
@@ -175,6 +214,7 @@ fn load_all(files: &[PathBuf], filter: Option<&str>) -> Result<Vec<Scenario>, Ve
             Err(e) => errors.push(e.to_string()),
         }
     }
+    errors.extend(duplicate_names(&out));
     if errors.is_empty() {
         Ok(out)
     } else {
@@ -224,7 +264,15 @@ fn run(a: &RunArgs) -> u8 {
     let mut serial = if a.bench == "sim" {
         None
     } else if let Some(spec) = a.bench.strip_prefix("serial:") {
-        match SerialBench::open(spec, Timeouts::default()) {
+        if let Err(e) = check_time_scale(a.time_scale) {
+            eprintln!("error: {e}");
+            return exit::SETUP;
+        }
+        let timeouts = Timeouts {
+            time_scale: a.time_scale,
+            ..Timeouts::default()
+        };
+        match SerialBench::open(spec, timeouts) {
             Ok(b) => Some(b),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -427,7 +475,22 @@ fn print_table(runs: &[ScenarioRun]) {
     }
 }
 
+/// A time scale that lets fixture time advance: a positive finite number.
+fn check_time_scale(x: f64) -> Result<(), String> {
+    if x.is_finite() && x > 0.0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "--time-scale {x}: expected a positive number of fixture seconds per wall second"
+        ))
+    }
+}
+
 fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
+    if let Err(e) = check_time_scale(a.time_scale) {
+        eprintln!("error: {e}");
+        return exit::SETUP;
+    }
     let sc = match Scenario::load(&a.scenario) {
         Ok(s) => s,
         Err(e) => {

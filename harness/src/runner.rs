@@ -238,7 +238,9 @@ pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
     let mut outcome = setup(sc, bench, &mut |r| records.push(r));
     if outcome.is_ok() {
         for step in &sc.timeline {
-            if let Err(e) = bench.run_until(start_us + step.at_us, &mut |r| records.push(r)) {
+            if let Err(e) = bench.run_until(start_us.saturating_add(step.at_us), &mut |r| {
+                records.push(r)
+            }) {
                 outcome = Err(e);
                 break;
             }
@@ -250,7 +252,9 @@ pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
         }
     }
     if outcome.is_ok() {
-        outcome = bench.run_until(start_us + sc.duration_us, &mut |r| records.push(r));
+        outcome = bench.run_until(start_us.saturating_add(sc.duration_us), &mut |r| {
+            records.push(r)
+        });
     }
     for r in records {
         trace.push_record(shift(r, start_us));

@@ -1,9 +1,14 @@
 //! Scenario files (TOML) and their validation.
 //!
 //! Owns the file format and turning a file into a [`Scenario`] that can run:
-//! every quantity parsed, every reference resolved, every rule of the site
-//! checked. A bad file gives a [`ScenarioError`] naming the file, line and
-//! column and what was expected; nothing runs. Does not run anything.
+//! every quantity parsed into its unit (refused with the accepted range, never
+//! wrapped or clamped), every reference resolved, every rule of the site
+//! checked: the firmware's own validation of the stations and the group
+//! (called, not copied), the link's capacity for the sharing cycle, the
+//! longest simulated time ([`MAX_DURATION_US`]), and expectations the
+//! firmware could meet. A bad file gives a [`ScenarioError`] naming the file,
+//! line and column of the offending key and what was expected; nothing runs.
+//! Does not run anything.
 //!
 //! The format is documented by example in `fixtures/scenarios/` and in the
 //! README; the fields are the `Raw*` structs below.
@@ -16,6 +21,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::units;
+use firmware::charge_point::{ChargePointConfig, ConfigError};
+use firmware::sharing::frame::MAX_FRAME;
+use firmware::sharing::meter::MeterConfig;
+use firmware::time::{secs, Duration};
 use rig::meter::MeterFault;
 use rig::protocol::Misbehave;
 
@@ -31,10 +40,37 @@ pub struct ScenarioError {
 
 type S = Spanned<String>;
 
+/// The most simulated time a scenario may take, and the longest any of its
+/// durations: 7 days.
+pub const MAX_DURATION_US: u64 = 7 * 24 * 3_600 * 1_000_000;
+
+/// The largest site current (node limits and breakers, the meter's figures,
+/// other loads either way), deciamps: 10 kA, above any low-voltage service.
+pub const MAX_SITE_DA: u32 = 100_000;
+
+/// Bits on the wire per byte on the sharing link (8N1: start, 8 data, stop).
+const LINK_BITS_PER_BYTE: u64 = 10;
+
+/// Frames per follower per cycle: the leader's grant and the follower's status.
+const FRAMES_PER_STATION: u64 = 2;
+
+/// The shortest sharing cycle that can poll the whole group at `baud`, in
+/// microseconds: `stations x 2 frames x MAX_FRAME bytes x 10 bits / baud`
+/// (rounded up). Each cycle the leader sends every follower its grant and
+/// each follower answers with its status, every frame at most `MAX_FRAME`
+/// bytes; a shorter cycle queues frames without end.
+#[must_use]
+pub fn min_cycle_us(stations: usize, baud: u32) -> u64 {
+    let bits = (stations as u64)
+        .saturating_mul(FRAMES_PER_STATION * MAX_FRAME as u64 * LINK_BITS_PER_BYTE);
+    bits.saturating_mul(1_000_000)
+        .div_ceil(u64::from(baud.max(1)))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawScenario {
-    name: Option<String>,
+    name: Option<S>,
     description: Option<String>,
     system: Option<String>,
     duration: S,
@@ -98,9 +134,9 @@ struct RawCar {
     max: Option<S>,
     phases: Option<Spanned<u8>>,
     capacity: Option<S>,
-    soc: Option<u16>,
-    knee: Option<u16>,
-    target: Option<u16>,
+    soc: Option<Spanned<u16>>,
+    knee: Option<Spanned<u16>>,
+    target: Option<Spanned<u16>>,
     delay: Option<S>,
     delay_max: Option<S>,
     ramp: Option<S>,
@@ -140,11 +176,11 @@ struct RawMeter {
 struct RawBench {
     contactor_close: Option<S>,
     contactor_open: Option<S>,
-    link_baud: Option<u32>,
+    link_baud: Option<Spanned<u32>>,
     link_latency: Option<S>,
     current_noise: Option<S>,
     current_offset: Option<S>,
-    meter_baud: Option<u32>,
+    meter_baud: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,10 +199,10 @@ struct RawStep {
     mode: Option<S>,
     kind: Option<S>,
     value: Option<S>,
-    loss: Option<f64>,
-    corrupt: Option<f64>,
-    expect: Option<Spanned<Vec<String>>>,
-    expect_max: Option<Spanned<Vec<String>>>,
+    loss: Option<Spanned<f64>>,
+    corrupt: Option<Spanned<f64>>,
+    expect: Option<Spanned<Vec<S>>>,
+    expect_max: Option<Spanned<Vec<S>>>,
     within: Option<S>,
 }
 
@@ -182,10 +218,10 @@ struct RawExpect {
     /// Checks this scenario is built to fail (a demonstration of a fault the
     /// firmware cannot prevent, such as a car that ignores a reduction).
     #[serde(default)]
-    known_violations: Vec<String>,
+    known_violations: Vec<S>,
     /// Checks that do not apply to this scenario (say why in its description).
     #[serde(default)]
-    skip: Vec<String>,
+    skip: Vec<S>,
 }
 
 /// Which breaker standard a node's trip model follows.
@@ -240,6 +276,15 @@ impl Station {
             priority: self.priority,
             weight: self.weight,
         }
+    }
+
+    /// The station's charging point as the firmware is configured with it:
+    /// its rating, and at most its own cap.
+    #[must_use]
+    pub fn charge_point_config(&self) -> ChargePointConfig {
+        let mut cpc = ChargePointConfig::new(self.nameplate_da);
+        cpc.max_current_da = self.cap_da();
+        cpc
     }
 
     /// Grid phases loaded.
@@ -422,6 +467,8 @@ pub struct Expect {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
     pub name: String,
+    /// Line and column of the `name` key (none when named after the file).
+    pub name_at: Option<(usize, usize)>,
     pub description: String,
     pub system: String,
     pub path: PathBuf,
@@ -443,13 +490,31 @@ pub struct Scenario {
 impl Scenario {
     /// Load and validate a file.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        let bytes = std::fs::read(path).map_err(|e| ScenarioError {
             path: path.display().to_string(),
             line: 0,
             column: 0,
             message: format!("failed to read scenario: {e}"),
         })?;
-        Self::parse(path, &text)
+        match std::str::from_utf8(&bytes) {
+            Ok(text) => Self::parse(path, text),
+            Err(e) => {
+                let good = e.valid_up_to();
+                // The prefix is valid UTF-8 by definition of `valid_up_to`.
+                let text = std::str::from_utf8(&bytes[..good]).unwrap_or_default();
+                let ctx = Ctx {
+                    path: path.display().to_string(),
+                    text,
+                };
+                Err(ctx.err_at(
+                    good,
+                    format!(
+                        "the file is not UTF-8 text (byte 0x{:02X}); expected a TOML scenario file",
+                        bytes[good]
+                    ),
+                ))
+            }
+        }
     }
 
     /// Parse and validate text (named `path` in messages).
@@ -458,6 +523,20 @@ impl Scenario {
             path: path.display().to_string(),
             text,
         };
+        // TOML allows no control characters but tab and line ends: a file
+        // with them is binary, or not meant for us.
+        if let Some((i, b)) = text
+            .bytes()
+            .enumerate()
+            .find(|(_, b)| b.is_ascii_control() && !matches!(b, b'\t' | b'\n' | b'\r'))
+        {
+            return Err(ctx.err_at(
+                i,
+                format!(
+                    "control byte 0x{b:02X}: the file looks binary; expected a TOML scenario file"
+                ),
+            ));
+        }
         let raw: RawScenario = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map_or((0, 0), |s| ctx.line_col(s.start));
             ScenarioError {
@@ -488,6 +567,63 @@ impl Scenario {
             }
         }
         false
+    }
+
+    /// The group configuration every station of the scenario is commissioned
+    /// with: the one place the site is turned into the firmware's terms.
+    #[must_use]
+    pub fn group_config(&self) -> fw::GroupConfig {
+        let mut nodes = heapless::Vec::new();
+        for n in &self.nodes {
+            let _ = nodes.push(fw::NodeConfig {
+                parent: n.parent.map(|p| p as u16),
+                limit_da: n.limit_da,
+                breaker_da: n.breaker_da,
+            });
+        }
+        let mut stations = heapless::Vec::new();
+        for s in &self.stations {
+            let _ = stations.push(s.config());
+        }
+        let timing = fw::Timing {
+            cycle: Duration::from_ticks(self.sharing.cycle_us),
+            silent_after: Duration::from_ticks(self.sharing.silent_after_us),
+            leader_timeout: Duration::from_ticks(self.sharing.leader_timeout_us),
+            car_allowance: secs(5),
+            join_interval: secs(1),
+            rotation_period: self.sharing.rotation_us.map(Duration::from_ticks),
+        };
+        let dynamic = self.meter.as_ref().map(|m| fw::DynamicConfig {
+            mode: match m.mode {
+                MeterMode::Headroom => fw::DynamicMode::Headroom,
+                MeterMode::Solar => fw::DynamicMode::SolarSurplus,
+            },
+            node: m.node as u16,
+            meter: MeterConfig::default(),
+            worst_case_other_da: m.worst_case_other_da,
+            margin_da: m.margin_da,
+            resume_margin_da: m.resume_margin_da,
+            min_pause: Duration::from_ticks(m.min_pause_us),
+            peak_hold_readings: m.peak_hold,
+            solar_start_margin_da: m.solar_start_margin_da,
+            solar_start_delay: Duration::from_ticks(m.solar_start_delay_us),
+            solar_stop_margin_da: m.solar_stop_margin_da,
+            solar_stop_delay: Duration::from_ticks(m.solar_stop_delay_us),
+        });
+        let mut key = [0x5Bu8; 32];
+        for (i, b) in self.name.bytes().enumerate() {
+            key[i % 32] ^= b;
+        }
+        fw::GroupConfig {
+            group: 1,
+            key,
+            enabled: self.sharing.enabled,
+            leader: self.stations.iter().find(|s| s.leader).map_or(0, |s| s.id),
+            nodes,
+            stations,
+            timing,
+            dynamic,
+        }
     }
 
     /// Whether any step needs the virtual bench.
@@ -531,14 +667,98 @@ impl Ctx<'_> {
         f(v.get_ref()).map_err(|m| self.err(v, m))
     }
 
+    /// Where nothing can be pointed at: the end of the file, where the
+    /// missing part would go.
+    fn err_end(&self, message: impl Into<String>) -> ScenarioError {
+        self.err_at(self.text.len(), message)
+    }
+
+    /// A station current (16 bits of deciamps).
     fn da16(&self, v: &S) -> Result<u16, ScenarioError> {
-        let da = self.q(v, units::deciamps)?;
-        u16::try_from(da).map_err(|_| self.err(v, "expected a station current under 6553.5 A"))
+        let da = self.q(v, |s| units::deciamps_upto(s, u32::from(u16::MAX)))?;
+        u16::try_from(da).map_err(|_| self.err(v, "expected a current up to 6553.5A"))
+    }
+
+    /// A site current, up to [`MAX_SITE_DA`].
+    fn site_da(&self, v: &S) -> Result<u32, ScenarioError> {
+        self.q(v, |s| units::deciamps_upto(s, MAX_SITE_DA))
+    }
+
+    /// A duration, up to [`MAX_DURATION_US`].
+    fn us(&self, v: &S) -> Result<u64, ScenarioError> {
+        let us = self.q(v, units::micros)?;
+        if us > MAX_DURATION_US {
+            return Err(self.err(
+                v,
+                format!(
+                    "expected a duration up to 7 days (\"7days\", the most simulated time a scenario may take), found \"{}\"",
+                    v.get_ref()
+                ),
+            ));
+        }
+        Ok(us)
+    }
+
+    /// A duration in whole milliseconds (7 days fit 32 bits).
+    fn ms(&self, v: &S) -> Result<u32, ScenarioError> {
+        self.us(v)
+            .map(|us| u32::try_from(us / 1_000).unwrap_or(u32::MAX))
     }
 
     fn opt_us(&self, v: &Option<S>, default_us: u64) -> Result<u64, ScenarioError> {
-        v.as_ref()
-            .map_or(Ok(default_us), |v| self.q(v, units::micros))
+        v.as_ref().map_or(Ok(default_us), |v| self.us(v))
+    }
+
+    /// A percentage 0..=100 as permille.
+    fn permille(
+        &self,
+        v: Option<&Spanned<u16>>,
+        what: &str,
+        default: u16,
+    ) -> Result<u16, ScenarioError> {
+        match v {
+            None => Ok(default),
+            Some(p) if *p.get_ref() <= 100 => Ok(p.get_ref() * 10),
+            Some(p) => Err(self.err(
+                p,
+                format!(
+                    "expected {what} from 0 to 100 (percent), found {}",
+                    p.get_ref()
+                ),
+            )),
+        }
+    }
+
+    /// A probability: a number from 0 to 1.
+    fn probability(&self, v: Option<&Spanned<f64>>, what: &str) -> Result<f64, ScenarioError> {
+        match v {
+            None => Ok(0.0),
+            Some(p) if (0.0..=1.0).contains(p.get_ref()) => Ok(*p.get_ref()),
+            Some(p) => Err(self.err(
+                p,
+                format!(
+                    "expected {what} from 0 to 1 (a probability per frame), found {}",
+                    p.get_ref()
+                ),
+            )),
+        }
+    }
+
+    /// A baud rate: at least 1.
+    fn baud(
+        &self,
+        v: Option<&Spanned<u32>>,
+        what: &str,
+        default: u32,
+    ) -> Result<u32, ScenarioError> {
+        match v {
+            None => Ok(default),
+            Some(b) if *b.get_ref() >= 1 => Ok(*b.get_ref()),
+            Some(b) => Err(self.err(
+                b,
+                format!("expected {what} of at least 1 (bits per second), found 0"),
+            )),
+        }
     }
 
     #[allow(clippy::too_many_lines)]
@@ -547,7 +767,7 @@ impl Ctx<'_> {
             || "scenario".to_string(),
             |s| s.to_string_lossy().into_owned(),
         );
-        let duration_us = self.q(&raw.duration, units::micros)?;
+        let duration_us = self.us(&raw.duration)?;
         let requires_hardware = match &raw.requires {
             None => false,
             Some(r) if r.get_ref() == "sim" => false,
@@ -564,7 +784,17 @@ impl Ctx<'_> {
 
         // The supply tree.
         if raw.nodes.is_empty() {
-            return Err(self.err_at(0, "expected at least one [[node]] (the supply tree)"));
+            return Err(self.err_end("expected at least one [[node]] (the supply tree)"));
+        }
+        if let Some(n) = raw.nodes.get(fw::MAX_NODES) {
+            return Err(self.err(
+                &n.name,
+                format!(
+                    "expected at most {} nodes (the firmware's MAX_NODES); this is node {}",
+                    fw::MAX_NODES,
+                    fw::MAX_NODES + 1
+                ),
+            ));
         }
         let mut names: BTreeMap<String, usize> = BTreeMap::new();
         for (i, n) in raw.nodes.iter().enumerate() {
@@ -603,12 +833,8 @@ impl Ctx<'_> {
             nodes.push(Node {
                 name: n.name.get_ref().clone(),
                 parent,
-                limit_da: self.q(&n.limit, units::deciamps)?,
-                breaker_da: n
-                    .breaker
-                    .as_ref()
-                    .map(|b| self.q(b, units::deciamps))
-                    .transpose()?,
+                limit_da: self.site_da(&n.limit)?,
+                breaker_da: n.breaker.as_ref().map(|b| self.site_da(b)).transpose()?,
                 standard,
             });
         }
@@ -633,7 +859,16 @@ impl Ctx<'_> {
 
         // Stations.
         if raw.stations.is_empty() {
-            return Err(self.err_at(0, "expected at least one [[station]]"));
+            return Err(self.err_end("expected at least one [[station]]"));
+        }
+        if let Some(s) = raw.stations.get(fw::MAX_STATIONS) {
+            return Err(self.err(
+                &s.id,
+                format!(
+                    "expected at most {} stations (the firmware's MAX_STATIONS)",
+                    fw::MAX_STATIONS
+                ),
+            ));
         }
         let mut stations: Vec<Station> = Vec::new();
         for s in &raw.stations {
@@ -665,9 +900,6 @@ impl Ctx<'_> {
                 }
             };
             let nameplate_da = self.da16(&s.nameplate)?;
-            if !(60..=800).contains(&nameplate_da) {
-                return Err(self.err(&s.nameplate, "expected a nameplate from 6A to 80A"));
-            }
             let weight = s.weight.as_ref().map_or(1, |w| *w.get_ref());
             if weight == 0 {
                 return Err(self.err(s.weight.as_ref().unwrap_or(&s.id), "expected weight >= 1"));
@@ -689,11 +921,19 @@ impl Ctx<'_> {
                 weight,
                 leader: s.leader,
             });
+            self.check_charge_point(s, &stations[stations.len() - 1])?;
         }
         let leaders = stations.iter().filter(|s| s.leader).count();
         if leaders != 1 {
+            // At the second leader, or the first station when there is none.
+            let at = raw
+                .stations
+                .iter()
+                .filter(|s| s.leader)
+                .nth(1)
+                .unwrap_or(&raw.stations[0]);
             return Err(self.err(
-                &raw.stations[0].id,
+                &at.id,
                 format!("expected exactly one station with leader = true, found {leaders}"),
             ));
         }
@@ -716,9 +956,7 @@ impl Ctx<'_> {
                 ));
             }
             let ms = |v: &Option<S>| -> Result<Option<u32>, ScenarioError> {
-                v.as_ref()
-                    .map(|d| self.q(d, units::micros).map(|us| (us / 1_000) as u32))
-                    .transpose()
+                v.as_ref().map(|d| self.ms(d)).transpose()
             };
             let ramp = match &c.ramp {
                 None => 200,
@@ -727,11 +965,13 @@ impl Ctx<'_> {
                         .get_ref()
                         .strip_suffix("/s")
                         .ok_or_else(|| self.err(r, "expected a ramp such as \"10A/s\""))?;
-                    u16::try_from(units::deciamps(per_s).map_err(|m| self.err(r, m))?)
-                        .map_err(|_| self.err(r, "ramp too large"))?
+                    u16::try_from(
+                        units::deciamps_upto(per_s, u32::from(u16::MAX))
+                            .map_err(|m| self.err(r, m))?,
+                    )
+                    .map_err(|_| self.err(r, "expected a ramp up to 6553.5A/s"))?
                 }
             };
-            let permille = |v: Option<u16>, default: u16| v.map_or(default, |p| p.min(100) * 10);
             cars.push(Car {
                 station,
                 max_da: c
@@ -747,9 +987,9 @@ impl Ctx<'_> {
                     .map(|e| self.q(e, units::watt_hours))
                     .transpose()?
                     .unwrap_or(60_000),
-                soc_permille: permille(c.soc, 200),
-                knee_permille: permille(c.knee, 800),
-                target_permille: permille(c.target, 1_000),
+                soc_permille: self.permille(c.soc.as_ref(), "soc", 200)?,
+                knee_permille: self.permille(c.knee.as_ref(), "knee", 800)?,
+                target_permille: self.permille(c.target.as_ref(), "target", 1_000)?,
                 delay_ms: ms(&c.delay)?.unwrap_or(2_000),
                 delay_max_ms: ms(&c.delay_max)?,
                 ramp_da_per_s: ramp,
@@ -761,7 +1001,7 @@ impl Ctx<'_> {
         let rotation_us = match &raw.sharing.rotation {
             None => Some(15 * 60 * 1_000_000),
             Some(r) if r.get_ref() == "off" => None,
-            Some(r) => Some(self.q(r, units::micros)?),
+            Some(r) => Some(self.us(r)?),
         };
         let sharing = Sharing {
             enabled: raw.sharing.enabled.unwrap_or(true),
@@ -784,7 +1024,7 @@ impl Ctx<'_> {
                     self.err(&m.node, format!("unknown node \"{}\"", m.node.get_ref()))
                 })?;
                 let da = |v: &Option<S>, d: u32| -> Result<u32, ScenarioError> {
-                    v.as_ref().map_or(Ok(d), |v| self.q(v, units::deciamps))
+                    v.as_ref().map_or(Ok(d), |v| self.site_da(v))
                 };
                 let da16 = |v: &Option<S>, d: u16| -> Result<u16, ScenarioError> {
                     v.as_ref().map_or(Ok(d), |v| self.da16(v))
@@ -792,7 +1032,7 @@ impl Ctx<'_> {
                 Some(Meter {
                     mode,
                     node,
-                    worst_case_other_da: self.q(&m.worst_case_other, units::deciamps)?,
+                    worst_case_other_da: self.site_da(&m.worst_case_other)?,
                     margin_da: da(&m.margin, 10)?,
                     resume_margin_da: da16(&m.resume_margin, 20)?,
                     min_pause_us: self.opt_us(&m.min_pause, 60_000_000)?,
@@ -809,7 +1049,7 @@ impl Ctx<'_> {
         let bench = Bench {
             contactor_close_us: self.opt_us(&b.contactor_close, 110_000)?,
             contactor_open_us: self.opt_us(&b.contactor_open, 100_000)?,
-            link_baud: b.link_baud.unwrap_or(115_200),
+            link_baud: self.baud(b.link_baud.as_ref(), "link_baud", 115_200)?,
             link_latency_us: self.opt_us(&b.link_latency, 1_000)?,
             current_noise_da: b
                 .current_noise
@@ -820,11 +1060,15 @@ impl Ctx<'_> {
             current_offset_da: b
                 .current_offset
                 .as_ref()
-                .map(|v| self.q(v, units::signed_deciamps).map(|x| x as i16))
+                .map(|v| {
+                    self.q(v, |s| units::signed_deciamps_within(s, i16::MAX as u32))
+                        .map(|x| i16::try_from(x).unwrap_or(0))
+                })
                 .transpose()?
                 .unwrap_or(0),
-            meter_baud: b.meter_baud.unwrap_or(9_600),
+            meter_baud: self.baud(b.meter_baud.as_ref(), "meter_baud", 9_600)?,
         };
+        self.check_cycle(&raw, &sharing, &bench, stations.len())?;
 
         let e = &raw.expect;
         let expect = Expect {
@@ -833,15 +1077,25 @@ impl Ctx<'_> {
             breaker_safe: e.breaker_safe.unwrap_or(true),
             iec: e.iec.unwrap_or(true),
             measured_overload_max_us: self.opt_us(&e.measured_overload_max, 0)?,
-            known_violations: e.known_violations.clone(),
-            skip: e.skip.clone(),
+            known_violations: e
+                .known_violations
+                .iter()
+                .map(|k| k.get_ref().clone())
+                .collect(),
+            skip: e.skip.iter().map(|k| k.get_ref().clone()).collect(),
         };
-        for k in expect.known_violations.iter().chain(expect.skip.iter()) {
-            if !crate::checks::CHECK_NAMES.contains(&k.as_str()) {
-                return Err(self.err_at(
-                    0,
+        for (list, k) in e
+            .known_violations
+            .iter()
+            .map(|k| ("known_violations", k))
+            .chain(e.skip.iter().map(|k| ("skip", k)))
+        {
+            if !crate::checks::CHECK_NAMES.contains(&k.get_ref().as_str()) {
+                return Err(self.err(
+                    k,
                     format!(
-                        "known_violations names unknown check \"{k}\"; expected one of {:?}",
+                        "{list} names unknown check \"{}\"; expected one of {:?}",
+                        k.get_ref(),
                         crate::checks::CHECK_NAMES
                     ),
                 ));
@@ -851,8 +1105,9 @@ impl Ctx<'_> {
         // Timeline.
         let mut timeline = Vec::new();
         let mut last = 0;
+        let mut load_names = std::collections::BTreeSet::new();
         for st in &raw.timeline {
-            let at_us = self.q(&st.time, units::micros)?;
+            let at_us = self.us(&st.time)?;
             if at_us < last {
                 return Err(self.err(&st.time, "timeline steps must be in time order"));
             }
@@ -878,6 +1133,10 @@ impl Ctx<'_> {
                     if name.get_ref().len() > 15 || name.get_ref().contains(' ') {
                         return Err(self.err(name, "expected a load name under 16 characters without spaces"));
                     }
+                    load_names.insert(name.get_ref().as_str());
+                    if load_names.len() > rig::loads::MAX_LOADS {
+                        return Err(self.err(name, format!("expected at most {} distinct load names (the fixture's MAX_LOADS); this is load {}", rig::loads::MAX_LOADS, load_names.len())));
+                    }
                     let phases = match st.phases.as_ref().map(|p| p.get_ref().as_str()) {
                         None | Some("L1") => 1,
                         Some("L2") => 2,
@@ -886,7 +1145,7 @@ impl Ctx<'_> {
                         Some(_) => return Err(self.err(st.phases.as_ref().unwrap_or(name), "expected phases = \"L1\", \"L2\", \"L3\" or \"L123\"")),
                     };
                     let da = match &st.current {
-                        Some(c) => self.q(c, units::signed_deciamps)?,
+                        Some(c) => self.q(c, |s| units::signed_deciamps_within(s, MAX_SITE_DA))?,
                         None if st.action.get_ref() == "load-off" => 0,
                         None => return Err(self.err(&st.action, "expected current = \"13A\" for load-on")),
                     };
@@ -912,7 +1171,7 @@ impl Ctx<'_> {
                     };
                     let value_ms = || -> Result<u32, ScenarioError> {
                         let v = st.value.as_ref().ok_or_else(|| self.err(k, "expected value = \"8s\""))?;
-                        self.q(v, units::micros).map(|us| (us / 1_000) as u32)
+                        self.ms(v)
                     };
                     let m = match k.get_ref().as_str() {
                         "none" => Misbehave::None,
@@ -945,7 +1204,10 @@ impl Ctx<'_> {
                     }
                     Action::Partition(groups)
                 }
-                "noise" => Action::Noise { loss: st.loss.unwrap_or(0.0).clamp(0.0, 1.0), corrupt: st.corrupt.unwrap_or(0.0).clamp(0.0, 1.0) },
+                "noise" => Action::Noise {
+                    loss: self.probability(st.loss.as_ref(), "loss")?,
+                    corrupt: self.probability(st.corrupt.as_ref(), "corrupt")?,
+                },
                 "repair" => Action::Repair,
                 "crash" => Action::Crash(need_station()?),
                 "reboot" => Action::Reboot(need_station()?),
@@ -960,7 +1222,7 @@ impl Ctx<'_> {
                     ))
                 }
             };
-            let amps_list = |v: &Spanned<Vec<String>>| -> Result<Vec<u16>, ScenarioError> {
+            let amps_list = |v: &Spanned<Vec<S>>| -> Result<Vec<u16>, ScenarioError> {
                 if v.get_ref().len() != stations.len() {
                     return Err(self.err(
                         v,
@@ -971,14 +1233,7 @@ impl Ctx<'_> {
                         ),
                     ));
                 }
-                v.get_ref()
-                    .iter()
-                    .map(|a| {
-                        units::deciamps(a)
-                            .map(|x| x as u16)
-                            .map_err(|m| self.err(v, m))
-                    })
-                    .collect()
+                v.get_ref().iter().map(|a| self.da16(a)).collect()
             };
             let within_us = self.opt_us(&st.within, expect.converge_within_us)?;
             let exact = st.expect.as_ref().map(amps_list).transpose()?;
@@ -999,9 +1254,10 @@ impl Ctx<'_> {
         }
 
         let mut sc = Scenario {
-            name: raw.name.unwrap_or(file_name),
-            description: raw.description.unwrap_or_default(),
-            system: raw.system.unwrap_or_default(),
+            name: raw.name.as_ref().map_or(file_name, |n| n.get_ref().clone()),
+            name_at: raw.name.as_ref().map(|n| self.line_col(n.span().start)),
+            description: raw.description.clone().unwrap_or_default(),
+            system: raw.system.clone().unwrap_or_default(),
             path: path.to_path_buf(),
             duration_us,
             seed: raw.seed,
@@ -1018,13 +1274,193 @@ impl Ctx<'_> {
         };
         // The firmware's own rules for the group (fallbacks over a limit,
         // 6 A each without rotation...) are the scenario's rules too.
-        if let Err(e) = crate::sim::group_config(&sc).validate() {
-            return Err(self.err_at(0, format!("the site cannot run: {e}")));
+        if let Err(e) = sc.group_config().validate() {
+            return Err(self.group_rule_broken(&raw, &sc, e));
+        }
+        for (raw_step, step) in raw.timeline.iter().zip(&sc.timeline) {
+            if let (Some(v), Some(exact)) = (
+                &raw_step.expect,
+                step.expect.as_ref().and_then(|x| x.exact.as_ref()),
+            ) {
+                self.check_expected_offers(&sc, v, exact)?;
+            }
         }
         if sc.expect.reference {
             crate::oracle::fill_expectations(&mut sc);
         }
         Ok(sc)
+    }
+}
+
+/// The rules the firmware and the link impose, each refused at its key.
+impl Ctx<'_> {
+    /// The firmware's own check of the station's charging point (a breaker
+    /// under 6 A, a nameplate outside 6-80 A), at the key that breaks it.
+    fn check_charge_point(&self, raw: &RawStation, st: &Station) -> Result<(), ScenarioError> {
+        let Err(e) = st.charge_point_config().validate() else {
+            return Ok(());
+        };
+        let at = match e {
+            ConfigError::MaxBelowMinimum { .. } | ConfigError::MaxAboveNameplate { .. } => {
+                // The cap is the smaller of nameplate and breaker.
+                match &raw.breaker {
+                    Some(b) if st.breaker_da.is_some_and(|b| b < st.nameplate_da) => b,
+                    _ => &raw.nameplate,
+                }
+            }
+            _ => &raw.nameplate,
+        };
+        Err(self.err(at, format!("station {} cannot run: {e}", st.id)))
+    }
+
+    /// The sharing cycle must leave time to poll every station at the
+    /// link's baud rate ([`min_cycle_us`]); a cycle of 0 never advances.
+    fn check_cycle(
+        &self,
+        raw: &RawScenario,
+        sharing: &Sharing,
+        bench: &Bench,
+        stations: usize,
+    ) -> Result<(), ScenarioError> {
+        let min_us = min_cycle_us(stations, bench.link_baud);
+        if sharing.cycle_us >= min_us.max(1) {
+            return Ok(());
+        }
+        let message = format!(
+            "expected cycle of at least {min_us}us ({:.3} s) = {stations} stations x {FRAMES_PER_STATION} frames x {MAX_FRAME} bytes x {LINK_BITS_PER_BYTE} bits / {} baud: the time to poll the whole group on the link, found {}us",
+            min_us as f64 / 1e6,
+            bench.link_baud,
+            sharing.cycle_us
+        );
+        // At the cycle; with the default cycle, at the first station that
+        // does not fit in it.
+        let first_over = raw
+            .stations
+            .iter()
+            .enumerate()
+            .find(|(i, _)| min_cycle_us(i + 1, bench.link_baud) > sharing.cycle_us)
+            .map(|(_, s)| &s.id);
+        Err(match (&raw.sharing.cycle, first_over) {
+            (Some(c), _) => self.err(c, message),
+            (None, Some(id)) => self.err(id, message),
+            (None, None) => self.err_end(message),
+        })
+    }
+
+    /// A rule of the firmware's [`fw::GroupConfig::validate`], at the key
+    /// that breaks it.
+    fn group_rule_broken(
+        &self,
+        raw: &RawScenario,
+        sc: &Scenario,
+        e: fw::GroupConfigError,
+    ) -> ScenarioError {
+        use fw::GroupConfigError as E;
+        let station = |id: u8| raw.stations.iter().find(|s| *s.id.get_ref() == id);
+        let node = |i: u16| raw.nodes.get(usize::from(i));
+        let sh = &raw.sharing;
+        let (at, node_index): (Option<usize>, Option<u16>) = match e {
+            E::NoStations | E::LeaderNotInGroup { .. } => (None, None),
+            E::UnknownParent { node: n, .. } | E::Cycle { node: n } => (
+                node(n).map(|r| {
+                    r.parent
+                        .as_ref()
+                        .map_or(r.name.span().start, |p| p.span().start)
+                }),
+                Some(n),
+            ),
+            E::LimitBelowMinimum { node: n, .. } | E::FallbacksOverLimit { node: n, .. } => {
+                (node(n).map(|r| r.limit.span().start), Some(n))
+            }
+            E::UnknownNode { station: id, .. } => (station(id).map(|s| s.node.span().start), None),
+            E::DuplicateStation { station: id } | E::BadPhases { station: id, .. } => {
+                (station(id).map(|s| s.id.span().start), None)
+            }
+            E::BadFallback { station: id, .. } => (
+                station(id).map(|s| {
+                    s.fallback
+                        .as_ref()
+                        .map_or(s.id.span().start, |f| f.span().start)
+                }),
+                None,
+            ),
+            E::UnknownMeterNode { .. } => (raw.meter.as_ref().map(|m| m.node.span().start), None),
+            E::TimingUnsafe => {
+                let t = &sc.sharing;
+                let key = if t.silent_after_us < t.cycle_us.saturating_mul(2) {
+                    sh.silent_after.as_ref().or(sh.cycle.as_ref())
+                } else {
+                    sh.leader_timeout.as_ref().or(sh.silent_after.as_ref())
+                };
+                (key.map(|k| k.span().start), None)
+            }
+        };
+        let named = node_index
+            .and_then(|i| sc.nodes.get(usize::from(i)).map(|n| (i, &n.name)))
+            .map_or(String::new(), |(i, name)| {
+                format!(" (node {i} is \"{name}\")")
+            });
+        let timing = if e == E::TimingUnsafe {
+            format!(
+                " (cycle {}us, silent_after {}us, leader_timeout {}us)",
+                sc.sharing.cycle_us, sc.sharing.silent_after_us, sc.sharing.leader_timeout_us
+            )
+        } else {
+            String::new()
+        };
+        let message = format!("the firmware refuses this site: {e}{named}{timing}");
+        match at {
+            Some(offset) => self.err_at(offset, message),
+            None => self.err_end(message),
+        }
+    }
+
+    /// Exact expected offers the firmware could make: each at most the
+    /// station's own cap, and per node and phase at most the node's limit.
+    fn check_expected_offers(
+        &self,
+        sc: &Scenario,
+        raw: &Spanned<Vec<S>>,
+        exact_da: &[u16],
+    ) -> Result<(), ScenarioError> {
+        for ((st, da), v) in sc.stations.iter().zip(exact_da).zip(raw.get_ref()) {
+            if *da > st.cap_da() {
+                return Err(self.err(
+                    v,
+                    format!(
+                        "expected an offer for station {} of at most its {} cap (nameplate and own breaker), found \"{}\"",
+                        st.id,
+                        units::amps_text(i64::from(st.cap_da())),
+                        v.get_ref()
+                    ),
+                ));
+            }
+        }
+        for (ni, node) in sc.nodes.iter().enumerate() {
+            let mut sum_da = [0u32; 3];
+            for (st, da) in sc.stations.iter().zip(exact_da) {
+                if sc.is_under(st.node, ni) {
+                    for (ph, on) in st.loads().into_iter().enumerate() {
+                        if on {
+                            sum_da[ph] += u32::from(*da);
+                        }
+                    }
+                }
+            }
+            if let Some(ph) = (0..3).find(|&ph| sum_da[ph] > node.limit_da) {
+                return Err(self.err(
+                    raw,
+                    format!(
+                        "expected offers add up to {} on L{} under node \"{}\", over its {} limit: the firmware never offers that",
+                        units::amps_text(i64::from(sum_da[ph])),
+                        ph + 1,
+                        node.name,
+                        units::amps_text(i64::from(node.limit_da)),
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -4,9 +4,12 @@
 //! Owns the host side of the line protocol over a byte link: HELLO and the
 //! version check, one command at a time with its acknowledgement, events
 //! read as they come, garbled lines reported and skipped. Every wait has a
-//! timeout: a silent fixture or a dead port ends the run with
-//! [`BenchError::Timeout`] (the trace is then marked incomplete), never a
-//! hang. Faults only the virtual bench can make are refused.
+//! wall-clock bound: a silent fixture, one that sends only garbled lines, or
+//! a dead port ends the run with [`BenchError::Timeout`]; a fixture whose
+//! clock is frozen or creeps (fixture time does not reach the time waited
+//! for within the wait's bound) ends it with [`BenchError::Stalled`]. The
+//! trace is then marked incomplete, never a hang. Faults only the virtual
+//! bench can make are refused.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -20,14 +23,23 @@ use crate::bench::{Bench, BenchError, Record, SimFault};
 pub trait Link: Read + Write + Send {}
 impl<T: Read + Write + Send> Link for T {}
 
-/// Timeouts of the serial bench.
+/// Timeouts of the serial bench: the wall-clock bounds of its waits.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     /// An acknowledgement must come within this.
     pub ack: Duration,
-    /// With no line at all for this long the fixture is silent (heartbeats
-    /// come every second).
+    /// With no valid line for this long the fixture is silent (heartbeats
+    /// come every fixture second). Garbled lines do not count.
     pub silence: Duration,
+    /// With fixture time standing still for this long the fixture's clock
+    /// is frozen (heartbeats move it every fixture second).
+    pub progress: Duration,
+    /// The slowest the fixture's clock may run, in fixture seconds per wall
+    /// second: 1 for hardware, a virtual fixture's `--time-scale`.
+    pub time_scale: f64,
+    /// Waiting for fixture time `t` may take `(t - now) / time_scale` plus
+    /// this much wall time.
+    pub margin: Duration,
 }
 
 impl Default for Timeouts {
@@ -35,7 +47,22 @@ impl Default for Timeouts {
         Self {
             ack: Duration::from_secs(2),
             silence: Duration::from_secs(5),
+            progress: Duration::from_secs(5),
+            time_scale: 1.0,
+            margin: Duration::from_secs(5),
         }
+    }
+}
+
+impl Timeouts {
+    /// The wall-clock bound for fixture time to advance by `wait_us`:
+    /// `wait_us / time_scale + margin`. `None` when that is beyond what a
+    /// clock can hold (a time scale near zero); the progress bound still
+    /// applies then.
+    #[must_use]
+    pub fn wait_bound(&self, wait_us: u64) -> Option<Duration> {
+        let scaled = Duration::try_from_secs_f64(wait_us as f64 / 1e6 / self.time_scale).ok()?;
+        scaled.checked_add(self.margin)
     }
 }
 
@@ -47,7 +74,10 @@ pub struct SerialBench {
     seq: u32,
     rx: Vec<u8>,
     now_us: u64,
+    /// When the last valid line came (garbled lines do not count).
     last_line: Instant,
+    /// Garbled lines since the last valid one.
+    garbled_since: u64,
     /// Lines read but not yet handed on.
     pending: Vec<Record>,
 }
@@ -103,6 +133,7 @@ impl SerialBench {
             rx: Vec::new(),
             now_us: 0,
             last_line: Instant::now(),
+            garbled_since: 0,
             pending: Vec::new(),
         };
         let mut early = Vec::new();
@@ -149,6 +180,7 @@ impl SerialBench {
                 Parsed::Line(n, l) => {
                     self.rx.drain(..n);
                     self.last_line = Instant::now();
+                    self.garbled_since = 0;
                     out.push(l);
                 }
                 Parsed::Garbled(n, e) => {
@@ -156,7 +188,9 @@ impl SerialBench {
                         .trim_end()
                         .to_string();
                     self.rx.drain(..n);
-                    self.last_line = Instant::now();
+                    // Not a sign of life: a fixture that only babbles is
+                    // as good as a silent one.
+                    self.garbled_since = self.garbled_since.saturating_add(1);
                     self.pending.push(Record::Garbled {
                         t_us: self.now_us,
                         text: format!("{e}: {text}"),
@@ -236,7 +270,15 @@ impl Bench for SerialBench {
     }
 
     fn run_until(&mut self, t_us: u64, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
-        self.last_line = Instant::now();
+        let start = Instant::now();
+        self.last_line = start;
+        self.garbled_since = 0;
+        let from_us = self.now_us;
+        let bound = self.timeouts.wait_bound(t_us.saturating_sub(from_us));
+        let deadline = bound.and_then(|b| start.checked_add(b));
+        // Fixture time and when it last moved.
+        let mut moved = (self.now_us, start);
+        let secs = |us: u64| us as f64 / 1e6;
         while self.now_us < t_us {
             let mut lines = Vec::new();
             self.pump(&mut lines)?;
@@ -246,13 +288,43 @@ impl Bench for SerialBench {
             for l in lines {
                 self.event(l, sink);
             }
-            if self.last_line.elapsed() > self.timeouts.silence {
+            let now = Instant::now();
+            if self.now_us > moved.0 {
+                moved = (self.now_us, now);
+            }
+            if now.duration_since(self.last_line) > self.timeouts.silence {
+                let garbled = match self.garbled_since {
+                    0 => String::new(),
+                    n => format!("; only {n} garbled lines meanwhile: is the baud rate right?"),
+                };
                 return Err(BenchError::Timeout {
                     what: format!(
-                        "any line (waiting for fixture time {:.3} s)",
-                        t_us as f64 / 1e6
+                        "with any valid line (waiting for fixture time {:.3} s{garbled})",
+                        secs(t_us)
                     ),
                     timeout_ms: self.timeouts.silence.as_millis() as u64,
+                });
+            }
+            if now.duration_since(moved.1) > self.timeouts.progress {
+                return Err(BenchError::Stalled {
+                    what: format!(
+                        "fixture time stayed at {:.3} s for {} ms of wall time while waiting for {:.3} s: is its clock frozen?",
+                        secs(self.now_us),
+                        self.timeouts.progress.as_millis(),
+                        secs(t_us)
+                    ),
+                });
+            }
+            if deadline.is_some_and(|d| now > d) {
+                return Err(BenchError::Stalled {
+                    what: format!(
+                        "fixture time went from {:.3} s only to {:.3} s of {:.3} s within {} ms of wall time (the bound at time scale {}): its clock runs slow",
+                        secs(from_us),
+                        secs(self.now_us),
+                        secs(t_us),
+                        bound.map_or(0, |b| b.as_millis()),
+                        self.timeouts.time_scale
+                    ),
                 });
             }
         }
@@ -287,6 +359,7 @@ mod tests {
         let t = Timeouts {
             ack: Duration::from_millis(50),
             silence: Duration::from_millis(50),
+            ..Timeouts::default()
         };
         let err = SerialBench::over("test".into(), Box::new(Silent), t)
             .err()
@@ -365,6 +438,196 @@ mod tests {
             }
         )));
         assert!(b.fault(&SimFault::LinkDown).is_err());
+    }
+
+    /// Run `f` on its own thread and fail (instead of hanging the test run)
+    /// if it has not returned within `limit`.
+    fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(limit)
+            .unwrap_or_else(|_| panic!("still waiting after {limit:?}: a hang"))
+    }
+
+    /// A fixture that answers every command, and between answers sends
+    /// whatever `chatter` makes, forever (a line per read).
+    struct Chatty {
+        answers: Vec<u8>,
+        chatter: fn(u64) -> Vec<u8>,
+        reads: u64,
+    }
+    impl Chatty {
+        fn new(chatter: fn(u64) -> Vec<u8>) -> Self {
+            Self {
+                answers: Vec::new(),
+                chatter,
+                reads: 0,
+            }
+        }
+    }
+    impl Read for Chatty {
+        fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(1));
+            self.reads += 1;
+            let mut out = std::mem::take(&mut self.answers);
+            out.extend((self.chatter)(self.reads));
+            let n = out.len().min(b.len());
+            b[..n].copy_from_slice(&out[..n]);
+            self.answers = out[n..].to_vec();
+            Ok(n)
+        }
+    }
+    impl Write for Chatty {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if let Parsed::Line(_, Line::Command { seq, .. }) = protocol::parse_next(b) {
+                let mut l: HString<MAX_LINE> = HString::new();
+                protocol::encode(
+                    &Line::Ok {
+                        seq,
+                        info: HString::new(),
+                    },
+                    &mut l,
+                )
+                .unwrap();
+                self.answers.extend_from_slice(l.as_bytes());
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn heartbeat_at(t_us: u64) -> Vec<u8> {
+        let mut l: HString<MAX_LINE> = HString::new();
+        protocol::encode(
+            &Line::Event {
+                seq: 1,
+                t_us,
+                event: rig::protocol::Event::Heartbeat,
+            },
+            &mut l,
+        )
+        .unwrap();
+        l.as_bytes().to_vec()
+    }
+
+    /// Garbled lines forever, and never a valid one (but the answers).
+    fn babble(_: u64) -> Vec<u8> {
+        b"~~ line noise at the wrong baud rate ~~\n".to_vec()
+    }
+
+    /// Valid heartbeats whose timestamp never moves.
+    fn frozen_clock(_: u64) -> Vec<u8> {
+        heartbeat_at(1_000_000)
+    }
+
+    /// Valid heartbeats whose timestamp creeps: a microsecond per line.
+    fn slow_clock(reads: u64) -> Vec<u8> {
+        heartbeat_at(1_000_000 + reads)
+    }
+
+    fn quick() -> Timeouts {
+        Timeouts {
+            ack: Duration::from_millis(200),
+            silence: Duration::from_millis(100),
+            progress: Duration::from_millis(100),
+            ..Timeouts::default()
+        }
+    }
+
+    #[test]
+    fn a_babbling_fixture_is_a_timeout_not_a_hang() {
+        let (err, garbled) = within(Duration::from_secs(30), || {
+            let mut b = SerialBench::over("test".into(), Box::new(Chatty::new(babble)), quick())
+                .expect("HELLO is answered");
+            let mut garbled = 0;
+            let err = b
+                .run_until(5_000_000, &mut |r| {
+                    garbled += usize::from(matches!(r, Record::Garbled { .. }));
+                })
+                .expect_err("no valid line: the wait ends");
+            (err, garbled)
+        });
+        assert!(matches!(err, BenchError::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains("garbled"), "{err}");
+        assert!(garbled > 0, "the garbled lines are still reported");
+    }
+
+    #[test]
+    fn a_frozen_fixture_clock_is_a_stall_not_a_hang() {
+        let err = within(Duration::from_secs(30), || {
+            let mut b =
+                SerialBench::over("test".into(), Box::new(Chatty::new(frozen_clock)), quick())
+                    .expect("HELLO is answered");
+            b.run_until(5_000_000, &mut |_| {})
+                .expect_err("fixture time never moves: the wait ends")
+        });
+        assert!(matches!(err, BenchError::Stalled { .. }), "{err}");
+        assert!(err.to_string().contains("stayed at 1.000 s"), "{err}");
+    }
+
+    #[test]
+    fn a_slow_fixture_clock_ends_at_the_waits_bound() {
+        let err = within(Duration::from_secs(30), || {
+            let t = Timeouts {
+                margin: Duration::from_millis(100),
+                ..quick()
+            };
+            let mut b = SerialBench::over("test".into(), Box::new(Chatty::new(slow_clock)), t)
+                .expect("HELLO is answered");
+            b.run_until(1_200_000, &mut |_| {})
+                .expect_err("fixture time creeps: the wait ends at its bound")
+        });
+        assert!(matches!(err, BenchError::Stalled { .. }), "{err}");
+        assert!(err.to_string().contains("of 1.200 s"), "{err}");
+    }
+
+    /// The runner turns a stalled bench into a partial trace marked
+    /// incomplete (the CLI's exit 3).
+    #[test]
+    fn a_stalled_serial_run_is_incomplete_with_a_partial_trace() {
+        for chatter in [babble as fn(u64) -> Vec<u8>, frozen_clock] {
+            let run = within(Duration::from_secs(30), move || {
+                let sc = crate::scenario::tests::tiny();
+                let mut b =
+                    SerialBench::over("test".into(), Box::new(Chatty::new(chatter)), quick())
+                        .expect("HELLO is answered");
+                crate::runner::run(&sc, &mut b, 1)
+            });
+            assert_eq!(run.verdict, crate::runner::Verdict::Incomplete);
+            let text = run.trace.canonical();
+            assert!(
+                text.lines()
+                    .last()
+                    .is_some_and(|l| l.starts_with("# INCOMPLETE")),
+                "{text}"
+            );
+        }
+    }
+
+    /// Heartbeats stamped at the end of the fixture's clock.
+    fn clock_at_its_end(_: u64) -> Vec<u8> {
+        heartbeat_at(u64::MAX - 1)
+    }
+
+    /// Fixture time is received, not trusted: the runner's sums with it
+    /// saturate instead of overflowing.
+    #[test]
+    fn a_fixture_clock_at_its_end_is_incomplete_not_a_panic() {
+        let run = within(Duration::from_secs(30), || {
+            let sc = crate::scenario::tests::tiny();
+            let mut b = SerialBench::over(
+                "test".into(),
+                Box::new(Chatty::new(clock_at_its_end)),
+                quick(),
+            )
+            .expect("HELLO is answered");
+            crate::runner::run(&sc, &mut b, 1)
+        });
+        assert_eq!(run.verdict, crate::runner::Verdict::Incomplete);
     }
 
     #[test]

@@ -20,12 +20,11 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 use firmware::charge_point::PilotOutput;
 use firmware::pilot::PilotLevels;
-use firmware::sharing::config::{self as fw, GroupConfig};
+use firmware::sharing::config::GroupConfig;
 use firmware::sharing::frame::MAX_FRAME;
-use firmware::sharing::meter::MeterConfig;
 use firmware::station::Station as Firmware;
 use firmware::telemetry;
-use firmware::time::{secs, us, Duration};
+use firmware::time::us;
 use heapless::String as HString;
 use rig::fixture::{Fixture, FixtureConfig};
 use rig::pilot::Source;
@@ -33,7 +32,7 @@ use rig::protocol::{self, Command, Line, Parsed, MAX_LINE};
 use rig::rng::SplitMix64;
 
 use crate::bench::{Bench, BenchError, Record, SimFault};
-use crate::scenario::{MeterMode, Scenario};
+use crate::scenario::Scenario;
 
 /// Most stations (and fixture channels) in one virtual site.
 pub const MAX_STATIONS: usize = 256;
@@ -131,62 +130,6 @@ mod board {
     pub type Board = firmware::hal::Board<Pwm, Coil, Sense, Adc, Amps>;
 }
 
-/// The group configuration every station of the scenario is commissioned with.
-#[must_use]
-pub fn group_config(sc: &Scenario) -> GroupConfig {
-    let mut nodes = heapless::Vec::new();
-    for n in &sc.nodes {
-        let _ = nodes.push(fw::NodeConfig {
-            parent: n.parent.map(|p| p as u16),
-            limit_da: n.limit_da,
-            breaker_da: n.breaker_da,
-        });
-    }
-    let mut stations = heapless::Vec::new();
-    for s in &sc.stations {
-        let _ = stations.push(s.config());
-    }
-    let timing = fw::Timing {
-        cycle: Duration::from_ticks(sc.sharing.cycle_us),
-        silent_after: Duration::from_ticks(sc.sharing.silent_after_us),
-        leader_timeout: Duration::from_ticks(sc.sharing.leader_timeout_us),
-        car_allowance: secs(5),
-        join_interval: secs(1),
-        rotation_period: sc.sharing.rotation_us.map(Duration::from_ticks),
-    };
-    let dynamic = sc.meter.as_ref().map(|m| fw::DynamicConfig {
-        mode: match m.mode {
-            MeterMode::Headroom => fw::DynamicMode::Headroom,
-            MeterMode::Solar => fw::DynamicMode::SolarSurplus,
-        },
-        node: m.node as u16,
-        meter: MeterConfig::default(),
-        worst_case_other_da: m.worst_case_other_da,
-        margin_da: m.margin_da,
-        resume_margin_da: m.resume_margin_da,
-        min_pause: Duration::from_ticks(m.min_pause_us),
-        peak_hold_readings: m.peak_hold,
-        solar_start_margin_da: m.solar_start_margin_da,
-        solar_start_delay: Duration::from_ticks(m.solar_start_delay_us),
-        solar_stop_margin_da: m.solar_stop_margin_da,
-        solar_stop_delay: Duration::from_ticks(m.solar_stop_delay_us),
-    });
-    let mut key = [0x5Bu8; 32];
-    for (i, b) in sc.name.bytes().enumerate() {
-        key[i % 32] ^= b;
-    }
-    GroupConfig {
-        group: 1,
-        key,
-        enabled: sc.sharing.enabled,
-        leader: sc.stations.iter().find(|s| s.leader).map_or(0, |s| s.id),
-        nodes,
-        stations,
-        timing,
-        dynamic,
-    }
-}
-
 struct Station {
     id: u8,
     /// The firmware on its board: `firmware::station` behind embedded-hal
@@ -282,7 +225,7 @@ impl VirtualBench {
                 sc.stations.len()
             )));
         }
-        let cfg = group_config(sc);
+        let cfg = sc.group_config();
         let capture = rig::capture::CaptureConfig {
             pwm_timeout: None,
             ..rig::capture::CaptureConfig::default()

@@ -88,3 +88,372 @@ fn errors_name_file_line_column_and_what_was_expected() {
     let e = err(&TINY.replace("time = \"40s\"", "time = \"0s\""));
     assert!(e.message.contains("time order"), "{e}");
 }
+
+/// Line and column (1-based) where `needle` first occurs in `text`.
+fn at(text: &str, needle: &str) -> (usize, usize) {
+    let offset = text.find(needle).expect("needle in text");
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = offset - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// `TINY` with `extra` appended (more steps or tables).
+fn tiny_with(extra: &str) -> String {
+    format!("{TINY}{extra}")
+}
+
+/// Refused, at the position of `needle`, with a message containing every one of `parts`.
+fn refused_at(text: &str, needle: &str, parts: &[&str]) {
+    let e = err(text);
+    assert_eq!(
+        (e.line, e.column),
+        at(text, needle),
+        "position of {needle:?}: {e}"
+    );
+    for p in parts {
+        assert!(e.message.contains(p), "{p:?} not in: {e}");
+    }
+}
+
+#[test]
+fn a_station_breaker_under_6a_is_refused_as_the_firmware_does() {
+    // Passed `check` once, and failed at bench setup.
+    let text = TINY.replace(
+        "nameplate = \"32A\"\nleader = true",
+        "nameplate = \"32A\"\nbreaker = \"5A\"\nleader = true",
+    );
+    refused_at(
+        &text,
+        "\"5A\"",
+        &["station 0", "below the 60 dA (6 A) minimum"],
+    );
+}
+
+#[test]
+fn a_nameplate_outside_the_firmwares_range_is_refused_at_its_key() {
+    let text = TINY.replace(
+        "nameplate = \"32A\"\nleader = true",
+        "nameplate = \"90A\"\nleader = true",
+    );
+    refused_at(&text, "\"90A\"", &["station 0", "outside 60..=800 dA"]);
+}
+
+#[test]
+fn the_firmwares_group_rules_name_the_offending_key_not_1_1() {
+    // Fallbacks over the node's limit: at the node's limit.
+    let text = TINY.replace(
+        "fallback = \"16A\"\n[[station]]",
+        "fallback = \"30A\"\n[[station]]",
+    );
+    refused_at(
+        &text,
+        "\"32A\"\nbreaker",
+        &["fallbacks under node 0", "node 0 is \"circuit\"", "460 dA"],
+    );
+
+    // 6 A each without rotation: at the node's limit.
+    let text = TINY
+        .replace("limit = \"32A\"", "limit = \"10A\"")
+        .replace("fallback = \"16A\"", "fallback = \"0A\"")
+        + "[sharing]\nrotation = \"off\"\n";
+    refused_at(
+        &text,
+        "\"10A\"",
+        &["need 120 dA for 6 A each", "turn rotation on"],
+    );
+
+    // A fallback over the station's own cap: at the fallback.
+    let text = TINY.replace(
+        "nameplate = \"32A\"\nfallback = \"16A\"",
+        "nameplate = \"16A\"\nfallback = \"20A\"",
+    );
+    refused_at(
+        &text,
+        "\"20A\"",
+        &["station 1 fallback", "0 or 60 dA..=its cap"],
+    );
+
+    // Unsafe timing: at the key that breaks the rule.
+    let text = tiny_with("[sharing]\nsilent_after = \"1500ms\"\n");
+    refused_at(
+        &text,
+        "\"1500ms\"",
+        &["silent_after must be at least two cycles"],
+    );
+    let text = tiny_with("[sharing]\nleader_timeout = \"3s\"\n");
+    refused_at(
+        &text,
+        "\"3s\"\n",
+        &["leader_timeout longer than silent_after"],
+    );
+}
+
+#[test]
+fn a_sharing_cycle_of_zero_is_refused() {
+    // Ran stuck at t=0 once.
+    let text = tiny_with("[sharing]\ncycle = \"0s\"\n");
+    refused_at(&text, "\"0s\"", &["expected cycle of at least 19792us"]);
+}
+
+#[test]
+fn a_sharing_cycle_too_short_to_poll_the_group_is_refused() {
+    // 1 us never finished once. 2 stations x 2 frames x 57 bytes x 10 bits
+    // at 115200 baud: 19792 us.
+    let text =
+        tiny_with("[sharing]\ncycle = \"1us\"\nsilent_after = \"3us\"\nleader_timeout = \"5us\"\n");
+    refused_at(
+        &text,
+        "\"1us\"",
+        &[
+            "2 stations x 2 frames x 57 bytes x 10 bits / 115200 baud",
+            "at least 19792us",
+        ],
+    );
+    // 256 stations at 9600 baud need 30.4 s.
+    let mut text = String::from("duration = \"1h\"\n[[node]]\nname = \"n\"\nlimit = \"2000A\"\n");
+    for id in 0..=255u8 {
+        text.push_str(&format!(
+            "[[station]]\nid = {id}\nnode = \"n\"\nnameplate = \"6A\"\n{}\n",
+            if id == 0 { "leader = true" } else { "" }
+        ));
+    }
+    text.push_str("[sharing]\ncycle = \"30s\"\nsilent_after = \"90s\"\nleader_timeout = \"2min\"\n[bench]\nlink_baud = 9600\n");
+    refused_at(
+        &text,
+        "\"30s\"",
+        &[
+            "256 stations",
+            "9600 baud",
+            "at least 30400000us (30.400 s)",
+        ],
+    );
+    let ok = text.replace("cycle = \"30s\"", "cycle = \"31s\"");
+    assert!(Scenario::parse(Path::new("ok.toml"), &ok).is_ok());
+}
+
+#[test]
+fn the_default_cycle_is_refused_at_the_first_station_it_cannot_poll() {
+    // 1 s at 115200 baud polls 101 stations (101 x 1140 bits = 0.9995 s).
+    let mut text = String::from("duration = \"1h\"\n[[node]]\nname = \"n\"\nlimit = \"2000A\"\n");
+    for id in 0..102u8 {
+        text.push_str(&format!(
+            "[[station]]\nid = {id}\nnode = \"n\"\nnameplate = \"6A\"\n{}\n",
+            if id == 0 { "leader = true" } else { "" }
+        ));
+    }
+    let e = err(&text);
+    let (line, column) = at(&text, "id = 101");
+    assert_eq!((e.line, e.column), (line, column + 5), "{e}");
+    assert!(
+        e.message.contains("102 stations") && e.message.contains("found 1000000us"),
+        "{e}"
+    );
+}
+
+#[test]
+fn more_stations_than_the_firmware_holds_are_refused() {
+    let mut text = String::from("duration = \"1h\"\n[[node]]\nname = \"n\"\nlimit = \"2000A\"\n");
+    for i in 0..=256u16 {
+        text.push_str(&format!(
+            "[[station]]\nid = {}\nnode = \"n\"\nnameplate = \"6A\"\n{}\n",
+            i % 256,
+            if i == 0 { "leader = true" } else { "" }
+        ));
+    }
+    let e = err(&text);
+    assert!(
+        e.message
+            .contains("at most 256 stations (the firmware's MAX_STATIONS)"),
+        "{e}"
+    );
+    // The last block: [[station]], id = 0 (the 257th id), node, nameplate, "".
+    assert_eq!(
+        (e.line, e.column),
+        (text.lines().count() - 3, 6),
+        "at the 257th station's id: {e}"
+    );
+}
+
+#[test]
+fn a_link_baud_of_zero_is_refused() {
+    let text = tiny_with("[bench]\nlink_baud = 0\n");
+    let e = err(&text);
+    let (line, column) = at(&text, "link_baud = 0");
+    assert_eq!((e.line, e.column), (line, column + 12), "{e}");
+    assert!(
+        e.message.contains("expected link_baud of at least 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn durations_that_overflow_or_exceed_7_days_are_refused() {
+    let text = TINY.replace("duration = \"2min\"", "duration = \"100000000000000s\"");
+    refused_at(&text, "\"100000000000000s\"", &["2^64 microseconds"]);
+    let text = TINY.replace("duration = \"2min\"", "duration = \"8days\"");
+    refused_at(&text, "\"8days\"", &["up to 7 days", "most simulated time"]);
+    let text = TINY.replace("duration = \"2min\"", "duration = \"7days\"");
+    assert!(Scenario::parse(Path::new("ok.toml"), &text).is_ok());
+    // Every duration, not only the scenario's.
+    let text = tiny_with("[expect]\nconverge_within = \"30days\"\n")
+        .replace("[expect]\nreference = true\n", "");
+    refused_at(&text, "\"30days\"", &["up to 7 days"]);
+}
+
+#[test]
+fn currents_that_overflow_their_unit_are_refused_with_the_range() {
+    // A 300,000,000 A load became a negative load once.
+    let text = tiny_with(
+        "[[at]]\ntime = \"50s\"\ndo = \"load-on\"\nname = \"oven\"\ncurrent = \"300000000A\"\n",
+    );
+    refused_at(
+        &text,
+        "\"300000000A\"",
+        &["expected a current from -10000A to 10000A"],
+    );
+    // "4294967295A" once read as "at most one decimal".
+    let text = TINY.replace("limit = \"32A\"", "limit = \"4294967295A\"");
+    refused_at(
+        &text,
+        "\"4294967295A\"",
+        &["expected a current from 0A to 10000A"],
+    );
+    // A station current past 16 bits.
+    let text = TINY.replace(
+        "breaker = \"40A\"",
+        "breaker = \"40A\"\n[bench]\ncurrent_offset = \"-4000A\"",
+    );
+    refused_at(
+        &text,
+        "\"-4000A\"",
+        &["expected a current from -3276.7A to 3276.7A"],
+    );
+}
+
+#[test]
+fn probabilities_must_be_numbers_from_0_to_1() {
+    // NaN, infinite and negative values were clamped silently once.
+    for (key, value) in [
+        ("loss", "nan"),
+        ("loss", "inf"),
+        ("corrupt", "-0.1"),
+        ("corrupt", "1.5"),
+    ] {
+        let text = tiny_with(&format!(
+            "[[at]]\ntime = \"50s\"\ndo = \"noise\"\n{key} = {value}\n"
+        ));
+        let e = err(&text);
+        let (line, column) = at(&text, &format!("{key} = {value}"));
+        assert_eq!((e.line, e.column), (line, column + key.len() + 3), "{e}");
+        assert!(
+            e.message.contains(&format!("expected {key} from 0 to 1")),
+            "{e}"
+        );
+    }
+    let text = tiny_with("[[at]]\ntime = \"50s\"\ndo = \"noise\"\nloss = 0.5\ncorrupt = 1\n");
+    assert!(Scenario::parse(Path::new("ok.toml"), &text).is_ok());
+}
+
+#[test]
+fn more_nodes_than_the_firmware_holds_are_refused() {
+    // Nodes past 128 were dropped once, then reported as "unknown node".
+    let mut text = String::from("duration = \"1min\"\n");
+    for i in 0..=128 {
+        text.push_str(&format!("[[node]]\nname = \"n{i}\"\nlimit = \"32A\"\n"));
+    }
+    text.push_str("[[station]]\nid = 0\nnode = \"n128\"\nnameplate = \"16A\"\nleader = true\n");
+    refused_at(&text, "\"n128\"", &["at most 128 nodes", "MAX_NODES"]);
+}
+
+#[test]
+fn expectations_over_a_nodes_limit_or_a_stations_cap_are_refused() {
+    let step = |expect: &str| {
+        TINY.replace("reference = true", "reference = false")
+            + &format!("[[at]]\ntime = \"60s\"\ndo = \"check\"\nexpect = {expect}\n")
+    };
+    // 32 + 32 A on a 32 A circuit: the firmware never offers that.
+    let text = step("[\"32A\", \"32A\"]");
+    refused_at(
+        &text,
+        "[\"32A\", \"32A\"]",
+        &[
+            "add up to 64A on L1 under node \"circuit\"",
+            "over its 32A limit",
+        ],
+    );
+    // Over the station's own cap.
+    let text = TINY
+        .replace("reference = true", "reference = false")
+        .replace(
+            "nameplate = \"32A\"\nfallback",
+            "nameplate = \"16A\"\nfallback",
+        )
+        + "[[at]]\ntime = \"60s\"\ndo = \"check\"\nexpect = [\"6A\", \"20A\"]\n";
+    refused_at(&text, "\"20A\"]", &["station 1", "at most its 16A cap"]);
+    // Within both: loads.
+    assert!(Scenario::parse(Path::new("ok.toml"), &step("[\"16A\", \"16A\"]")).is_ok());
+}
+
+#[test]
+fn more_loads_than_the_fixture_holds_are_refused() {
+    // The fixture refused the 17th load mid-run once (an incomplete run).
+    let mut text = TINY.to_string();
+    for i in 0..=16 {
+        text.push_str(&format!(
+            "[[at]]\ntime = \"{}s\"\ndo = \"load-on\"\nname = \"appliance{i}\"\ncurrent = \"1A\"\n",
+            41 + i
+        ));
+    }
+    refused_at(
+        &text,
+        "\"appliance16\"",
+        &["at most 16 distinct load names", "this is load 17"],
+    );
+    // Switching one load on and off again is one load.
+    let again = text.replace("appliance16", "appliance0");
+    assert!(Scenario::parse(Path::new("ok.toml"), &again).is_ok());
+}
+
+#[test]
+fn percentages_over_100_are_refused() {
+    let text = tiny_with("[[car]]\nstation = 0\nsoc = 150\n");
+    refused_at(&text, "150", &["expected soc from 0 to 100"]);
+}
+
+#[test]
+fn every_refusal_has_a_position_past_1_1() {
+    let e = err(&TINY.replace("[expect]\n", "[expect]\nknown_violations = [\"fly\"]\n"));
+    let text = TINY.replace("[expect]\n", "[expect]\nknown_violations = [\"fly\"]\n");
+    assert_eq!((e.line, e.column), at(&text, "\"fly\""), "{e}");
+    assert!(e.message.contains("unknown check \"fly\""), "{e}");
+
+    // Nothing to point at: the end of the file, where it is missing.
+    let text = "duration = \"1min\"\n[[node]]\nname = \"n\"\nlimit = \"32A\"\n";
+    let e = err(text);
+    assert_eq!((e.line, e.column), (5, 1), "{e}");
+    assert!(
+        e.message.contains("expected at least one [[station]]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_binary_or_non_utf8_file_gets_a_position() {
+    let dir = std::env::temp_dir().join(format!("sharebench-utf8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("latin1.toml");
+    // "é" in Latin-1 on line 2, column 12.
+    std::fs::write(&path, b"duration = \"1min\"\nname = \"caf\xe9\"\n").unwrap();
+    let e = Scenario::load(&path).unwrap_err();
+    assert_eq!((e.line, e.column), (2, 12), "{e}");
+    assert!(
+        e.message.contains("not UTF-8 text") && e.message.contains("0xE9"),
+        "{e}"
+    );
+    let path = dir.join("binary.toml");
+    std::fs::write(&path, b"duration = \"1min\"\n\x7fELF\x02\x01\x01\x00\x00").unwrap();
+    let e = Scenario::load(&path).unwrap_err();
+    assert_eq!((e.line, e.column), (2, 1), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
