@@ -63,9 +63,10 @@ fn run_one(path: &Path) -> Result<Completion, Failed> {
         }
     };
     let mut problems = Vec::new();
-    if run.verdict == Verdict::Incomplete {
+    if matches!(run.verdict, Verdict::Incomplete | Verdict::Refused) {
         problems.push(format!(
-            "incomplete: {}",
+            "{:?}: {}",
+            run.verdict,
             run.trace.incomplete.clone().unwrap_or_default()
         ));
     }

@@ -8,6 +8,7 @@
 //!
 //! - [`pilot`]: the duty-cycle table and pilot level sensing.
 //! - [`charge_point`]: one charging point's state machine and timing.
+//! - [`commission`]: the site plan a station is given, authenticated.
 //! - [`sharing`]: leader and followers, allocation, the meter client.
 //! - [`station`]: THE station main loop (charge point + role + telemetry).
 //! - [`telemetry`]: the station's debug-channel lines, encoded and parsed.
@@ -19,6 +20,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod charge_point;
+pub mod commission;
 pub mod hal;
 pub mod pilot;
 pub mod sharing;

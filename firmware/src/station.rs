@@ -22,14 +22,15 @@
 use heapless::{Deque, Vec};
 
 use crate::charge_point::{
-    ChargePoint, ChargePointConfig, ConfigError, Event, Fault, PilotOutput, Status,
+    ChargePoint, ChargePointConfig, ConfigError, Event, PilotOutput, Status,
 };
+use crate::commission::{Commission, Receiver};
 use crate::pilot::PilotLevels;
 use crate::sharing::config::{GroupConfig, GroupConfigError, MAX_NODES, MAX_STATIONS};
 use crate::sharing::follower::FollowerError;
-use crate::sharing::frame::MAX_FRAME;
+use crate::sharing::frame::{Key, MAX_FRAME};
 use crate::sharing::{Follower, Leader};
-use crate::telemetry::{RoleKind, Telemetry};
+use crate::telemetry::{Refusal, RoleKind, Telemetry};
 use crate::time::{earliest, Instant};
 
 /// A change a board applies to its pins.
@@ -87,17 +88,71 @@ struct Shown {
 /// Telemetry lines a station holds before the driver drains them.
 const TELEMETRY_QUEUE: usize = 16;
 
-/// One station. See the module documentation.
+/// A station running on a configuration it has validated.
 #[derive(Debug)]
-pub struct Station<const S: usize = MAX_STATIONS, const N: usize = MAX_NODES> {
+struct Running<const S: usize, const N: usize> {
     id: u8,
     point: ChargePoint,
     role: Role<S, N>,
+    shown: Shown,
+}
+
+/// One station. See the module documentation.
+///
+/// A station image boots [`Station::awaiting`] its site plan, which the
+/// harness sends on the debug channel ([`crate::commission`]); until then
+/// it offers nothing. [`Station::new`] starts one on a plan directly (tests,
+/// and an image built for one site).
+#[derive(Debug)]
+pub struct Station<const S: usize = MAX_STATIONS, const N: usize = MAX_NODES> {
+    receiver: Receiver<S, N>,
+    boot: u32,
+    /// Configurations taken since boot: each gets a fresh boot id on the
+    /// link, so a peer never takes its frames for replays.
+    configs: u32,
+    run: Option<Running<S, N>>,
+    io: Io,
+}
+
+/// What a station has for its driver: pin changes and telemetry lines.
+#[derive(Debug, Default)]
+struct Io {
     outputs: Deque<Output, 8>,
     telemetry: Deque<Telemetry, TELEMETRY_QUEUE>,
     /// Telemetry lines that did not fit, reported when there is room.
     telemetry_lost: u16,
-    shown: Shown,
+}
+
+impl Io {
+    fn report(&mut self, t: Telemetry) {
+        if self.telemetry.push_back(t).is_err() {
+            self.telemetry_lost = self.telemetry_lost.saturating_add(1);
+        }
+    }
+
+    /// Report ahead of what is queued (the acceptance of a plan comes
+    /// before the boot it caused).
+    fn report_first(&mut self, t: Telemetry) {
+        if self.telemetry.push_front(t).is_err() {
+            self.telemetry_lost = self.telemetry_lost.saturating_add(1);
+        }
+    }
+
+    fn push_output(&mut self, o: Output) {
+        // The board drains outputs after every call; should one not, the
+        // newest pin state wins: an older change of the same pin is dropped.
+        if self.outputs.is_full() {
+            let same_pin = |x: &Output| core::mem::discriminant(x) == core::mem::discriminant(&o);
+            let mut kept: Deque<Output, 8> = Deque::new();
+            while let Some(x) = self.outputs.pop_front() {
+                if !same_pin(&x) {
+                    let _ = kept.push_back(x);
+                }
+            }
+            self.outputs = kept;
+        }
+        let _ = self.outputs.push_back(o);
+    }
 }
 
 /// The charge point settings a station derives from its entry in the
@@ -118,15 +173,43 @@ pub fn point_config<const S: usize, const N: usize>(
 }
 
 impl<const S: usize, const N: usize> Station<S, N> {
-    /// Station `id` of `group`, booting at `now`. `boot` must differ at
-    /// every boot (a boot counter in flash or a hardware RNG).
+    /// A station that waits for its site plan, authenticated with
+    /// `bench_key`. `boot` must differ at every boot (a boot counter in
+    /// flash or a hardware RNG).
+    #[must_use]
+    pub fn awaiting(bench_key: Key, boot: u32) -> Self {
+        Self {
+            receiver: Receiver::new(bench_key),
+            boot,
+            configs: 0,
+            run: None,
+            io: Io::default(),
+        }
+    }
+
+    /// Station `id` of `group`, booting at `now` on that plan (validated
+    /// here as a commissioned one is).
     pub fn new(
         group: GroupConfig<S, N>,
         id: u8,
         boot: u32,
         now: Instant,
     ) -> Result<Self, StationError> {
+        let mut s = Self::awaiting(crate::commission::DEFAULT_BENCH_KEY, boot);
+        s.start(group, id, now)?;
+        Ok(s)
+    }
+
+    fn start(
+        &mut self,
+        group: GroupConfig<S, N>,
+        id: u8,
+        now: Instant,
+    ) -> Result<(), StationError> {
         let point = ChargePoint::new(point_config(&group, id)?).map_err(StationError::Point)?;
+        let boot = self
+            .boot
+            .wrapping_add(self.configs.wrapping_mul(0x9E37_79B9));
         let (role, kind) = if id == group.leader {
             (
                 Role::Leader(Leader::new(group, boot, now).map_err(StationError::Group)?),
@@ -141,112 +224,168 @@ impl<const S: usize, const N: usize> Station<S, N> {
                 RoleKind::Follower,
             )
         };
-        let mut s = Self {
+        self.configs = self.configs.wrapping_add(1);
+        if self.run.is_some() {
+            // A new plan replaces a running one: the pins go safe first.
+            self.io.push_output(Output::Contactor(false));
+            self.io.push_output(Output::Pilot(PilotOutput::Steady));
+        }
+        self.run = Some(Running {
             id,
             point,
             role,
-            outputs: Deque::new(),
-            telemetry: Deque::new(),
-            telemetry_lost: 0,
             shown: Shown {
                 // The leader is its own group.
                 joined: kind == RoleKind::Leader,
-                // A station boots offering nothing: a first grant of 0 is no news.
+                // A station starts offering nothing: a first grant of 0 is no news.
                 grant: Some(0),
                 ..Shown::default()
             },
+        });
+        self.io.report(Telemetry::Boot { role: kind });
+        self.settle(now);
+        Ok(())
+    }
+
+    /// This station's id, once it has a plan.
+    #[must_use]
+    pub fn id(&self) -> Option<u8> {
+        self.run.as_ref().map(|r| r.id)
+    }
+
+    /// The plan it runs on, to keep across reboots (a board writes it to
+    /// flash with [`crate::commission::encode`] and feeds it back through
+    /// [`Self::handle_debug_rx`] at boot).
+    #[must_use]
+    pub fn commission(&self) -> Option<Commission<S, N>> {
+        let r = self.run.as_ref()?;
+        let group = match &r.role {
+            Role::Leader(l) => l.config().clone(),
+            Role::Follower(f) => f.config().clone(),
         };
-        s.report(Telemetry::Boot { role: kind });
-        s.settle(now);
-        Ok(s)
+        Some(Commission { id: r.id, group })
     }
 
+    /// The charge point's status (what a board may show on its display);
+    /// `None` before the station has a plan.
     #[must_use]
-    pub fn id(&self) -> u8 {
-        self.id
-    }
-
-    /// The charge point's status (what a board may show on its display).
-    #[must_use]
-    pub fn status(&self) -> Status {
-        self.point.status()
+    pub fn status(&self) -> Option<Status> {
+        self.run.as_ref().map(|r| r.point.status())
     }
 
     /// What the pilot drives now.
     #[must_use]
     pub fn pilot_output(&self) -> PilotOutput {
-        self.point.pilot_output()
+        self.run
+            .as_ref()
+            .map_or(PilotOutput::Steady, |r| r.point.pilot_output())
     }
 
-    /// The leader part, if this station leads (for tests and telemetry).
+    /// The leader part, if this station leads (for tests).
     #[must_use]
     pub fn leader(&self) -> Option<&Leader<S, N>> {
-        match &self.role {
-            Role::Leader(l) => Some(l),
-            Role::Follower(_) => None,
+        match self.run.as_ref().map(|r| &r.role) {
+            Some(Role::Leader(l)) => Some(l),
+            _ => None,
         }
     }
 
     /// The follower part, if this station follows.
     #[must_use]
     pub fn follower(&self) -> Option<&Follower<S, N>> {
-        match &self.role {
-            Role::Follower(f) => Some(f),
-            Role::Leader(_) => None,
+        match self.run.as_ref().map(|r| &r.role) {
+            Some(Role::Follower(f)) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Bytes from the debug channel: commissioning messages. A plan that
+    /// validates replaces the one running (reported `config accepted`); one
+    /// that does not is reported with its reason and changes nothing.
+    pub fn handle_debug_rx(&mut self, now: Instant, bytes: &[u8]) {
+        for &b in bytes {
+            match self.receiver.handle_byte(b) {
+                Some(Ok(c)) => {
+                    let (stations, nodes) = (c.group.stations.len(), c.group.nodes.len());
+                    // The receiver ran every check `start` runs.
+                    if self.start(c.group, c.id, now).is_ok() {
+                        self.io.report_first(Telemetry::ConfigAccepted {
+                            stations: u16::try_from(stations).unwrap_or(u16::MAX),
+                            nodes: u16::try_from(nodes).unwrap_or(u16::MAX),
+                        });
+                    } else {
+                        self.io.report(Telemetry::ConfigRefused(Refusal::Invalid));
+                    }
+                }
+                Some(Err(r)) => self.io.report(Telemetry::ConfigRefused(r)),
+                None => {}
+            }
         }
     }
 
     /// One pilot sample (high and low plateaus).
     pub fn handle_pilot(&mut self, now: Instant, levels: PilotLevels) {
-        self.point.handle_pilot(now, levels);
-        self.settle(now);
+        if let Some(r) = self.run.as_mut() {
+            r.point.handle_pilot(now, levels);
+            self.settle(now);
+        }
     }
 
     /// Measured current per phase, deciamps.
     pub fn handle_current(&mut self, now: Instant, measured_da: [u16; 3]) {
-        self.point.handle_current(now, measured_da);
-        self.settle(now);
+        if let Some(r) = self.run.as_mut() {
+            r.point.handle_current(now, measured_da);
+            self.settle(now);
+        }
     }
 
     /// The contactor's auxiliary contact.
     pub fn handle_relay_sense(&mut self, now: Instant, closed: bool) {
-        self.point.handle_relay_sense(now, closed);
-        self.settle(now);
+        if let Some(r) = self.run.as_mut() {
+            r.point.handle_relay_sense(now, closed);
+            self.settle(now);
+        }
     }
 
     /// Bytes from the RS-485 sharing link.
     pub fn handle_link_rx(&mut self, now: Instant, bytes: &[u8]) {
-        match &mut self.role {
-            Role::Leader(l) => l.handle_rx(now, bytes),
-            Role::Follower(f) => f.handle_rx(now, bytes),
+        if let Some(r) = self.run.as_mut() {
+            match &mut r.role {
+                Role::Leader(l) => l.handle_rx(now, bytes),
+                Role::Follower(f) => f.handle_rx(now, bytes),
+            }
+            self.settle(now);
         }
-        self.settle(now);
     }
 
     /// Bytes from the meter's Modbus line (the leader reads the meter).
     pub fn handle_meter_rx(&mut self, now: Instant, bytes: &[u8]) {
-        if let Role::Leader(l) = &mut self.role {
-            l.handle_meter_rx(now, bytes);
+        if let Some(r) = self.run.as_mut() {
+            if let Role::Leader(l) = &mut r.role {
+                l.handle_meter_rx(now, bytes);
+            }
+            self.settle(now);
         }
-        self.settle(now);
     }
 
     /// Run every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.point.handle_timeout(now);
-        self.settle(now);
+        if let Some(r) = self.run.as_mut() {
+            r.point.handle_timeout(now);
+            self.settle(now);
+        }
     }
 
     /// The next pin change.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        self.io.outputs.pop_front()
     }
 
     /// The next frame for the sharing link, encoded into `buf`.
     #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut [u8; MAX_FRAME]) -> Option<usize> {
-        match &mut self.role {
+        match &mut self.run.as_mut()?.role {
             Role::Leader(l) => l.poll_transmit(buf),
             Role::Follower(f) => f.poll_transmit(buf),
         }
@@ -255,7 +394,7 @@ impl<const S: usize, const N: usize> Station<S, N> {
     /// The next request for the meter's line.
     #[must_use]
     pub fn poll_meter_transmit(&mut self) -> Option<Vec<u8, 16>> {
-        match &mut self.role {
+        match &mut self.run.as_mut()?.role {
             Role::Leader(l) => l.poll_meter_transmit(),
             Role::Follower(_) => None,
         }
@@ -265,41 +404,41 @@ impl<const S: usize, const N: usize> Station<S, N> {
     /// ([`Telemetry::encode`] gives its bytes).
     #[must_use]
     pub fn poll_telemetry(&mut self) -> Option<Telemetry> {
-        let t = self.telemetry.pop_front();
-        if self.telemetry_lost > 0 && !self.telemetry.is_full() {
+        let io = &mut self.io;
+        let t = io.telemetry.pop_front();
+        if io.telemetry_lost > 0 && !io.telemetry.is_full() {
             // Say what was lost, once there is room to.
-            let _ = self.telemetry.push_back(Telemetry::Lost {
-                count: self.telemetry_lost,
+            let _ = io.telemetry.push_back(Telemetry::Lost {
+                count: io.telemetry_lost,
             });
-            self.telemetry_lost = 0;
+            io.telemetry_lost = 0;
         }
         t
     }
 
-    /// When [`Self::handle_timeout`] must be called next.
+    /// When [`Self::handle_timeout`] must be called next; `None` before
+    /// the station has a plan.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let role = match &self.role {
+        let r = self.run.as_ref()?;
+        let role = match &r.role {
             Role::Leader(l) => l.poll_timeout(),
             Role::Follower(f) => f.poll_timeout(),
         };
-        earliest(self.point.poll_timeout(), role)
-    }
-
-    fn report(&mut self, t: Telemetry) {
-        if self.telemetry.push_back(t).is_err() {
-            self.telemetry_lost = self.telemetry_lost.saturating_add(1);
-        }
+        earliest(r.point.poll_timeout(), role)
     }
 
     /// The loop: role timers, allocation to the point, the point's outputs,
     /// its status back to the role, until nothing moves.
     fn settle(&mut self, now: Instant) {
+        let (Some(r), io) = (self.run.as_mut(), &mut self.io) else {
+            return;
+        };
         // Each round either applies an allocation or moves an output; both
         // settle within a few rounds (an allocation is applied once, and
         // the point's outputs follow from it).
         for _ in 0..8 {
-            let alloc = match &mut self.role {
+            let alloc = match &mut r.role {
                 Role::Leader(l) => {
                     l.handle_timeout(now);
                     l.poll_local_allocation()
@@ -309,28 +448,31 @@ impl<const S: usize, const N: usize> Station<S, N> {
                     f.poll_allocation()
                 }
             };
-            self.report_link();
+            report_link(r, io);
             if let Some(a) = alloc {
-                self.point.handle_allocation(now, a);
-                self.report_allocation(a);
+                r.point.handle_allocation(now, a);
+                report_allocation(r, io, a);
             }
             let mut moved = false;
-            while let Some(e) = self.point.poll_event() {
+            while let Some(e) = r.point.poll_event() {
                 match e {
                     Event::Pilot(p) => {
                         moved = true;
-                        self.push_output(Output::Pilot(p));
+                        io.push_output(Output::Pilot(p));
                     }
                     Event::Contactor(c) => {
                         moved = true;
-                        self.push_output(Output::Contactor(c));
+                        io.push_output(Output::Contactor(c));
                     }
-                    Event::Fault(f) => self.report_fault(f),
+                    Event::Fault(f) => {
+                        r.shown.fault = true;
+                        io.report(Telemetry::Fault(f));
+                    }
                     Event::State(_) => {}
                 }
             }
-            let status = self.point.status();
-            match &mut self.role {
+            let status = r.point.status();
+            match &mut r.role {
                 Role::Leader(l) => l.handle_local_status(now, &status),
                 Role::Follower(f) => f.handle_local_status(&status),
             }
@@ -338,65 +480,44 @@ impl<const S: usize, const N: usize> Station<S, N> {
                 break;
             }
         }
-        self.report_link();
-        if self.shown.fault && self.point.status().fault.is_none() {
-            self.shown.fault = false;
-            self.report(Telemetry::FaultCleared);
+        report_link(r, io);
+        if r.shown.fault && r.point.status().fault.is_none() {
+            r.shown.fault = false;
+            io.report(Telemetry::FaultCleared);
         }
     }
+}
 
-    fn push_output(&mut self, o: Output) {
-        // The board drains outputs after every call; should one not, the
-        // newest pin state wins: an older change of the same pin is dropped.
-        if self.outputs.is_full() {
-            let same_pin = |x: &Output| core::mem::discriminant(x) == core::mem::discriminant(&o);
-            let mut kept: Deque<Output, 8> = Deque::new();
-            while let Some(x) = self.outputs.pop_front() {
-                if !same_pin(&x) {
-                    let _ = kept.push_back(x);
-                }
-            }
-            self.outputs = kept;
-        }
-        let _ = self.outputs.push_back(o);
+fn report_allocation<const S: usize, const N: usize>(r: &mut Running<S, N>, io: &mut Io, da: u16) {
+    // A fallback is reported as such (by `report_link`), not as a grant.
+    if matches!(&r.role, Role::Follower(f) if f.fallen_back()) {
+        return;
     }
-
-    fn report_fault(&mut self, f: Fault) {
-        self.shown.fault = true;
-        self.report(Telemetry::Fault(f));
+    if r.shown.grant != Some(da) {
+        r.shown.grant = Some(da);
+        io.report(Telemetry::Grant { da });
     }
+}
 
-    fn report_allocation(&mut self, da: u16) {
-        // A fallback is reported as such (by `report_link`), not as a grant.
-        if self.follower().is_some_and(Follower::fallen_back) {
-            return;
-        }
-        if self.shown.grant != Some(da) {
-            self.shown.grant = Some(da);
-            self.report(Telemetry::Grant { da });
+fn report_link<const S: usize, const N: usize>(r: &mut Running<S, N>, io: &mut Io) {
+    let Role::Follower(f) = &r.role else { return };
+    let (joined, fallen_back, offer) = (f.joined(), f.fallen_back(), f.offer_da());
+    if fallen_back != r.shown.fallen_back {
+        r.shown.fallen_back = fallen_back;
+        if fallen_back {
+            r.shown.grant = Some(offer);
+            io.report(Telemetry::FallbackEntered { da: offer });
+        } else {
+            io.report(Telemetry::FallbackLeft);
         }
     }
-
-    fn report_link(&mut self) {
-        let Some(f) = self.follower() else { return };
-        let (joined, fallen_back, offer) = (f.joined(), f.fallen_back(), f.offer_da());
-        if fallen_back != self.shown.fallen_back {
-            self.shown.fallen_back = fallen_back;
-            if fallen_back {
-                self.shown.grant = Some(offer);
-                self.report(Telemetry::FallbackEntered { da: offer });
-            } else {
-                self.report(Telemetry::FallbackLeft);
-            }
-        }
-        if joined != self.shown.joined {
-            self.shown.joined = joined;
-            self.report(if joined {
-                Telemetry::Joined
-            } else {
-                Telemetry::Left
-            });
-        }
+    if joined != r.shown.joined {
+        r.shown.joined = joined;
+        io.report(if joined {
+            Telemetry::Joined
+        } else {
+            Telemetry::Left
+        });
     }
 }
 

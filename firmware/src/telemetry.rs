@@ -196,7 +196,9 @@ impl fmt::Display for Telemetry {
             Self::FaultCleared => f.write_str("fault cleared"),
             Self::ConfigAccepted { stations, nodes } => write!(
                 f,
-                "configuration accepted ({stations} stations, {nodes} nodes)"
+                "configuration accepted ({stations} station{}, {nodes} node{})",
+                if stations == 1 { "" } else { "s" },
+                if nodes == 1 { "" } else { "s" }
             ),
             Self::ConfigRefused(r) => write!(f, "configuration refused: {r}"),
             Self::Lost { count } => write!(f, "{count} telemetry lines lost"),

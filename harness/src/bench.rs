@@ -6,6 +6,7 @@
 //! contactor) are calls on the bench; a hardware bench refuses them and the
 //! scenario that needs them is skipped there.
 
+use firmware::telemetry::Refusal;
 use rig::protocol::{Command, Event};
 
 /// Something the harness learned, stamped with fixture time.
@@ -45,6 +46,13 @@ pub enum BenchError {
     Unsupported(String),
     #[error("bench setup failed: {0}")]
     Setup(String),
+    /// A station refused the site plan it was commissioned with.
+    #[error("scenario line {line}: station {station} refused its configuration: {reason}")]
+    ConfigRefused {
+        station: u8,
+        line: usize,
+        reason: Refusal,
+    },
     #[error("the virtual bench made no progress at t={t_us} us (stuck waking {wake}); this is a bug in a model or the firmware")]
     Stuck { t_us: u64, wake: String },
 }
@@ -83,4 +91,17 @@ pub trait Bench {
 
     /// Whether time is virtual (a simulation), for the speed-up figure.
     fn is_virtual(&self) -> bool;
+
+    /// Give station `i` its site plan: `message` (commissioning lines, see
+    /// `firmware::commission`) on the station's debug channel, and wait for
+    /// its answer. `Ok(None)`: this bench cannot reach the stations' debug
+    /// channels, and they run what they were flashed with.
+    fn commission(
+        &mut self,
+        _station: usize,
+        _message: &str,
+        _sink: &mut dyn FnMut(Record),
+    ) -> Result<Option<Result<(), Refusal>>, BenchError> {
+        Ok(None)
+    }
 }

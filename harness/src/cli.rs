@@ -342,7 +342,10 @@ fn run(a: &RunArgs) -> u8 {
                 bar.suspend(|| eprintln!("error: failed to write artefacts of {}: {e}", sc.name));
             }
         }
-        if r.verdict == Verdict::Fail || r.verdict == Verdict::Incomplete {
+        if matches!(
+            r.verdict,
+            Verdict::Fail | Verdict::Incomplete | Verdict::Refused
+        ) {
             bar.suspend(|| report_failure(&r, &a.out));
         }
         runs.push(r);
@@ -367,7 +370,7 @@ fn run(a: &RunArgs) -> u8 {
     let golden_differs = runs
         .iter()
         .any(|r| matches!(r.golden, Some(GoldenOutcome::Differs { .. })));
-    if setup_failed {
+    if setup_failed || runs.iter().any(|r| r.verdict == Verdict::Refused) {
         exit::SETUP
     } else if runs.iter().any(|r| r.verdict == Verdict::Incomplete) {
         exit::INCOMPLETE
@@ -427,6 +430,7 @@ fn print_table(runs: &[ScenarioRun]) {
             (Verdict::Fail, _) => "FAIL",
             (Verdict::Skipped, _) => "skipped",
             (Verdict::Incomplete, _) => "INCOMPLETE",
+            (Verdict::Refused, _) => "REFUSED",
         };
         let conv = r
             .slowest_convergence_s()
@@ -454,7 +458,12 @@ fn print_table(runs: &[ScenarioRun]) {
     println!(
         "{passed} passed, {} failed, {} skipped",
         runs.iter()
-            .filter(|r| matches!(r.verdict, Verdict::Fail | Verdict::Incomplete))
+            .filter(|r| {
+                matches!(
+                    r.verdict,
+                    Verdict::Fail | Verdict::Incomplete | Verdict::Refused
+                )
+            })
             .count()
             + runs
                 .iter()
@@ -499,7 +508,10 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
         }
     };
     let seed = runner::effective_seed(&sc, a.seed);
-    let mut vb = match VirtualBench::new(&sc, seed) {
+    let mut vb = match VirtualBench::new(&sc, seed).and_then(|mut v| {
+        v.commission_all()?;
+        Ok(v)
+    }) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("error: {e}");

@@ -5,6 +5,7 @@
 //! - [`scenario`]: TOML scenario files and their validation.
 //! - [`bench`]: the bench trait; [`sim`] the virtual bench, [`serial`] a
 //!   fixture on a serial port.
+//! - [`provision`]: what a station is given before a run (its site plan).
 //! - [`runner`]: one scenario on one bench; [`trace`] what it saw.
 //! - [`checks`]: convergence, failover, breaker safety, IEC 61851-1.
 //! - [`oracle`]: the reference allocator (a test oracle, apart from the firmware's).
@@ -19,6 +20,7 @@ pub mod checks;
 pub mod cli;
 pub mod golden;
 pub mod oracle;
+pub mod provision;
 pub mod runner;
 pub mod scenario;
 pub mod serial;

@@ -20,6 +20,8 @@ pub enum Verdict {
     Skipped,
     /// The bench stopped answering: the trace is partial.
     Incomplete,
+    /// A station refused the site plan it was commissioned with: nothing ran.
+    Refused,
 }
 
 /// The outcome of one scenario.
@@ -124,6 +126,19 @@ fn setup(
     sink: &mut dyn FnMut(Record),
 ) -> Result<(), BenchError> {
     bench.command(Command::Reset, sink)?;
+    // Every station gets the scenario's site plan before anything runs; a
+    // station never charges on a plan it has not validated.
+    let key = crate::provision::bench_key().map_err(BenchError::Setup)?;
+    for (i, st) in sc.stations.iter().enumerate() {
+        let message = crate::provision::commission_text(sc, i, &key);
+        if let Some(Err(reason)) = bench.commission(i, &message, sink)? {
+            return Err(BenchError::ConfigRefused {
+                station: st.id,
+                line: st.line,
+                reason,
+            });
+        }
+    }
     for (i, st) in sc.stations.iter().enumerate() {
         let ch = u8::try_from(i).map_err(|_| BenchError::Setup("more than 256 channels".into()))?;
         bench.command(Command::Car(ch, CarSetting::Rotation(st.rotation)), sink)?;
@@ -265,7 +280,9 @@ pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
     }
     trace.finish(end);
     let checks = checks::run_all(sc, &trace);
-    let verdict = if trace.incomplete.is_some() {
+    let verdict = if matches!(outcome, Err(BenchError::ConfigRefused { .. })) {
+        Verdict::Refused
+    } else if trace.incomplete.is_some() {
         Verdict::Incomplete
     } else if checks.iter().all(CheckResult::ok) {
         Verdict::Pass

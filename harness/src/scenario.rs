@@ -254,6 +254,8 @@ pub struct Station {
     pub priority: u8,
     pub weight: u8,
     pub leader: bool,
+    /// 1-based line of the station's `id` in the file, for messages.
+    pub line: usize,
 }
 
 impl Station {
@@ -920,6 +922,7 @@ impl Ctx<'_> {
                 priority: s.priority,
                 weight,
                 leader: s.leader,
+                line: self.line_col(s.id.span().start).0,
             });
             self.check_charge_point(s, &stations[stations.len() - 1])?;
         }

@@ -21,9 +21,10 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use firmware::charge_point::PilotOutput;
 use firmware::pilot::PilotLevels;
 use firmware::sharing::config::GroupConfig;
+use firmware::sharing::frame::Key;
 use firmware::sharing::frame::MAX_FRAME;
 use firmware::station::Station as Firmware;
-use firmware::telemetry;
+use firmware::telemetry::{self, Refusal, Telemetry};
 use firmware::time::us;
 use heapless::String as HString;
 use rig::fixture::{Fixture, FixtureConfig};
@@ -137,6 +138,12 @@ struct Station {
     board: Option<Box<board::Board>>,
     /// What the pins showed last (duty steps, coil), to see what changed.
     pins_seen: (u16, bool),
+    /// The accepted commissioning message, kept across reboots (the
+    /// board's flash page).
+    flash: Option<String>,
+    /// The station's last answer to a commissioning message, as it
+    /// reported it on its debug channel.
+    answer: Option<Result<(), Refusal>>,
     boots: u32,
     coil: bool,
     relay_closed: bool,
@@ -183,6 +190,8 @@ struct Link {
 pub struct VirtualBench {
     sc: Scenario,
     cfg: GroupConfig,
+    /// The bench commissioning key the stations check their plans with.
+    key: Key,
     now: u64,
     queue: BinaryHeap<Reverse<(u64, u64, Wake)>>,
     order: u64,
@@ -226,6 +235,7 @@ impl VirtualBench {
             )));
         }
         let cfg = sc.group_config();
+        let key = crate::provision::bench_key().map_err(BenchError::Setup)?;
         let capture = rig::capture::CaptureConfig {
             pwm_timeout: None,
             ..rig::capture::CaptureConfig::default()
@@ -242,6 +252,7 @@ impl VirtualBench {
         let mut vb = Self {
             sc: sc.clone(),
             cfg,
+            key,
             now: 0,
             queue: BinaryHeap::new(),
             order: 0,
@@ -286,8 +297,10 @@ impl VirtualBench {
         let s = &self.sc.stations[i];
         let boot = boot_id(self.seed, i, boots);
         let now = us(self.now);
-        let firmware = Firmware::new(self.cfg.clone(), s.id, boot, now)
-            .map_err(|e| BenchError::Setup(format!("station {}: {e}", s.id)))?;
+        let _ = now;
+        // The board boots waiting for its site plan (from flash, or from
+        // the harness on its debug channel).
+        let firmware = Firmware::awaiting(self.key, boot);
         // Pins come up in the safe state (+12 V steady, coil released).
         let board = board::Board::new(
             firmware,
@@ -307,6 +320,8 @@ impl VirtualBench {
             id: s.id,
             board: Some(Box::new(board)),
             pins_seen: (10_000, false),
+            flash: None,
+            answer: None,
             boots,
             coil: false,
             relay_closed: false,
@@ -321,6 +336,23 @@ impl VirtualBench {
         })
     }
 
+    /// Commission every station with the scenario's plan, as a lab's
+    /// stations were before the fixture is served (`virtual-fixture`).
+    pub fn commission_all(&mut self) -> Result<(), BenchError> {
+        let sc = self.sc.clone();
+        for (i, st) in sc.stations.iter().enumerate() {
+            let message = crate::provision::commission_text(&sc, i, &self.key);
+            if let Some(Err(reason)) = self.commission(i, &message, &mut |_| {})? {
+                return Err(BenchError::ConfigRefused {
+                    station: st.id,
+                    line: st.line,
+                    reason,
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn schedule(&mut self, t: u64, w: Wake) {
         self.order += 1;
         self.queue.push(Reverse((t.max(self.now), self.order, w)));
@@ -333,10 +365,18 @@ impl VirtualBench {
         let Some(b) = self.stations[i].board.as_mut() else {
             return;
         };
+        let mut answer = None;
         while let Some(t) = b.station.poll_telemetry() {
             let line = t.encode();
             let text = match telemetry::parse_line(&line) {
-                Ok(t) => t.to_string(),
+                Ok(t) => {
+                    match t {
+                        Telemetry::ConfigAccepted { .. } => answer = Some(Ok(())),
+                        Telemetry::ConfigRefused(r) => answer = Some(Err(r)),
+                        _ => {}
+                    }
+                    t.to_string()
+                }
                 Err(e) => format!("unreadable telemetry ({e}): {}", line.trim_end()),
             };
             self.records.push_back(Record::Telemetry {
@@ -344,6 +384,9 @@ impl VirtualBench {
                 station,
                 text,
             });
+        }
+        if answer.is_some() {
+            self.stations[i].answer = answer;
         }
     }
 
@@ -918,7 +961,13 @@ impl Bench for VirtualBench {
                 fresh.relay_closed = self.stations[i].relay_closed;
                 fresh.welded = self.stations[i].welded;
                 fresh.draw = self.stations[i].draw;
+                fresh.flash = self.stations[i].flash.take();
                 self.stations[i] = fresh;
+                // The board reads its plan back from flash.
+                let st = &mut self.stations[i];
+                if let (Some(b), Some(plan)) = (st.board.as_mut(), st.flash.as_ref()) {
+                    b.station.handle_debug_rx(us(self.now), plan.as_bytes());
+                }
                 // Pins come up in the safe state.
                 self.set_coil(i, false);
                 self.set_output(i, PilotOutput::Steady);
@@ -943,6 +992,40 @@ impl Bench for VirtualBench {
             SimFault::Forge => self.forge(),
         }
         Ok(())
+    }
+
+    fn commission(
+        &mut self,
+        station: usize,
+        message: &str,
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<Option<Result<(), Refusal>>, BenchError> {
+        let now = us(self.now);
+        let Some(st) = self.stations.get_mut(station) else {
+            return Err(BenchError::Setup(format!(
+                "no station {station} on this bench"
+            )));
+        };
+        st.answer = None;
+        let Some(b) = st.board.as_mut() else {
+            return Err(BenchError::Setup(format!(
+                "station {station} is not powered"
+            )));
+        };
+        b.station.handle_debug_rx(now, message.as_bytes());
+        self.drive(station);
+        while let Some(r) = self.records.pop_front() {
+            sink(r);
+        }
+        let answer = self.stations[station].answer.take();
+        if answer == Some(Ok(())) {
+            self.stations[station].flash = Some(message.to_owned());
+        }
+        // The virtual station answers at once; silence is a bug.
+        answer.map(Some).ok_or_else(|| BenchError::Timeout {
+            what: format!("station {station}'s answer to its commissioning"),
+            timeout_ms: 0,
+        })
     }
 
     fn run_until(&mut self, t_us: u64, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {

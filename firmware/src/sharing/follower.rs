@@ -109,6 +109,12 @@ impl<const S: usize, const N: usize> Follower<S, N> {
         self.cfg.stations[self.me].id
     }
 
+    /// The group configuration it runs on.
+    #[must_use]
+    pub fn config(&self) -> &GroupConfig<S, N> {
+        &self.cfg
+    }
+
     #[must_use]
     pub fn joined(&self) -> bool {
         matches!(self.link, Link::Joined { .. })

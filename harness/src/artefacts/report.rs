@@ -75,6 +75,7 @@ pub fn json(bench: &str, runs: &[ScenarioRun]) -> serde_json::Value {
             "failed": count(Verdict::Fail),
             "skipped": count(Verdict::Skipped),
             "incomplete": count(Verdict::Incomplete),
+            "refused": count(Verdict::Refused),
         }
     })
 }
@@ -95,10 +96,15 @@ pub fn junit(runs: &[ScenarioRun]) -> Result<String, String> {
                 s.set_message(r.skipped.clone().unwrap_or_default());
                 s
             }
-            Verdict::Incomplete => {
+            Verdict::Incomplete | Verdict::Refused => {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
                 s.set_message(format!(
-                    "incomplete: {}",
+                    "{}: {}",
+                    if r.verdict == Verdict::Refused {
+                        "refused"
+                    } else {
+                        "incomplete"
+                    },
                     r.trace.incomplete.clone().unwrap_or_default()
                 ));
                 s
