@@ -127,6 +127,7 @@ fn setup(
     for (i, st) in sc.stations.iter().enumerate() {
         let ch = u8::try_from(i).map_err(|_| BenchError::Setup("more than 256 channels".into()))?;
         bench.command(Command::Car(ch, CarSetting::Rotation(st.rotation)), sink)?;
+        bench.command(Command::Car(ch, CarSetting::SupplyPhases(st.phases)), sink)?;
     }
     for car in &sc.cars {
         let ch = u8::try_from(car.station)
@@ -253,6 +254,16 @@ pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
     if let Err(e) = &outcome {
         trace.incomplete = Some(e.to_string());
     }
+    // Lost data makes the trace partial as surely as a silent fixture: no
+    // check may pass on it.
+    let losses = trace.losses();
+    if !losses.is_empty() {
+        let lost = format!("the fixture lost data: {}", losses.join("; "));
+        trace.incomplete = Some(match trace.incomplete.take() {
+            Some(why) => format!("{why}; {lost}"),
+            None => lost,
+        });
+    }
     trace.finish(end);
     let checks = checks::run_all(sc, &trace);
     let verdict = if trace.incomplete.is_some() {
@@ -296,6 +307,10 @@ fn shift(r: Record, start: u64) -> Record {
             text,
         },
         Record::Garbled { t_us, text } => Record::Garbled {
+            t_us: t_us.saturating_sub(start),
+            text,
+        },
+        Record::Loss { t_us, text } => Record::Loss {
             t_us: t_us.saturating_sub(start),
             text,
         },

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use heapless::String as HString;
 use rig::protocol::{self, Command, Line, Parsed, MAX_LINE, PROTOCOL_VERSION};
 
-use crate::bench::{Bench, BenchError, Record, SimFault};
+use crate::bench::{Bench, BenchError, EventSeq, Record, SimFault};
 
 /// A byte link to a fixture: a serial port, a pty, or a test double.
 pub trait Link: Read + Write + Send {}
@@ -50,6 +50,8 @@ pub struct SerialBench {
     last_line: Instant,
     /// Lines read but not yet handed on.
     pending: Vec<Record>,
+    /// The fixture's event sequence: a gap is a loss.
+    event_seq: EventSeq,
 }
 
 /// `PORT[@BAUD]` as the CLI takes it.
@@ -104,6 +106,7 @@ impl SerialBench {
             now_us: 0,
             last_line: Instant::now(),
             pending: Vec::new(),
+            event_seq: EventSeq::default(),
         };
         let mut early = Vec::new();
         b.command(
@@ -168,8 +171,11 @@ impl SerialBench {
     }
 
     fn event(&mut self, l: Line, sink: &mut dyn FnMut(Record)) {
-        if let Line::Event { t_us, event, .. } = l {
+        if let Line::Event { seq, t_us, event } = l {
             self.now_us = self.now_us.max(t_us);
+            if let Some(loss) = self.event_seq.check(seq, t_us) {
+                sink(loss);
+            }
             sink(Record::Event { t_us, event });
         }
     }

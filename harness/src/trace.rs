@@ -26,6 +26,8 @@ pub enum What {
         text: String,
     },
     Garbled(String),
+    /// Fixture events the harness knows were lost (a sequence gap).
+    Loss(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +60,7 @@ impl Trace {
                 text,
             } => (t_us, What::Telemetry { station, text }),
             Record::Garbled { t_us, text } => (t_us, What::Garbled(text)),
+            Record::Loss { t_us, text } => (t_us, What::Loss(text)),
         };
         self.entries.push(Entry { t_us, what });
     }
@@ -106,6 +109,7 @@ impl Trace {
                     }
                 }
                 What::Garbled(t) => format!("garbled fixture line: {t}"),
+                What::Loss(t) => format!("fixture lost data: {t}"),
                 What::Event(ev) => match *ev {
                     Event::Heartbeat => continue,
                     Event::Duty {
@@ -152,6 +156,13 @@ impl Trace {
                             amps(i64::from(da[2]))
                         )
                     }
+                    Event::LostLines { total } => {
+                        format!("fixture lost lines: {total} in all (its host did not read them)")
+                    }
+                    Event::LostCapture { ch, total } => format!(
+                        "{} capture lost changes: {total} in all (its queue was full)",
+                        self.st(ch)
+                    ),
                     Event::Meter { da } => {
                         format!(
                             "meter {} {} {} A",
@@ -179,6 +190,30 @@ impl Trace {
         }
         self.footer(&mut out);
         out
+    }
+
+    /// Every loss the trace shows, with when: a gap in the fixture's event
+    /// sequence, or the fixture's own report of dropped lines or capture
+    /// changes. A trace with any is not whole.
+    #[must_use]
+    pub fn losses(&self) -> Vec<String> {
+        let when = |t: u64| format!("t={:.3} s", t as f64 / 1e6);
+        self.entries
+            .iter()
+            .filter_map(|e| match &e.what {
+                What::Loss(text) => Some(text.clone()),
+                What::Event(Event::LostLines { total }) => Some(format!(
+                    "the fixture dropped lines its host did not read ({total} in all, reported at {})",
+                    when(e.t_us)
+                )),
+                What::Event(Event::LostCapture { ch, total }) => Some(format!(
+                    "{} capture dropped changes from its full queue ({total} in all, reported at {})",
+                    self.st(*ch),
+                    when(e.t_us)
+                )),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The golden text: the canonical trace, or for `summary` scenarios the

@@ -60,6 +60,9 @@ pub enum CarSetting {
     Ventilation(bool),
     /// Channel wiring: the grid phase (0 = L1) the car's first phase is on.
     Rotation(u8),
+    /// Channel wiring: the phases the station supplies (1 or 3); the car
+    /// draws only on those.
+    SupplyPhases(u8),
 }
 
 /// A misbehaviour in a `MISBEHAVE` command.
@@ -132,6 +135,17 @@ pub enum Event {
         da: [i32; 3],
     },
     Heartbeat,
+    /// Lines the fixture dropped because the host did not read them,
+    /// cumulative since it started (sent when the count grew).
+    LostLines {
+        total: u32,
+    },
+    /// Capture changes channel `ch` dropped because its queue was full,
+    /// cumulative since the fixture started (sent when the count grew).
+    LostCapture {
+        ch: Channel,
+        total: u32,
+    },
     /// Answer to `QUERY`: the car's state of charge and draw.
     Car {
         ch: Channel,
@@ -385,7 +399,12 @@ fn parse_command<'a>(f: &mut impl Iterator<Item = &'a str>) -> Result<Command, &
                 "ramp" => CarSetting::RampDaPerS(u16::try_from(n(v)?).map_err(|_| "ramp in dA/s")?),
                 "vent" => CarSetting::Ventilation(n(v)? != 0),
                 "rot" => CarSetting::Rotation(u8::try_from(n(v)?).map_err(|_| "rotation 0, 1 or 2")?),
-                _ => return Err("car setting (max, phases, capacity, soc, knee, target, delay, delay_max, ramp, vent, rot)"),
+                "supply" => match n(v)? {
+                    1 => CarSetting::SupplyPhases(1),
+                    3 => CarSetting::SupplyPhases(3),
+                    _ => return Err("supply phases 1 or 3"),
+                },
+                _ => return Err("car setting (max, phases, capacity, soc, knee, target, delay, delay_max, ramp, vent, rot, supply)"),
             };
             Command::Car(c, setting)
         }
@@ -501,6 +520,19 @@ fn parse_event<'a>(f: &mut impl Iterator<Item = &'a str>) -> Result<Event, &'sta
             Event::Meter { da }
         }
         "HB" => Event::Heartbeat,
+        "LOSS" => match f.next().ok_or("LINES or CAPTURE")? {
+            "LINES" => Event::LostLines {
+                total: f.next().and_then(num::<u32>).ok_or("lines lost")?,
+            },
+            "CAPTURE" => Event::LostCapture {
+                ch: ch(f)?,
+                total: f
+                    .next()
+                    .and_then(num::<u32>)
+                    .ok_or("capture changes lost")?,
+            },
+            _ => return Err("LINES or CAPTURE"),
+        },
         "CAR" => Event::Car {
             ch: ch(f)?,
             plugged: f.next().and_then(num::<u8>).ok_or("plugged 0 or 1")? != 0,
@@ -559,6 +591,7 @@ fn write_command(cmd: &Command, out: &mut String<MAX_LINE>) -> core::fmt::Result
             CarSetting::RampDaPerS(v) => write!(out, "CAR {c} ramp={v}"),
             CarSetting::Ventilation(v) => write!(out, "CAR {c} vent={}", u8::from(*v)),
             CarSetting::Rotation(v) => write!(out, "CAR {c} rot={v}"),
+            CarSetting::SupplyPhases(v) => write!(out, "CAR {c} supply={v}"),
         },
         Command::Misbehave(c, m) => match m {
             Misbehave::None => write!(out, "MISBEHAVE {c} none"),
@@ -626,6 +659,8 @@ fn write_event(e: &Event, out: &mut String<MAX_LINE>) -> core::fmt::Result {
         Event::Current { ch, da } => write!(out, "CURRENT {ch} {} {} {}", da[0], da[1], da[2]),
         Event::Meter { da } => write!(out, "METER {} {} {}", da[0], da[1], da[2]),
         Event::Heartbeat => write!(out, "HB"),
+        Event::LostLines { total } => write!(out, "LOSS LINES {total}"),
+        Event::LostCapture { ch, total } => write!(out, "LOSS CAPTURE {ch} {total}"),
         Event::Car {
             ch,
             plugged,
