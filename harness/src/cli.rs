@@ -8,7 +8,7 @@
 //!
 //! Exit codes: 0 every scenario passed; 1 a check failed or a golden trace
 //! differs; 2 setup error (a bad scenario file, no scenario, no fixture);
-//! 3 a bench stopped answering (the run is incomplete).
+//! 3 a bench stopped answering or the fixture lost data (the run is incomplete).
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};

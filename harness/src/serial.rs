@@ -373,6 +373,82 @@ mod tests {
         assert!(b.fault(&SimFault::LinkDown).is_err());
     }
 
+    /// A fixture that answers every command, then sends events 1, 2 and 5:
+    /// events 3 and 4 were lost on the way.
+    struct Gappy {
+        out: Vec<u8>,
+    }
+    impl Read for Gappy {
+        fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+            if self.out.is_empty() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            let n = self.out.len().min(b.len());
+            b[..n].copy_from_slice(&self.out[..n]);
+            self.out.drain(..n);
+            Ok(n)
+        }
+    }
+    impl Write for Gappy {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let text = String::from_utf8_lossy(b).to_string();
+            let seq: u32 = text.split(' ').nth(1).unwrap().parse().unwrap();
+            let mut lines = vec![Line::Ok {
+                seq,
+                info: HString::new(),
+            }];
+            if seq == 2 {
+                for (seq, t_us) in [(1, 1_000_000), (2, 2_000_000), (5, 3_000_000)] {
+                    lines.push(Line::Event {
+                        seq,
+                        t_us,
+                        event: rig::protocol::Event::Heartbeat,
+                    });
+                }
+            }
+            for l in lines {
+                let mut s: HString<MAX_LINE> = HString::new();
+                protocol::encode(&l, &mut s).unwrap();
+                self.out.extend_from_slice(s.as_bytes());
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_gap_in_the_event_sequence_is_a_loss() {
+        let link = Gappy { out: Vec::new() };
+        let mut b = SerialBench::over("test".into(), Box::new(link), Timeouts::default()).unwrap();
+        let mut got = Vec::new();
+        b.command(Command::Plug(0), &mut |r| got.push(r)).unwrap();
+        b.run_until(3_000_000, &mut |r| got.push(r)).unwrap();
+        let losses: Vec<&Record> = got
+            .iter()
+            .filter(|r| matches!(r, Record::Loss { .. }))
+            .collect();
+        assert_eq!(
+            losses,
+            vec![&Record::Loss {
+                t_us: 3_000_000,
+                text: "2 fixture event(s) lost: sequence jumped from 2 to 5, before the event at t=3.000 s"
+                    .into()
+            }],
+            "{got:?}"
+        );
+        // The loss comes before the event after the gap.
+        let at = got.iter().position(|r| matches!(r, Record::Loss { .. }));
+        assert!(matches!(
+            got.get(at.unwrap() + 1),
+            Some(Record::Event {
+                t_us: 3_000_000,
+                ..
+            })
+        ));
+    }
+
     #[test]
     fn port_specs() {
         assert_eq!(

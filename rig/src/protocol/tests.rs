@@ -333,3 +333,26 @@ fn supply_phases_and_loss_lines() {
     );
     assert!(parse_line(b"E 42 5000000 LOSS EVERYTHING 4*--").is_err());
 }
+
+#[test]
+fn the_loss_example_in_the_docs_parses() {
+    let doc = include_str!("../../../docs/fixture-protocol.md");
+    let start = doc.find("```text\nE 8 ").expect("loss example");
+    let body = &doc[start + 8..];
+    let body = &body[..body.find("```").expect("end of example")];
+    let events: std::vec::Vec<Event> = body
+        .lines()
+        .map(|l| match parse_line(l.as_bytes()) {
+            Ok(Line::Event { event, .. }) => event,
+            other => panic!("{l}: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            Event::LostLines { total: 12 },
+            Event::LostCapture { ch: 3, total: 1 },
+            Event::Heartbeat
+        ]
+    );
+}
