@@ -18,12 +18,13 @@
 //! A duty is reported when it moved by the threshold (0.05 % by default)
 //! or when the current it decodes to (the car's table below) differs from
 //! the reported one by 0.1 A or more: above 51 A one 0.1 A step is only
-//! 0.04 % of duty. Such a decoded change counts only clear of the decode
-//! boundary (the duty 0.01 % back toward the reported one must decode to
-//! the same new current: a hysteresis of one step) and only after it held
-//! for a whole window (32 periods) in a row, so an average sitting on a
-//! boundary does not flap. A 0.04 % step moves the 32-period average
-//! gradually: it is seen about 64 periods after the change.
+//! 0.04 % of duty. Such a decoded change counts only clear of the boundary
+//! it crossed (the duty 0.01 % back toward the reported one must not decode
+//! to the reported current: a hysteresis of one step), and only after it
+//! held for a whole window (32 periods) in a row, so an average sitting on
+//! a decode boundary does not flap. A 0.04 % step moves the 32-period
+//! average gradually: it is seen about 64 periods after the change, when
+//! the window holds nothing else, so the duty reported is the new one.
 //!
 //! Current: a move of at least `current_threshold_da` on any phase is
 //! reported at once; a smaller difference from the reported value is
@@ -286,16 +287,19 @@ impl ChannelCapture {
     }
 
     /// Whether `avg` decodes to another current than the reported `r` (by
-    /// 0.1 A or more), clear of the boundary (one step back toward `r`
-    /// decodes the same), and has done so for a whole window in a row.
+    /// 0.1 A or more), clear of the boundary (0.01 % back toward `r` does
+    /// not decode to `r`'s current: at 85.00 %, the end of the linear
+    /// range, one step back is a third current, and 51.0 A is still
+    /// reached), and has decoded to that current for a whole window.
     fn decoded_step_held(&mut self, r: u16, avg: u16) -> bool {
         let seen = current_for_duty(avg);
+        let reported = current_for_duty(r);
         let back = if avg > r {
             avg.saturating_sub(1)
         } else {
             avg.saturating_add(1)
         };
-        if seen == current_for_duty(r) || current_for_duty(back) != seen {
+        if seen == reported || current_for_duty(back) == reported {
             self.decode_candidate = None;
             return false;
         }
@@ -607,13 +611,18 @@ mod tests {
         assert_eq!(decoded(&events(&mut c)), vec![Some(629)], "the cut");
         let t = dithered(&mut c, t, 8_920, 96);
         assert_eq!(decoded(&events(&mut c)), vec![Some(630)], "and back");
-        // Every 0.1 A step of the table's top range, up and down.
-        let mut t = t;
+        // Every 0.1 A step of the table's top range, up and down, from and
+        // back to 51.0 A at 85.00 % (the end of the linear range: 52.6 A is
+        // 0.04 % above it).
+        let mut t = dithered(&mut c, t, 8_500, 96);
+        assert_eq!(decoded(&events(&mut c)), vec![Some(510)]);
         for da in (526..=800u16).chain((526..800).rev()) {
             let duty = da * 4 + 6_400;
             t = dithered(&mut c, t, duty, 96);
             assert_eq!(decoded(&events(&mut c)), vec![Some(da)], "{da}");
         }
+        dithered(&mut c, t, 8_500, 96);
+        assert_eq!(decoded(&events(&mut c)), vec![Some(510)], "51.0 A");
     }
 
     #[test]
