@@ -75,9 +75,10 @@ pub struct Fixture<const N: usize> {
     hello: bool,
     next_hb: Instant,
     reported_meter: [i32; 3],
-    /// A site current under the meter's threshold seen at the last meter
-    /// request: reported if the next request still sees it.
-    meter_candidate: Option<[i32; 3]>,
+    /// The site current differed (under the threshold) from the reported
+    /// one at the last meter request: if the next one still differs, the
+    /// site current is reported.
+    meter_differed: bool,
     dropped_lines: u32,
     /// The loss counts last reported: lines, and capture changes per channel.
     reported_lines_lost: u32,
@@ -108,7 +109,7 @@ impl<const N: usize> Fixture<N> {
             hello: false,
             next_hb: now + cfg.heartbeat,
             reported_meter: [0; 3],
-            meter_candidate: None,
+            meter_differed: false,
             dropped_lines: 0,
             reported_lines_lost: 0,
             reported_capture_lost: Vec::new(),
@@ -464,7 +465,7 @@ impl<const N: usize> Fixture<N> {
             let m = c.cap.measured_da();
             for k in 0..3 {
                 let ph = (k + usize::from(c.rotation)) % 3;
-                t[ph] += i32::from(m[k]);
+                t[ph] = t[ph].saturating_add(i32::from(m[k]));
             }
         }
         t
@@ -473,8 +474,9 @@ impl<const N: usize> Fixture<N> {
     /// Refresh the meter's register image from the site, and report the
     /// site's true current per phase (what flows at the meter's position,
     /// also while the meter is faulted toward the station) when it moved by
-    /// 0.2 A, or when a smaller difference is seen at two requests in a row
-    /// (a settled value is always reported).
+    /// 0.2 A, or when it differed by less at two requests in a row (a
+    /// settled value is always reported, and a noisy one at most every
+    /// second request).
     fn update_meter(&mut self, now: Instant) {
         let site = self.site_da();
         self.meter.set_site(site, self.cfg.voltage_v);
@@ -482,13 +484,13 @@ impl<const N: usize> Fixture<N> {
             .iter()
             .zip(self.reported_meter.iter())
             .any(|(a, b)| a.abs_diff(*b) >= 2);
-        let settled = site != self.reported_meter && self.meter_candidate == Some(site);
-        if moved || settled {
+        let differs = site != self.reported_meter;
+        if moved || (differs && self.meter_differed) {
             self.reported_meter = site;
-            self.meter_candidate = None;
+            self.meter_differed = false;
             self.emit(now.ticks(), Event::Meter { da: site });
         } else {
-            self.meter_candidate = (site != self.reported_meter).then_some(site);
+            self.meter_differed = differs;
         }
     }
 
