@@ -3,7 +3,8 @@
 //!
 //! Owns the host side of the line protocol over a byte link: HELLO and the
 //! version check, one command at a time with its acknowledgement, events
-//! read as they come, garbled lines reported and skipped. Every wait has a
+//! read as they come with their sequence numbers followed (a gap is
+//! reported as a loss), garbled lines reported and skipped. Every wait has a
 //! timeout: a silent fixture or a dead port ends the run with
 //! [`BenchError::Timeout`] (the trace is then marked incomplete), never a
 //! hang. Faults only the virtual bench can make are refused.

@@ -3,8 +3,10 @@
 //!
 //! Owns the canonical rendering used for golden snapshots: one line per
 //! change, times in milliseconds, currents in 0.1 A, duty in 0.01 %,
-//! heartbeats left out (they prove liveness, not behaviour). The rendering
-//! is deterministic: the same run gives the same bytes.
+//! heartbeats left out (they prove liveness, not behaviour), every loss
+//! kept (a sequence gap, a fixture's `LOSS` report: [`Trace::losses`]
+//! names them, and the runner marks such a trace incomplete). The
+//! rendering is deterministic: the same run gives the same bytes.
 
 use std::fmt::Write as _;
 
