@@ -22,6 +22,40 @@ pub enum Record {
     },
     /// A fixture line that could not be parsed (reported and skipped).
     Garbled { t_us: u64, text: String },
+    /// Fixture events known to be lost (a gap in the event sequence
+    /// numbers): the trace is not whole.
+    Loss { t_us: u64, text: String },
+}
+
+/// Follows the fixture's event sequence numbers (one counter for every
+/// event it sends): a gap means events were lost on the way.
+#[derive(Debug, Clone, Default)]
+pub struct EventSeq {
+    last: Option<u32>,
+}
+
+impl EventSeq {
+    /// Note event `seq`, stamped `t_us`; the loss it reveals, if any.
+    pub fn check(&mut self, seq: u32, t_us: u64) -> Option<Record> {
+        let last = self.last.replace(seq)?;
+        let step = seq.wrapping_sub(last);
+        let text = if step == 1 {
+            return None;
+        } else if step == 0 || step > u32::MAX / 2 {
+            format!(
+                "fixture event sequence went back from {last} to {seq} (did the fixture restart?)"
+            )
+        } else {
+            format!(
+                "{} fixture event(s) lost: sequence jumped from {last} to {seq}",
+                step - 1
+            )
+        };
+        Some(Record::Loss {
+            t_us,
+            text: format!("{text}, before the event at t={:.3} s", t_us as f64 / 1e6),
+        })
+    }
 }
 
 /// Why a bench could not do what was asked.

@@ -8,8 +8,8 @@
 //!
 //! Exit codes: 0 every scenario passed; 1 a check failed or a golden trace
 //! differs; 2 setup error (a bad scenario file, no scenario, no fixture);
-//! 3 a bench stopped answering or made no progress in fixture time (the run
-//! is incomplete).
+//! 3 a bench stopped answering, made no progress in fixture time, or the
+//! fixture lost data (the run is incomplete).
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};

@@ -142,6 +142,7 @@ fn setup(
     for (i, st) in sc.stations.iter().enumerate() {
         let ch = u8::try_from(i).map_err(|_| BenchError::Setup("more than 256 channels".into()))?;
         bench.command(Command::Car(ch, CarSetting::Rotation(st.rotation)), sink)?;
+        bench.command(Command::Car(ch, CarSetting::SupplyPhases(st.phases)), sink)?;
         // A meter on a sub-node sees only the stations under it.
         if let Some(m) = &sc.meter {
             if !sc.is_under(st.node, m.node) {
@@ -278,6 +279,16 @@ pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
     if let Err(e) = &outcome {
         trace.incomplete = Some(e.to_string());
     }
+    // Lost data makes the trace partial as surely as a silent fixture: no
+    // check may pass on it.
+    let losses = trace.losses();
+    if !losses.is_empty() {
+        let lost = format!("the fixture lost data: {}", losses.join("; "));
+        trace.incomplete = Some(match trace.incomplete.take() {
+            Some(why) => format!("{why}; {lost}"),
+            None => lost,
+        });
+    }
     trace.finish(end);
     let checks = checks::run_all(sc, &trace);
     let verdict = if matches!(outcome, Err(BenchError::ConfigRefused { .. })) {
@@ -326,6 +337,10 @@ fn shift(r: Record, start: u64) -> Record {
             t_us: t_us.saturating_sub(start),
             text,
         },
+        Record::Loss { t_us, text } => Record::Loss {
+            t_us: t_us.saturating_sub(start),
+            text,
+        },
     }
 }
 
@@ -346,5 +361,100 @@ pub fn skipped(sc: &Scenario, seed: u64, why: String) -> ScenarioRun {
         sim_s: 0.0,
         wall_s: 0.0,
         golden: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rig::protocol::Event;
+
+    /// A bench that answers every command and, while running, reports what
+    /// it was given: a stand-in for a fixture whose data went missing.
+    struct Lossy {
+        now: u64,
+        report: Vec<Record>,
+    }
+
+    impl Bench for Lossy {
+        fn name(&self) -> String {
+            "lossy".into()
+        }
+        fn command(&mut self, _: Command, _: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+            Ok(())
+        }
+        fn fault(&mut self, f: &SimFault) -> Result<(), BenchError> {
+            Err(BenchError::Unsupported(format!("{f:?}")))
+        }
+        fn run_until(&mut self, t_us: u64, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+            for r in self.report.drain(..) {
+                sink(r);
+            }
+            self.now = self.now.max(t_us);
+            Ok(())
+        }
+        fn now_us(&self) -> u64 {
+            self.now
+        }
+        fn is_virtual(&self) -> bool {
+            true
+        }
+    }
+
+    fn run_with(report: Vec<Record>) -> ScenarioRun {
+        let sc = crate::scenario::tests::tiny();
+        let mut bench = Lossy { now: 0, report };
+        run(&sc, &mut bench, 1)
+    }
+
+    #[test]
+    fn a_sequence_gap_makes_the_run_incomplete_and_says_what_and_when() {
+        let r = run_with(vec![Record::Loss {
+            t_us: 5_000_000,
+            text: "2 fixture event(s) lost: sequence jumped from 2 to 5, before the event at t=5.000 s".into(),
+        }]);
+        assert_eq!(r.verdict, Verdict::Incomplete);
+        let why = r.trace.incomplete.clone().unwrap_or_default();
+        assert!(
+            why.contains("the fixture lost data: 2 fixture event(s) lost")
+                && why.contains("t=5.000 s"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn the_fixtures_own_loss_reports_make_the_run_incomplete() {
+        let r = run_with(vec![
+            Record::Event {
+                t_us: 7_000_000,
+                event: Event::LostLines { total: 3 },
+            },
+            Record::Event {
+                t_us: 8_000_000,
+                event: Event::LostCapture { ch: 1, total: 4 },
+            },
+        ]);
+        assert_eq!(r.verdict, Verdict::Incomplete);
+        let why = r.trace.incomplete.clone().unwrap_or_default();
+        assert!(
+            why.contains("dropped lines its host did not read (3 in all, reported at t=7.000 s)"),
+            "{why}"
+        );
+        assert!(
+            why.contains(
+                "st1 capture dropped changes from its full queue (4 in all, reported at t=8.000 s)"
+            ),
+            "{why}"
+        );
+        assert!(r.trace.canonical().contains("# INCOMPLETE at"));
+    }
+
+    #[test]
+    fn a_whole_trace_is_not_incomplete() {
+        let r = run_with(vec![Record::Event {
+            t_us: 1_000_000,
+            event: Event::Heartbeat,
+        }]);
+        assert!(r.trace.incomplete.is_none(), "{:?}", r.trace.incomplete);
     }
 }

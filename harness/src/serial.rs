@@ -3,7 +3,8 @@
 //!
 //! Owns the host side of the line protocol over a byte link: HELLO and the
 //! version check, one command at a time with its acknowledgement, events
-//! read as they come, garbled lines reported and skipped. Every wait has a
+//! read as they come with their sequence numbers followed (a gap is
+//! reported as a loss), garbled lines reported and skipped. Every wait has a
 //! wall-clock bound: a silent fixture, one that sends only garbled lines, or
 //! a dead port ends the run with [`BenchError::Timeout`]; a fixture whose
 //! clock is frozen or creeps (fixture time does not reach the time waited
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use heapless::String as HString;
 use rig::protocol::{self, Command, Line, Parsed, MAX_LINE, PROTOCOL_VERSION};
 
-use crate::bench::{Bench, BenchError, Record, SimFault};
+use crate::bench::{Bench, BenchError, EventSeq, Record, SimFault};
 
 /// A byte link to a fixture: a serial port, a pty, or a test double.
 pub trait Link: Read + Write + Send {}
@@ -80,6 +81,8 @@ pub struct SerialBench {
     garbled_since: u64,
     /// Lines read but not yet handed on.
     pending: Vec<Record>,
+    /// The fixture's event sequence: a gap is a loss.
+    event_seq: EventSeq,
 }
 
 /// `PORT[@BAUD]` as the CLI takes it.
@@ -135,6 +138,7 @@ impl SerialBench {
             last_line: Instant::now(),
             garbled_since: 0,
             pending: Vec::new(),
+            event_seq: EventSeq::default(),
         };
         let mut early = Vec::new();
         b.command(
@@ -202,8 +206,11 @@ impl SerialBench {
     }
 
     fn event(&mut self, l: Line, sink: &mut dyn FnMut(Record)) {
-        if let Line::Event { t_us, event, .. } = l {
+        if let Line::Event { seq, t_us, event } = l {
             self.now_us = self.now_us.max(t_us);
+            if let Some(loss) = self.event_seq.check(seq, t_us) {
+                sink(loss);
+            }
             sink(Record::Event { t_us, event });
         }
     }
@@ -500,6 +507,51 @@ mod tests {
         }
     }
 
+    /// A fixture that answers every command, then sends events 1, 2 and 5:
+    /// events 3 and 4 were lost on the way.
+    struct Gappy {
+        out: Vec<u8>,
+    }
+    impl Read for Gappy {
+        fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+            if self.out.is_empty() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            let n = self.out.len().min(b.len());
+            b[..n].copy_from_slice(&self.out[..n]);
+            self.out.drain(..n);
+            Ok(n)
+        }
+    }
+    impl Write for Gappy {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let text = String::from_utf8_lossy(b).to_string();
+            let seq: u32 = text.split(' ').nth(1).unwrap().parse().unwrap();
+            let mut lines = vec![Line::Ok {
+                seq,
+                info: HString::new(),
+            }];
+            if seq == 2 {
+                for (seq, t_us) in [(1, 1_000_000), (2, 2_000_000), (5, 3_000_000)] {
+                    lines.push(Line::Event {
+                        seq,
+                        t_us,
+                        event: rig::protocol::Event::Heartbeat,
+                    });
+                }
+            }
+            for l in lines {
+                let mut s: HString<MAX_LINE> = HString::new();
+                protocol::encode(&l, &mut s).unwrap();
+                self.out.extend_from_slice(s.as_bytes());
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     fn heartbeat_at(t_us: u64) -> Vec<u8> {
         let mut l: HString<MAX_LINE> = HString::new();
         protocol::encode(
@@ -628,6 +680,37 @@ mod tests {
             crate::runner::run(&sc, &mut b, 1)
         });
         assert_eq!(run.verdict, crate::runner::Verdict::Incomplete);
+    }
+
+    #[test]
+    fn a_gap_in_the_event_sequence_is_a_loss() {
+        let link = Gappy { out: Vec::new() };
+        let mut b = SerialBench::over("test".into(), Box::new(link), Timeouts::default()).unwrap();
+        let mut got = Vec::new();
+        b.command(Command::Plug(0), &mut |r| got.push(r)).unwrap();
+        b.run_until(3_000_000, &mut |r| got.push(r)).unwrap();
+        let losses: Vec<&Record> = got
+            .iter()
+            .filter(|r| matches!(r, Record::Loss { .. }))
+            .collect();
+        assert_eq!(
+            losses,
+            vec![&Record::Loss {
+                t_us: 3_000_000,
+                text: "2 fixture event(s) lost: sequence jumped from 2 to 5, before the event at t=3.000 s"
+                    .into()
+            }],
+            "{got:?}"
+        );
+        // The loss comes before the event after the gap.
+        let at = got.iter().position(|r| matches!(r, Record::Loss { .. }));
+        assert!(matches!(
+            got.get(at.unwrap() + 1),
+            Some(Record::Event {
+                t_us: 3_000_000,
+                ..
+            })
+        ));
     }
 
     #[test]

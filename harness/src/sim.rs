@@ -32,7 +32,7 @@ use rig::pilot::Source;
 use rig::protocol::{self, Command, Line, Parsed, MAX_LINE};
 use rig::rng::SplitMix64;
 
-use crate::bench::{Bench, BenchError, Record, SimFault};
+use crate::bench::{Bench, BenchError, EventSeq, Record, SimFault};
 use crate::scenario::Scenario;
 
 /// Most stations (and fixture channels) in one virtual site.
@@ -150,8 +150,9 @@ struct Station {
     welded: bool,
     source: Source,
     duty_bp: Option<u16>,
-    /// A PWM started at this time with this duty, not yet fed to capture.
-    pwm_feed: Option<(u64, u16)>,
+    /// A PWM started at this time with this duty, and how many of its
+    /// periods capture was fed so far.
+    pwm_feed: Option<(u64, u16, u64)>,
     levels: Option<(i32, i32)>,
     draw: [u16; 3],
     sensor: SplitMix64,
@@ -207,13 +208,20 @@ pub struct VirtualBench {
     next_id: u64,
     host_seq: u32,
     records: VecDeque<Record>,
+    /// The fixture's event sequence, as the harness reads it.
+    event_seq: EventSeq,
     steps: u64,
     /// The instant being processed and how many steps it took so far.
     stuck_at: (u64, u64),
 }
 
-/// Periods of a new PWM fed to the fixture's capture (then it holds).
-const PWM_FEED_PERIODS: u64 = 32;
+/// Periods of a new PWM fed to the fixture's capture (then it holds): the
+/// capture's 32-period average must fill with the new duty, and a 0.1 A
+/// step above 51 A (0.04 %) must then hold a whole window to be reported.
+const PWM_FEED_PERIODS: u64 = 96;
+/// Periods fed at once when a PWM starts (a new duty is reported after 8,
+/// and the car hears it when they are fed); the rest follow in one go.
+const PWM_FIRST_FEED_PERIODS: u64 = 32;
 
 /// More wake-ups than this at one instant means a model is stuck.
 const MAX_STEPS_AT_ONE_INSTANT: u64 = 200_000;
@@ -268,6 +276,7 @@ impl VirtualBench {
             next_id: 0,
             host_seq: 0,
             records: VecDeque::new(),
+            event_seq: EventSeq::default(),
             steps: 0,
             stuck_at: (u64::MAX, 0),
         };
@@ -414,28 +423,44 @@ impl VirtualBench {
     /// Feed the fixture's capture the edges of the PWM that started at `t0`,
     /// up to `until` (at most [`PWM_FEED_PERIODS`] periods), through its
     /// timer path, with the station's edges dithered against the fixture's
-    /// 1 MHz timer. Edges are fed only once they have happened, so a PWM
-    /// cut short is captured as exactly as long as it ran.
+    /// 1 MHz timer, and stop feeding it. Edges are fed only once they have
+    /// happened, so a PWM cut short is captured as exactly as long as it ran.
     fn flush_pwm(&mut self, i: usize, until: u64) {
-        let Some((t0, duty_bp)) = self.stations[i].pwm_feed.take() else {
-            return;
+        self.feed_pwm(i, until);
+        self.stations[i].pwm_feed = None;
+    }
+
+    /// Feed the PWM's periods from those fed so far up to `until`; whether
+    /// all [`PWM_FEED_PERIODS`] are fed.
+    fn feed_pwm(&mut self, i: usize, until: u64) -> bool {
+        let Some((t0, duty_bp, fed)) = self.stations[i].pwm_feed else {
+            return true;
         };
         let now = us(self.now);
         let periods = (until.saturating_sub(t0) / 1_000).min(PWM_FEED_PERIODS);
         let start_t10 = t0 * 10;
-        for k in 0..periods {
+        for k in fed..periods {
             // Phase of the station's clock against the fixture's timer, in
-            // tenths of a microsecond (a golden-ratio sequence).
-            let phase = (k * 6_180) % 10_000 / 1_000;
+            // tenths of a microsecond (a golden-ratio sequence). A feed that
+            // goes on starts from the rising edge that closed the last one.
+            let phase = if k == fed && fed > 0 {
+                0
+            } else {
+                (k * 6_180) % 10_000 / 1_000
+            };
             let rise = start_t10 + k * 10_000 + phase;
             let fall = rise + u64::from(duty_bp);
-            self.fixture.handle_edge(now, i, rise / 10, true);
+            if k > fed || fed == 0 {
+                self.fixture.handle_edge(now, i, rise / 10, true);
+            }
             self.fixture.handle_edge(now, i, fall / 10, false);
         }
-        if periods > 0 {
+        if periods > fed {
             self.fixture
                 .handle_edge(now, i, (start_t10 + periods * 10_000) / 10, true);
         }
+        self.stations[i].pwm_feed = Some((t0, duty_bp, periods.max(fed)));
+        periods >= PWM_FEED_PERIODS
     }
 
     fn set_output(&mut self, i: usize, out: PilotOutput) {
@@ -449,7 +474,8 @@ impl VirtualBench {
         let changed = self.stations[i].duty_bp != duty;
         self.stations[i].duty_bp = duty;
         if let (true, Some(d)) = (changed, duty) {
-            self.stations[i].pwm_feed = Some((self.now, d));
+            self.stations[i].pwm_feed = Some((self.now, d, 0));
+            self.schedule(self.now + PWM_FIRST_FEED_PERIODS * 1_000, Wake::PwmFeed(i));
             self.schedule(self.now + PWM_FEED_PERIODS * 1_000, Wake::PwmFeed(i));
         }
         self.apply_pilot(i);
@@ -701,11 +727,12 @@ impl VirtualBench {
             Wake::Frame(id) => self.deliver_frame(id),
             Wake::Contactor(i) => self.contactor_settles(i),
             Wake::PwmFeed(i) => {
-                if self.stations[i]
-                    .pwm_feed
-                    .is_some_and(|(t0, _)| t0 + PWM_FEED_PERIODS * 1_000 == t)
-                {
-                    self.flush_pwm(i, t);
+                if self.stations[i].pwm_feed.is_some_and(|(t0, _, _)| {
+                    t0 + PWM_FIRST_FEED_PERIODS * 1_000 == t || t0 + PWM_FEED_PERIODS * 1_000 == t
+                }) {
+                    if self.feed_pwm(i, t) {
+                        self.stations[i].pwm_feed = None;
+                    }
                     self.reschedule_channel(i);
                     self.sync_channel(i);
                 }
@@ -776,7 +803,8 @@ impl VirtualBench {
         let mut line: HString<MAX_LINE> = HString::new();
         while self.fixture.poll_line(&mut line) {
             match protocol::parse_next(line.as_bytes()) {
-                Parsed::Line(_, Line::Event { t_us, event, .. }) => {
+                Parsed::Line(_, Line::Event { seq, t_us, event }) => {
+                    self.records.extend(self.event_seq.check(seq, t_us));
                     self.records.push_back(Record::Event { t_us, event })
                 }
                 Parsed::Line(_, _) => {}
@@ -898,7 +926,8 @@ impl Bench for VirtualBench {
                         reason: format!("{code:?}: {message}"),
                     });
                 }
-                Parsed::Line(_, Line::Event { t_us, event, .. }) => {
+                Parsed::Line(_, Line::Event { seq, t_us, event }) => {
+                    self.records.extend(self.event_seq.check(seq, t_us));
                     self.records.push_back(Record::Event { t_us, event })
                 }
                 Parsed::Garbled(_, e) => self.records.push_back(Record::Garbled {

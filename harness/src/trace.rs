@@ -3,8 +3,10 @@
 //!
 //! Owns the canonical rendering used for golden snapshots: one line per
 //! change, times in milliseconds, currents in 0.1 A, duty in 0.01 %,
-//! heartbeats left out (they prove liveness, not behaviour). The rendering
-//! is deterministic: the same run gives the same bytes.
+//! heartbeats left out (they prove liveness, not behaviour), every loss
+//! kept (a sequence gap, a fixture's `LOSS` report: [`Trace::losses`]
+//! names them, and the runner marks such a trace incomplete). The
+//! rendering is deterministic: the same run gives the same bytes.
 
 use std::fmt::Write as _;
 
@@ -26,6 +28,8 @@ pub enum What {
         text: String,
     },
     Garbled(String),
+    /// Fixture events the harness knows were lost (a sequence gap).
+    Loss(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +62,7 @@ impl Trace {
                 text,
             } => (t_us, What::Telemetry { station, text }),
             Record::Garbled { t_us, text } => (t_us, What::Garbled(text)),
+            Record::Loss { t_us, text } => (t_us, What::Loss(text)),
         };
         self.entries.push(Entry { t_us, what });
     }
@@ -106,6 +111,7 @@ impl Trace {
                     }
                 }
                 What::Garbled(t) => format!("garbled fixture line: {t}"),
+                What::Loss(t) => format!("fixture lost data: {t}"),
                 What::Event(ev) => match *ev {
                     Event::Heartbeat => continue,
                     Event::Duty {
@@ -152,6 +158,13 @@ impl Trace {
                             amps(i64::from(da[2]))
                         )
                     }
+                    Event::LostLines { total } => {
+                        format!("fixture lost lines: {total} in all (its host did not read them)")
+                    }
+                    Event::LostCapture { ch, total } => format!(
+                        "{} capture lost changes: {total} in all (its queue was full)",
+                        self.st(ch)
+                    ),
                     Event::Meter { da } => {
                         format!(
                             "meter {} {} {} A",
@@ -179,6 +192,30 @@ impl Trace {
         }
         self.footer(&mut out);
         out
+    }
+
+    /// Every loss the trace shows, with when: a gap in the fixture's event
+    /// sequence, or the fixture's own report of dropped lines or capture
+    /// changes. A trace with any is not whole.
+    #[must_use]
+    pub fn losses(&self) -> Vec<String> {
+        let when = |t: u64| format!("t={:.3} s", t as f64 / 1e6);
+        self.entries
+            .iter()
+            .filter_map(|e| match &e.what {
+                What::Loss(text) => Some(text.clone()),
+                What::Event(Event::LostLines { total }) => Some(format!(
+                    "the fixture dropped lines its host did not read ({total} in all, reported at {})",
+                    when(e.t_us)
+                )),
+                What::Event(Event::LostCapture { ch, total }) => Some(format!(
+                    "{} capture dropped changes from its full queue ({total} in all, reported at {})",
+                    self.st(*ch),
+                    when(e.t_us)
+                )),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The golden text: the canonical trace, or for `summary` scenarios the

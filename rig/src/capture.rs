@@ -4,16 +4,40 @@
 //! frequency from pilot edge timestamps (1 MHz timer, microseconds), pilot
 //! state from the sampled plateaus, PWM on and off, contactor instants from
 //! relay sense, and the current. Reports changes only (a duty move of at
-//! least the threshold, a state or PWM change, a contactor transition with
-//! its exact timestamp, a current change), so a 115200-baud link carries 16
-//! channels. Does not know what the station should do: checks live in the
-//! harness.
+//! least the threshold or of the current it decodes to, a state or PWM
+//! change, a contactor transition with its exact timestamp, a current
+//! change), so a 115200-baud link carries 16 channels. Does not know what
+//! the station should do: checks live in the harness.
 //!
 //! Duty is averaged over up to 32 periods since the last jump, so 1 us of
 //! edge jitter costs well under 0.05 %; a jump larger than 0.5 % restarts
 //! the average, and a new duty is reported only after it held for
 //! `confirm_periods` periods (one short pulse is not a duty change). Edges
 //! closer than `glitch_us` to the previous one are dropped with it.
+//!
+//! A duty is reported when it moved by the threshold (0.05 % by default)
+//! or when the current it decodes to (the car's table below) differs from
+//! the reported one by 0.1 A or more: above 51 A one 0.1 A step is only
+//! 0.04 % of duty. Such a decoded change counts only clear of the boundary
+//! it crossed (the duty 0.01 % back toward the reported one must not decode
+//! to the reported current: a hysteresis of one step), and only after it
+//! held for a whole window (32 periods) in a row, so an average sitting on
+//! a decode boundary does not flap. A 0.04 % step moves the 32-period
+//! average gradually: it is seen about 64 periods after the change, when
+//! the window holds nothing else, so the duty reported is the new one.
+//!
+//! Current: a move of at least `current_threshold_da` on any phase is
+//! reported at once; a smaller difference from the reported value is
+//! reported once the readings have differed from it for `current_settle`
+//! (1 s by default), with the latest reading, stamped when it is reported.
+//! So a settled value is always reported, at most one settled report per
+//! `current_settle` per channel, and a noisy reading cannot flood the link.
+//! [`ChannelCapture::measured_da`] is the latest reading itself (the mains
+//! meter emulation sums those, never the reported ones).
+//!
+//! Loss is counted, never silent: when the change queue is full the oldest
+//! change is dropped and counted in [`ChannelCapture::lost_events`], which
+//! the fixture reports on the protocol.
 //!
 //! The decoding of duty to current here is the car's, written apart from
 //! the firmware's encoder on purpose: the fixture must catch a station
@@ -35,8 +59,11 @@ pub struct CaptureConfig {
     /// No edge for this long means PWM stopped (hardware); `None` relies on
     /// the sampled levels alone (the virtual bench samples exactly).
     pub pwm_timeout: Option<Duration>,
-    /// Report a current change of at least this, deciamps.
+    /// Report a current change of at least this at once, deciamps.
     pub current_threshold_da: u16,
+    /// Report a smaller current change once the readings have differed
+    /// from the reported value for this long.
+    pub current_settle: Duration,
     /// Window around each nominal level that classifies a state, millivolts.
     pub level_window_mv: i32,
 }
@@ -49,6 +76,7 @@ impl Default for CaptureConfig {
             glitch_us: 5,
             pwm_timeout: Some(firmware::time::ms(3)),
             current_threshold_da: 2,
+            current_settle: firmware::time::secs(1),
             level_window_mv: 1_100,
         }
     }
@@ -75,6 +103,8 @@ pub enum CaptureEvent {
 
 const WINDOW: usize = 32;
 const JUMP_BP: i32 = 50;
+/// Changes a channel holds before the fixture drains them.
+pub const EVENT_QUEUE: usize = 16;
 
 /// One channel's capture.
 #[derive(Debug, Clone)]
@@ -91,8 +121,17 @@ pub struct ChannelCapture {
     state: Option<PilotState>,
     levels: (i32, i32),
     contactor: bool,
+    /// The current last reported.
     current: [u16; 3],
-    events: Deque<(u64, CaptureEvent), 16>,
+    /// The latest reading.
+    measured: [u16; 3],
+    /// Since when the readings differ (under the threshold) from `current`.
+    settle_since: Option<u64>,
+    /// A decoded current that differs from the reported one, and for how
+    /// many periods in a row the average decoded to it.
+    decode_candidate: Option<(Option<u16>, u8)>,
+    events: Deque<(u64, CaptureEvent), EVENT_QUEUE>,
+    lost: u32,
 }
 
 impl ChannelCapture {
@@ -112,7 +151,11 @@ impl ChannelCapture {
             levels: (0, 0),
             contactor: false,
             current: [0; 3],
+            measured: [0; 3],
+            settle_since: None,
+            decode_candidate: None,
             events: Deque::new(),
+            lost: 0,
         }
     }
 
@@ -136,14 +179,29 @@ impl ChannelCapture {
         self.contactor
     }
 
+    /// The current last reported, deciamps per phase.
     #[must_use]
     pub fn current_da(&self) -> [u16; 3] {
         self.current
     }
 
+    /// The latest current reading, deciamps per phase (what flows now).
+    #[must_use]
+    pub fn measured_da(&self) -> [u16; 3] {
+        self.measured
+    }
+
+    /// Changes dropped since the start because the queue was full
+    /// (cumulative; 0 when the fixture drains after every input).
+    #[must_use]
+    pub fn lost_events(&self) -> u32 {
+        self.lost
+    }
+
     fn push(&mut self, t_us: u64, e: CaptureEvent) {
         if self.events.is_full() {
             self.events.pop_front();
+            self.lost = self.lost.saturating_add(1);
         }
         let _ = self.events.push_back((t_us, e));
     }
@@ -195,6 +253,7 @@ impl ChannelCapture {
         if let Some(avg) = self.average() {
             if (this - i32::from(avg.0)).abs() > JUMP_BP {
                 self.periods.clear();
+                self.decode_candidate = None;
             }
         }
         if self.periods.is_full() {
@@ -208,10 +267,13 @@ impl ChannelCapture {
             return;
         };
         let moved = match (self.pwm_on, self.reported_duty) {
-            (true, Some(r)) => r.abs_diff(avg) >= self.cfg.duty_threshold_bp,
+            (true, Some(r)) => {
+                r.abs_diff(avg) >= self.cfg.duty_threshold_bp || self.decoded_step_held(r, avg)
+            }
             _ => true,
         };
         if moved {
+            self.decode_candidate = None;
             self.pwm_on = true;
             self.reported_duty = Some(avg);
             self.push(
@@ -222,6 +284,31 @@ impl ChannelCapture {
                 },
             );
         }
+    }
+
+    /// Whether `avg` decodes to another current than the reported `r` (by
+    /// 0.1 A or more), clear of the boundary (0.01 % back toward `r` does
+    /// not decode to `r`'s current: at 85.00 %, the end of the linear
+    /// range, one step back is a third current, and 51.0 A is still
+    /// reached), and has decoded to that current for a whole window.
+    fn decoded_step_held(&mut self, r: u16, avg: u16) -> bool {
+        let seen = current_for_duty(avg);
+        let reported = current_for_duty(r);
+        let back = if avg > r {
+            avg.saturating_sub(1)
+        } else {
+            avg.saturating_add(1)
+        };
+        if seen == reported || current_for_duty(back) == reported {
+            self.decode_candidate = None;
+            return false;
+        }
+        let held = match self.decode_candidate {
+            Some((c, n)) if c == seen => n.saturating_add(1),
+            _ => 1,
+        };
+        self.decode_candidate = Some((seen, held));
+        usize::from(held) >= WINDOW
     }
 
     /// Mean duty (0.01 %) and frequency (mHz) over the window.
@@ -267,6 +354,7 @@ impl ChannelCapture {
     fn pwm_stopped(&mut self, t_us: u64) {
         self.pwm_on = false;
         self.reported_duty = None;
+        self.decode_candidate = None;
         self.periods.clear();
         self.last_rise = None;
         self.last_fall = None;
@@ -295,8 +383,10 @@ impl ChannelCapture {
         }
     }
 
-    /// Measured current per phase.
+    /// Measured current per phase: a move of the threshold is reported at
+    /// once, a smaller difference once it has lasted `current_settle`.
     pub fn handle_current(&mut self, t_us: u64, da: [u16; 3]) {
+        self.measured = da;
         let moved = da
             .iter()
             .zip(self.current.iter())
@@ -304,26 +394,48 @@ impl ChannelCapture {
             || (da != self.current && da.iter().all(|&x| x == 0));
         if moved {
             self.current = da;
+            self.settle_since = None;
             self.push(t_us, CaptureEvent::Current(da));
+        } else if da == self.current {
+            self.settle_since = None;
+        } else if self.settle_since.is_none() {
+            self.settle_since = Some(t_us);
         }
     }
 
-    /// Hardware path: PWM stopped if no edge came for the timeout.
+    /// When a current under the threshold is due to be reported.
+    fn settle_due(&self) -> Option<Instant> {
+        self.settle_since
+            .map(|t| Instant::from_ticks(t.saturating_add(self.cfg.current_settle.ticks())))
+    }
+
+    /// The hardware's PWM timeout, and the settling of a small current
+    /// change.
     pub fn handle_timeout(&mut self, now: Instant) {
         if let (Some(to), Some(last), true) = (self.cfg.pwm_timeout, self.last_edge_at, self.pwm_on)
         {
-            if now.ticks() >= last + to.ticks() {
+            if now.ticks() >= last.saturating_add(to.ticks()) {
                 self.pwm_stopped(now.ticks());
+            }
+        }
+        if self.settle_due().is_some_and(|t| now >= t) {
+            self.settle_since = None;
+            if self.measured != self.current {
+                self.current = self.measured;
+                self.push(now.ticks(), CaptureEvent::Current(self.measured));
             }
         }
     }
 
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.cfg.pwm_timeout, self.last_edge_at, self.pwm_on) {
-            (Some(to), Some(last), true) => Some(Instant::from_ticks(last + to.ticks())),
+        let pwm = match (self.cfg.pwm_timeout, self.last_edge_at, self.pwm_on) {
+            (Some(to), Some(last), true) => {
+                Some(Instant::from_ticks(last.saturating_add(to.ticks())))
+            }
             _ => None,
-        }
+        };
+        firmware::time::earliest(pwm, self.settle_due())
     }
 
     /// The next change to report, with its timer timestamp.
@@ -464,6 +576,121 @@ mod tests {
         assert_eq!(due.ticks(), 10_000 + 3_000);
         c.handle_timeout(due);
         assert_eq!(c.duty_bp(), None);
+    }
+
+    /// Exact PWM periods at `duty_bp` (0.01 %), as tenths of a microsecond
+    /// dithered against the 1 MHz timer (the virtual bench's feed).
+    fn dithered(c: &mut ChannelCapture, start: u64, duty_bp: u16, periods: u64) -> u64 {
+        for k in 0..periods {
+            let phase = (k * 6_180) % 10_000 / 1_000;
+            let rise = (start + k * 1_000) * 10 + phase;
+            let fall = rise + u64::from(duty_bp);
+            c.handle_edge(rise / 10, true);
+            c.handle_edge(fall / 10, false);
+        }
+        start + periods * 1_000
+    }
+
+    fn decoded(ev: &[(u64, CaptureEvent)]) -> Vec<Option<u16>> {
+        ev.iter()
+            .filter_map(|(_, e)| match e {
+                CaptureEvent::Duty { duty_bp, .. } => Some(current_for_duty(*duty_bp)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_0_1_a_step_above_51_a_is_reported() {
+        // 63.0 A is 89.20 % and 62.9 A 89.16 %: 0.04 %, under the 0.05 %
+        // threshold, but a different current for the car.
+        let mut c = ChannelCapture::new(CaptureConfig::default());
+        let t = dithered(&mut c, 0, 8_920, 40);
+        assert_eq!(decoded(&events(&mut c)), vec![Some(630)]);
+        let t = dithered(&mut c, t, 8_916, 96);
+        assert_eq!(decoded(&events(&mut c)), vec![Some(629)], "the cut");
+        let t = dithered(&mut c, t, 8_920, 96);
+        assert_eq!(decoded(&events(&mut c)), vec![Some(630)], "and back");
+        // Every 0.1 A step of the table's top range, up and down, from and
+        // back to 51.0 A at 85.00 % (the end of the linear range: 52.6 A is
+        // 0.04 % above it).
+        let mut t = dithered(&mut c, t, 8_500, 96);
+        assert_eq!(decoded(&events(&mut c)), vec![Some(510)]);
+        for da in (526..=800u16).chain((526..800).rev()) {
+            let duty = da * 4 + 6_400;
+            t = dithered(&mut c, t, duty, 96);
+            assert_eq!(decoded(&events(&mut c)), vec![Some(da)], "{da}");
+        }
+        dithered(&mut c, t, 8_500, 96);
+        assert_eq!(decoded(&events(&mut c)), vec![Some(510)], "51.0 A");
+    }
+
+    #[test]
+    fn a_duty_on_a_decode_boundary_does_not_flap() {
+        // 89.175 % sits between 62.9 A (up to 89.17 %) and 63.0 A: three
+        // periods of 892 us and one of 891, and one falling edge in eight
+        // 1 us early or late, so the 32-period average wanders across the
+        // boundary for ten seconds.
+        let mut c = ChannelCapture::new(CaptureConfig::default());
+        let mut rng = SplitMix64::new(9);
+        let mut reports = Vec::new();
+        for k in 0..10_000u64 {
+            let high = if k % 4 == 0 { 891 } else { 892 };
+            let jitter = match rng.below(16) {
+                0 => -1,
+                1 => 1,
+                _ => 0,
+            };
+            c.handle_edge(k * 1_000, true);
+            c.handle_edge((k * 1_000 + high).saturating_add_signed(jitter), false);
+            reports.extend(decoded(&events(&mut c)));
+        }
+        assert_eq!(c.lost_events(), 0);
+        assert!(
+            reports.iter().all(|d| matches!(d, Some(629 | 630))),
+            "{reports:?}"
+        );
+        assert!(reports.len() <= 3, "flapping: {reports:?}");
+    }
+
+    #[test]
+    fn a_settled_current_under_the_deadband_is_reported() {
+        let mut c = ChannelCapture::new(CaptureConfig::default());
+        c.handle_current(1_000, [126, 0, 0]);
+        assert_eq!(
+            events(&mut c),
+            vec![(1_000, CaptureEvent::Current([126, 0, 0]))]
+        );
+        // 12.6 -> 12.5 A: under the 0.2 A deadband, reported once it held 1 s.
+        c.handle_current(2_000_000, [125, 0, 0]);
+        assert!(events(&mut c).is_empty());
+        assert_eq!(c.measured_da(), [125, 0, 0]);
+        assert_eq!(c.current_da(), [126, 0, 0]);
+        let due = c.poll_timeout().expect("settle timer");
+        assert_eq!(due.ticks(), 3_000_000);
+        c.handle_timeout(due);
+        assert_eq!(
+            events(&mut c),
+            vec![(3_000_000, CaptureEvent::Current([125, 0, 0]))]
+        );
+        assert_eq!(c.poll_timeout(), None);
+        // A blip that comes back before the settle time is not reported.
+        c.handle_current(4_000_000, [124, 0, 0]);
+        c.handle_current(4_500_000, [125, 0, 0]);
+        assert_eq!(c.poll_timeout(), None);
+        assert!(events(&mut c).is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_counts_what_it_drops() {
+        let mut c = ChannelCapture::new(CaptureConfig::default());
+        for k in 0..20u64 {
+            c.handle_relay(k * 1_000, k % 2 == 0);
+        }
+        assert_eq!(c.lost_events(), 4);
+        let ev = events(&mut c);
+        assert_eq!(ev.len(), EVENT_QUEUE);
+        assert_eq!(ev[0].0, 4_000, "the oldest went first");
     }
 
     #[test]

@@ -5,7 +5,12 @@
 //! sequence number, refuse with a reason, never stay silent), the event
 //! stream (capture changes, meter values, heartbeats, stamped with fixture
 //! time), and the coupling between a channel's capture and its car (the car
-//! learns the offer and the power exactly as a real car would). Does not
+//! learns the offer and the power exactly as a real car would, and draws
+//! only on the phases its station supplies). Loss is reported, never
+//! silent: a line dropped because the host did not read it, or a capture
+//! change dropped because a channel's queue was full, is counted, and the
+//! cumulative counts go out as `LOSS` events at the next heartbeat (a
+//! dropped event also leaves a gap in the event sequence numbers). Does not
 //! touch hardware: a fixture board feeds capture inputs from its timers and
 //! ADC and applies [`Fixture::car_load`] and [`Fixture::car_draw_da`] to its
 //! resistor switches and load bank; the virtual bench does the same with
@@ -73,7 +78,14 @@ pub struct Fixture<const N: usize> {
     hello: bool,
     next_hb: Instant,
     reported_meter: [i32; 3],
+    /// The site current differed (under the threshold) from the reported
+    /// one at the last meter request: if the next one still differs, the
+    /// site current is reported.
+    meter_differed: bool,
     dropped_lines: u32,
+    /// The loss counts last reported: lines, and capture changes per channel.
+    reported_lines_lost: u32,
+    reported_capture_lost: Vec<u32, N>,
 }
 
 impl<const N: usize> Fixture<N> {
@@ -101,7 +113,10 @@ impl<const N: usize> Fixture<N> {
             hello: false,
             next_hb: now + cfg.heartbeat,
             reported_meter: [0; 3],
+            meter_differed: false,
             dropped_lines: 0,
+            reported_lines_lost: 0,
+            reported_capture_lost: Vec::new(),
         }
     }
 
@@ -114,6 +129,12 @@ impl<const N: usize> Fixture<N> {
     #[must_use]
     pub fn dropped_lines(&self) -> u32 {
         self.dropped_lines
+    }
+
+    /// Capture changes channel `ch` dropped because its queue was full.
+    #[must_use]
+    pub fn capture_lost(&self, ch: usize) -> u32 {
+        self.chans.get(ch).map_or(0, |c| c.cap.lost_events())
     }
 
     /// What the car on `ch` presents on the pilot (resistor and diode switches).
@@ -266,6 +287,19 @@ impl<const N: usize> Fixture<N> {
                 }
                 self.loads.clear();
                 self.meter.set_fault(MeterFault::None);
+                // Losses before the reset are not the next run's: only
+                // what is lost from here on is reported.
+                self.reported_lines_lost = self.dropped_lines;
+                self.reported_capture_lost.clear();
+                for c in &self.chans {
+                    if self
+                        .reported_capture_lost
+                        .push(c.cap.lost_events())
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
             }
             Command::Plug(c) => self.chans[usize::from(c)].car.plug(now),
             Command::Unplug(c) => self.chans[usize::from(c)].car.unplug(now),
@@ -306,6 +340,10 @@ impl<const N: usize> Fixture<N> {
                     CarSetting::Ventilation(v) => p.ventilation = v,
                     CarSetting::Rotation(v) => chan.rotation = v % 3,
                     CarSetting::Metered(v) => chan.metered = v,
+                    CarSetting::SupplyPhases(v) => {
+                        chan.car.set_supply_phases(now, v);
+                        return self.ok(seq, "");
+                    }
                 }
                 chan.car.set_params(now, p);
             }
@@ -425,16 +463,17 @@ impl<const N: usize> Fixture<N> {
 
     /// The net current per grid phase at the meter's position: the other
     /// loads (which hang at the metered node) plus the current of every
-    /// channel the meter sees, on the phase it is wired to. A meter on a
-    /// sub-panel does not see channels outside it (`CAR <ch> meter=0`).
+    /// channel the meter sees (a meter on a sub-panel does not see channels
+    /// outside it: `CAR <ch> meter=0`), on the phase it is wired to, as it
+    /// flows now (the latest reading, never the last reported value).
     #[must_use]
     pub fn site_da(&self) -> [i32; 3] {
         let mut t = self.loads.total_da();
         for c in self.chans.iter().filter(|c| c.metered) {
-            let m = c.cap.current_da();
+            let m = c.cap.measured_da();
             for k in 0..3 {
                 let ph = (k + usize::from(c.rotation)) % 3;
-                t[ph] += i32::from(m[k]);
+                t[ph] = t[ph].saturating_add(i32::from(m[k]));
             }
         }
         t
@@ -443,18 +482,23 @@ impl<const N: usize> Fixture<N> {
     /// Refresh the meter's register image from the site, and report the
     /// site's true current per phase (what flows at the meter's position,
     /// also while the meter is faulted toward the station) when it moved by
-    /// 0.2 A.
+    /// 0.2 A, or when it differed by less at two requests in a row (a
+    /// settled value is always reported, and a noisy one at most every
+    /// second request).
     fn update_meter(&mut self, now: Instant) {
         let site = self.site_da();
         self.meter.set_site(site, self.cfg.voltage_v);
-        let shown = site;
-        if shown
+        let moved = site
             .iter()
             .zip(self.reported_meter.iter())
-            .any(|(a, b)| a.abs_diff(*b) >= 2)
-        {
-            self.reported_meter = shown;
-            self.emit(now.ticks(), Event::Meter { da: shown });
+            .any(|(a, b)| a.abs_diff(*b) >= 2);
+        let differs = site != self.reported_meter;
+        if moved || (differs && self.meter_differed) {
+            self.reported_meter = site;
+            self.meter_differed = false;
+            self.emit(now.ticks(), Event::Meter { da: site });
+        } else {
+            self.meter_differed = differs;
         }
     }
 
@@ -500,11 +544,42 @@ impl<const N: usize> Fixture<N> {
         self.next_hb
     }
 
-    /// Emit the heartbeat if it is due.
+    /// Emit the heartbeat if it is due, after a `LOSS` event for every
+    /// loss count that grew since it was last reported.
     pub fn handle_heartbeat(&mut self, now: Instant) {
         if now >= self.next_hb {
+            self.report_losses(now);
             self.emit(now.ticks(), Event::Heartbeat);
             self.next_hb = now + self.cfg.heartbeat;
+        }
+    }
+
+    fn report_losses(&mut self, now: Instant) {
+        for ch in 0..self.chans.len() {
+            let lost = self.chans[ch].cap.lost_events();
+            while self.reported_capture_lost.len() <= ch {
+                if self.reported_capture_lost.push(0).is_err() {
+                    break;
+                }
+            }
+            if let Some(r) = self.reported_capture_lost.get_mut(ch) {
+                if lost != *r {
+                    *r = lost;
+                    let c = u8::try_from(ch).unwrap_or(u8::MAX);
+                    self.emit(now.ticks(), Event::LostCapture { ch: c, total: lost });
+                }
+            }
+        }
+        // The LOSS line (and the heartbeat) may push more lines out of a
+        // full queue: those are counted and reported at the next heartbeat.
+        if self.dropped_lines != self.reported_lines_lost {
+            self.reported_lines_lost = self.dropped_lines;
+            self.emit(
+                now.ticks(),
+                Event::LostLines {
+                    total: self.dropped_lines,
+                },
+            );
         }
     }
 
@@ -662,6 +737,187 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    fn hello(channels: u16) -> Fixture<4> {
+        let mut f = Fixture::<4>::new(
+            FixtureConfig {
+                channels,
+                ..FixtureConfig::default()
+            },
+            us(0),
+        );
+        cmd(&mut f, 1, Command::Hello { version: 1 });
+        let _ = lines(&mut f);
+        f
+    }
+
+    #[test]
+    fn the_meter_sums_true_currents_not_reported_ones() {
+        let mut f = hello(1);
+        f.handle_current(us(1), 0, [126, 0, 0]);
+        // 12.6 -> 12.5 A: under the capture's deadband, not reported yet,
+        // but flowing through the meter at once.
+        f.handle_current(us(2), 0, [125, 0, 0]);
+        assert_eq!(f.site_da(), [125, 0, 0]);
+        let currents = |ls: &[Line]| {
+            ls.iter()
+                .filter_map(|l| match l {
+                    Line::Event {
+                        event: Event::Current { da, .. },
+                        t_us,
+                        ..
+                    } => Some((*t_us, *da)),
+                    _ => None,
+                })
+                .collect::<std::vec::Vec<_>>()
+        };
+        assert_eq!(currents(&lines(&mut f)), vec![(1, [126, 0, 0])]);
+        // Settled: reported 1 s later.
+        let due = f.channel_timeout(0).expect("settle timer");
+        f.handle_channel_timeout(due, 0);
+        assert_eq!(currents(&lines(&mut f)), vec![(1_000_002, [125, 0, 0])]);
+    }
+
+    #[test]
+    fn a_settled_meter_value_is_reported_at_the_next_request() {
+        let mut f = hello(1);
+        let req = {
+            let req = [1u8, 4, 0, 0, 0, 18];
+            let crc = crc::Crc::<u16>::new(&crc::CRC_16_MODBUS).checksum(&req);
+            let mut frame = req.to_vec();
+            frame.extend_from_slice(&crc.to_le_bytes());
+            frame
+        };
+        let meters = |f: &mut Fixture<4>| {
+            lines(f)
+                .into_iter()
+                .filter_map(|l| match l {
+                    Line::Event {
+                        event: Event::Meter { da },
+                        ..
+                    } => Some(da),
+                    _ => None,
+                })
+                .collect::<std::vec::Vec<_>>()
+        };
+        f.handle_current(us(1), 0, [126, 0, 0]);
+        let _ = f.handle_meter_rx(us(10), &req);
+        assert_eq!(meters(&mut f), vec![[126, 0, 0]]);
+        f.handle_current(us(20), 0, [125, 0, 0]);
+        let _ = f.handle_meter_rx(us(1_000_000), &req);
+        assert!(meters(&mut f).is_empty(), "0.1 A: not at the first request");
+        let _ = f.handle_meter_rx(us(2_000_000), &req);
+        assert_eq!(meters(&mut f), vec![[125, 0, 0]], "held: reported");
+    }
+
+    #[test]
+    fn dropped_lines_are_reported_and_leave_a_sequence_gap() {
+        let mut f = hello(1);
+        // The host stops reading: 200 queries give 400 lines (an event and
+        // an acknowledgement each) for a 256-line queue.
+        for k in 0..200 {
+            cmd(&mut f, 10 + k, Command::Query(0));
+        }
+        assert_eq!(f.dropped_lines(), 144);
+        f.handle_heartbeat(us(0) + secs(1));
+        let ls = lines(&mut f);
+        let seqs: std::vec::Vec<u32> = ls
+            .iter()
+            .filter_map(|l| match l {
+                Line::Event { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1) && seqs[0] > 1,
+            "events 1.. were dropped: the first left is {}",
+            seqs[0]
+        );
+        assert!(
+            ls.iter().any(|l| matches!(
+                l,
+                Line::Event {
+                    event: Event::LostLines { total },
+                    ..
+                } if *total >= 144
+            )),
+            "{:?}",
+            &ls[ls.len() - 3..]
+        );
+        // The LOSS line and the heartbeat pushed two more out of the full
+        // queue: the next heartbeat reports the final count, then nothing.
+        f.handle_heartbeat(us(0) + secs(2));
+        let lost = |ls: std::vec::Vec<Line>| {
+            ls.into_iter()
+                .filter_map(|l| match l {
+                    Line::Event {
+                        event: Event::LostLines { total },
+                        ..
+                    } => Some(total),
+                    _ => None,
+                })
+                .collect::<std::vec::Vec<_>>()
+        };
+        assert_eq!(lost(lines(&mut f)), vec![146]);
+        assert_eq!(f.dropped_lines(), 146);
+        f.handle_heartbeat(us(0) + secs(3));
+        assert!(lost(lines(&mut f)).is_empty());
+    }
+
+    #[test]
+    fn capture_overflow_is_reported() {
+        let mut f = hello(1);
+        // Twenty relay changes before anyone drains the channel's queue.
+        for k in 0..20u64 {
+            f.chans[0].cap.handle_relay(k, k % 2 == 0);
+        }
+        f.drain_capture(0, us(20));
+        assert_eq!(f.capture_lost(0), 4);
+        f.handle_heartbeat(us(0) + secs(1));
+        let ls = lines(&mut f);
+        assert!(
+            ls.iter().any(|l| matches!(
+                l,
+                Line::Event {
+                    event: Event::LostCapture { ch: 0, total: 4 },
+                    ..
+                }
+            )),
+            "{ls:?}"
+        );
+    }
+
+    #[test]
+    fn a_three_phase_car_on_a_one_phase_channel_draws_on_one_phase() {
+        let capture = CaptureConfig {
+            pwm_timeout: None,
+            ..CaptureConfig::default()
+        };
+        let mut f = Fixture::<4>::new(
+            FixtureConfig {
+                channels: 1,
+                capture,
+                ..FixtureConfig::default()
+            },
+            us(0),
+        );
+        cmd(&mut f, 1, Command::Hello { version: 1 });
+        cmd(&mut f, 2, Command::Car(0, CarSetting::Phases(3)));
+        cmd(&mut f, 3, Command::Car(0, CarSetting::SupplyPhases(1)));
+        cmd(&mut f, 4, Command::Plug(0));
+        cmd(&mut f, 5, Command::Request(0));
+        assert!(lines(&mut f).iter().all(|l| !matches!(l, Line::Err { .. })));
+        f.handle_pwm_batch(us(0), 0, 0, 1_000, 267, 40);
+        f.handle_relay(us(0) + ms(40), 0, true);
+        while let Some(t) = f.poll_timeout() {
+            if t > us(0) + secs(10) {
+                break;
+            }
+            f.handle_timeout(t);
+        }
+        assert_eq!(f.car_draw_da(0), [160, 0, 0]);
+        assert_eq!(f.car(0).map(Vehicle::supply_phases), Some(1));
     }
 
     #[test]

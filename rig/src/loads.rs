@@ -64,7 +64,7 @@ impl SiteLoads {
         for l in self.loads.iter().filter(|l| l.on) {
             for (ph, sum) in t.iter_mut().enumerate() {
                 if l.phases & (1 << ph) != 0 {
-                    *sum += l.da;
+                    *sum = sum.saturating_add(l.da);
                 }
             }
         }

@@ -63,6 +63,9 @@ pub enum CarSetting {
     /// Channel wiring: the mains meter sees this channel's current (its
     /// station is under the metered node). On by default and after `RESET`.
     Metered(bool),
+    /// Channel wiring: the phases the station supplies (1 or 3); the car
+    /// draws only on those.
+    SupplyPhases(u8),
 }
 
 /// A misbehaviour in a `MISBEHAVE` command.
@@ -135,6 +138,17 @@ pub enum Event {
         da: [i32; 3],
     },
     Heartbeat,
+    /// Lines the fixture dropped because the host did not read them,
+    /// cumulative since it started (sent when the count grew).
+    LostLines {
+        total: u32,
+    },
+    /// Capture changes channel `ch` dropped because its queue was full,
+    /// cumulative since the fixture started (sent when the count grew).
+    LostCapture {
+        ch: Channel,
+        total: u32,
+    },
     /// Answer to `QUERY`: the car's state of charge and draw.
     Car {
         ch: Channel,
@@ -389,7 +403,12 @@ fn parse_command<'a>(f: &mut impl Iterator<Item = &'a str>) -> Result<Command, &
                 "vent" => CarSetting::Ventilation(n(v)? != 0),
                 "rot" => CarSetting::Rotation(u8::try_from(n(v)?).map_err(|_| "rotation 0, 1 or 2")?),
                 "meter" => CarSetting::Metered(n(v)? != 0),
-                _ => return Err("car setting (max, phases, capacity, soc, knee, target, delay, delay_max, ramp, vent, rot, meter)"),
+                "supply" => match n(v)? {
+                    1 => CarSetting::SupplyPhases(1),
+                    3 => CarSetting::SupplyPhases(3),
+                    _ => return Err("supply phases 1 or 3"),
+                },
+                _ => return Err("car setting (max, phases, capacity, soc, knee, target, delay, delay_max, ramp, vent, rot, meter, supply)"),
             };
             Command::Car(c, setting)
         }
@@ -505,6 +524,19 @@ fn parse_event<'a>(f: &mut impl Iterator<Item = &'a str>) -> Result<Event, &'sta
             Event::Meter { da }
         }
         "HB" => Event::Heartbeat,
+        "LOSS" => match f.next().ok_or("LINES or CAPTURE")? {
+            "LINES" => Event::LostLines {
+                total: f.next().and_then(num::<u32>).ok_or("lines lost")?,
+            },
+            "CAPTURE" => Event::LostCapture {
+                ch: ch(f)?,
+                total: f
+                    .next()
+                    .and_then(num::<u32>)
+                    .ok_or("capture changes lost")?,
+            },
+            _ => return Err("LINES or CAPTURE"),
+        },
         "CAR" => Event::Car {
             ch: ch(f)?,
             plugged: f.next().and_then(num::<u8>).ok_or("plugged 0 or 1")? != 0,
@@ -564,6 +596,7 @@ fn write_command(cmd: &Command, out: &mut String<MAX_LINE>) -> core::fmt::Result
             CarSetting::Ventilation(v) => write!(out, "CAR {c} vent={}", u8::from(*v)),
             CarSetting::Rotation(v) => write!(out, "CAR {c} rot={v}"),
             CarSetting::Metered(v) => write!(out, "CAR {c} meter={}", u8::from(*v)),
+            CarSetting::SupplyPhases(v) => write!(out, "CAR {c} supply={v}"),
         },
         Command::Misbehave(c, m) => match m {
             Misbehave::None => write!(out, "MISBEHAVE {c} none"),
@@ -631,6 +664,8 @@ fn write_event(e: &Event, out: &mut String<MAX_LINE>) -> core::fmt::Result {
         Event::Current { ch, da } => write!(out, "CURRENT {ch} {} {} {}", da[0], da[1], da[2]),
         Event::Meter { da } => write!(out, "METER {} {} {}", da[0], da[1], da[2]),
         Event::Heartbeat => write!(out, "HB"),
+        Event::LostLines { total } => write!(out, "LOSS LINES {total}"),
+        Event::LostCapture { ch, total } => write!(out, "LOSS CAPTURE {ch} {total}"),
         Event::Car {
             ch,
             plugged,

@@ -3,7 +3,9 @@
 //! Owns the car's side of IEC 61851-1: which resistors and diode it
 //! presents (through [`CarLoad`]), how it follows the offer it reads from
 //! the duty cycle (after a response delay, with a ramp), its onboard
-//! charger limit and phases, its battery with a constant-current /
+//! charger limit and phases (it draws only on the phases its station
+//! supplies: a three-phase car on a one-phase station charges on one), its
+//! battery with a constant-current /
 //! constant-voltage taper, the user's actions, and misbehaviours for fault
 //! tests. Does not measure anything: the fixture's capture tells it the
 //! offer and the contactor state, exactly as a real car learns them.
@@ -90,6 +92,8 @@ pub struct Misbehaviour {
 #[derive(Debug, Clone)]
 pub struct Vehicle {
     params: CarParams,
+    /// Phases the station supplies on this channel (1 or 3).
+    supply_phases: u8,
     pub misbehaviour: Misbehaviour,
     rng: SplitMix64,
     plugged: bool,
@@ -117,6 +121,7 @@ impl Vehicle {
         Self {
             energy_mwh: u64::from(params.capacity_wh) * u64::from(params.soc_permille),
             params,
+            supply_phases: 3,
             misbehaviour: Misbehaviour::default(),
             rng: SplitMix64::new(seed),
             plugged: false,
@@ -148,6 +153,27 @@ impl Vehicle {
         self.retarget(now);
     }
 
+    /// The phases the station supplies (channel wiring: 1 or 3; 3 until
+    /// told). The car draws only on those.
+    pub fn set_supply_phases(&mut self, now: Instant, phases: u8) {
+        self.integrate(now);
+        self.supply_phases = if phases >= 3 { 3 } else { 1 };
+    }
+
+    #[must_use]
+    pub fn supply_phases(&self) -> u8 {
+        self.supply_phases
+    }
+
+    /// Phases the car draws on: its own, limited to the station's.
+    fn drawing_phases(&self) -> u8 {
+        if self.params.phases >= 3 && self.supply_phases >= 3 {
+            3
+        } else {
+            1
+        }
+    }
+
     /// What the car presents on the pilot.
     #[must_use]
     pub fn load(&self) -> CarLoad {
@@ -172,7 +198,7 @@ impl Vehicle {
     #[must_use]
     pub fn draw_da(&self) -> [u16; 3] {
         let d = if self.power { self.draw_da } else { 0 };
-        match self.params.phases {
+        match self.drawing_phases() {
             3 => [d; 3],
             _ => [d, 0, 0],
         }
@@ -330,7 +356,7 @@ impl Vehicle {
     }
 
     fn power_mw(&self) -> u64 {
-        let phases = u64::from(if self.params.phases >= 3 { 3u8 } else { 1 });
+        let phases = u64::from(self.drawing_phases());
         // deciamps * volts * 100 = mW
         u64::from(self.draw_da) * u64::from(self.params.voltage_v) * 100 * phases
     }
@@ -475,6 +501,29 @@ mod tests {
             ..CarParams::default()
         });
         run(&mut v, us(0) + secs(10));
+        assert_eq!(v.draw_da(), [100, 100, 100]);
+    }
+
+    #[test]
+    fn a_three_phase_car_on_a_one_phase_station_draws_on_one_phase() {
+        let mut v = charging(CarParams {
+            max_da: 100,
+            phases: 3,
+            capacity_wh: 10_000,
+            ..CarParams::default()
+        });
+        v.set_supply_phases(us(0), 1);
+        run(&mut v, us(0) + secs(10));
+        assert_eq!(v.draw_da(), [100, 0, 0]);
+        // Energy from one phase: 10 A x 230 V for an hour is 2.3 kWh, 23 %
+        // of 10 kWh on top of the 20 % it started with.
+        run(&mut v, us(0) + secs(3_610));
+        v.set_supply_phases(us(0) + secs(3_610), 3);
+        assert!(
+            (425..=435).contains(&v.soc_permille()),
+            "one phase of energy: {}",
+            v.soc_permille()
+        );
         assert_eq!(v.draw_da(), [100, 100, 100]);
     }
 

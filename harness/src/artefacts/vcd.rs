@@ -112,7 +112,10 @@ pub fn write(w: &mut impl Write, sc: &Scenario, trace: &Trace) -> std::io::Resul
                 }
             }
             Event::Meter { da } => v.change_real(meter, f64::from(da[0]) / 10.0)?,
-            Event::Heartbeat | Event::Car { .. } => {}
+            Event::Heartbeat
+            | Event::Car { .. }
+            | Event::LostLines { .. }
+            | Event::LostCapture { .. } => {}
         }
     }
     v.timestamp(trace.end_us.max(last_t))?;

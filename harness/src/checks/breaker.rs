@@ -171,23 +171,60 @@ pub fn offered(sc: &Scenario, series: &Series) -> CheckResult {
     c
 }
 
-/// Whether an over-limit at `t` under `node` is excused.
-fn excused(sc: &Scenario, series: &Series, node: usize, t: u64) -> bool {
-    // A station under the node had its offer reduced within the allowance.
-    let reduced = sc.stations.iter().enumerate().any(|(i, st)| {
-        sc.is_under(st.node, node)
-            && series.offered[i]
-                .windows(2)
-                .any(|w| w[1].1 < w[0].1 && w[1].0 <= t && t < w[1].0 + CAR_ALLOWANCE_US)
-    });
-    // Another load switched on within its allowance (metered node only).
-    let load_step = sc.meter.as_ref().is_some_and(|m| m.node == node)
-        && sc.timeline.iter().any(|st| {
-            matches!(st.action, Action::Load { on: true, .. })
-                && st.at_us <= t
-                && t < st.at_us + LOAD_STEP_ALLOWANCE_US
-        });
-    reduced || load_step
+/// The windows in which an over-limit under `node` is excused, merged and
+/// in time order: a car's allowance after an offer under the node was
+/// reduced, and (metered node only) a load step's allowance after another
+/// load switched on. Only the time inside a window is excused: an overload
+/// that starts in one and outlasts it is unexcused from the window's end.
+fn allowances(sc: &Scenario, series: &Series, node: usize) -> Vec<(u64, u64)> {
+    let mut w: Vec<(u64, u64)> = Vec::new();
+    for (i, st) in sc.stations.iter().enumerate() {
+        if sc.is_under(st.node, node) {
+            w.extend(
+                series.offered[i]
+                    .windows(2)
+                    .filter(|p| p[1].1 < p[0].1)
+                    .map(|p| (p[1].0, p[1].0.saturating_add(CAR_ALLOWANCE_US))),
+            );
+        }
+    }
+    if sc.meter.as_ref().is_some_and(|m| m.node == node) {
+        w.extend(
+            sc.timeline
+                .iter()
+                .filter(|st| matches!(st.action, Action::Load { on: true, .. }))
+                .map(|st| (st.at_us, st.at_us.saturating_add(LOAD_STEP_ALLOWANCE_US))),
+        );
+    }
+    w.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in w {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
+}
+
+/// The part of `[from, to)` outside every window: its length, and where it
+/// starts.
+fn unexcused(windows: &[(u64, u64)], from: u64, to: u64) -> (u64, Option<u64>) {
+    let mut total = 0;
+    let mut first = None;
+    let mut at = from;
+    for &(a, b) in windows.iter().filter(|w| w.1 > from && w.0 < to) {
+        if a > at {
+            total += a - at;
+            first.get_or_insert(at);
+        }
+        at = at.max(b);
+    }
+    if to > at {
+        total += to - at;
+        first.get_or_insert(at);
+    }
+    (total, first)
 }
 
 /// Measured currents under each node: over the limit only within allowances.
@@ -202,16 +239,18 @@ pub fn measured(sc: &Scenario, series: &Series) -> CheckResult {
     let mut worst: Option<(u64, usize, usize, u32)> = None;
     for (ni, points) in node_sums(sc, series, true).into_iter().enumerate() {
         let node = &sc.nodes[ni];
+        let windows = allowances(sc, series, ni);
         for (k, &(t, sum)) in points.iter().enumerate() {
             let next = points.get(k + 1).map_or(series.end_us, |p| p.0).max(t);
             let hottest = (0..3).max_by_key(|&p| sum[p]).unwrap_or(0);
             peak = peak.max(f64::from(sum[hottest]) / f64::from(node.limit_da.max(1)));
             if sum[hottest] > node.limit_da {
                 overload_us += next - t;
-                if !excused(sc, series, ni, t) {
-                    unexcused_us += next - t;
+                let (out, from) = unexcused(&windows, t, next);
+                unexcused_us += out;
+                if let Some(from) = from {
                     if worst.is_none_or(|w| sum[hottest] > w.3) {
-                        worst = Some((t, ni, hottest, sum[hottest]));
+                        worst = Some((from, ni, hottest, sum[hottest]));
                     }
                 }
             }

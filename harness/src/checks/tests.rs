@@ -224,3 +224,38 @@ fn flapping_is_caught() {
     let cs = run_all(&sc, &t);
     assert!(!find(&cs, "no-flapping").passed);
 }
+
+#[test]
+fn an_overload_that_outlasts_its_allowance_fails_breaker_measured() {
+    // Station 0 is cut from 32 to 16 A at 40 s but its car keeps drawing
+    // 32 A; station 1's 16 A starts inside the cut's 6 s allowance. Only the
+    // allowance is excused: from 46 s on the 48 A is an overload.
+    let sc = tiny();
+    let current = |ch: u8, a: u16| Event::Current { ch, da: [a, 0, 0] };
+    let t = trace(
+        &[
+            (2 * S, duty(0, 320)),
+            (
+                3 * S,
+                Event::Contactor {
+                    ch: 0,
+                    closed: true,
+                },
+            ),
+            (4 * S, current(0, 320)),
+            (40 * S, duty(0, 160)),
+            (40 * S + 1_000, duty(1, 160)),
+            (41 * S, current(1, 160)),
+        ],
+        120,
+    );
+    let cs = run_all(&sc, &t);
+    let c = find(&cs, "breaker-measured");
+    assert!(!c.passed);
+    assert_eq!(c.figures["unexcused_overload_s"], 74.0);
+    assert!(
+        c.failures[0].contains("worst 48.0 A at t=46.000 s"),
+        "{:?}",
+        c.failures
+    );
+}

@@ -129,6 +129,7 @@ fn any_command() -> impl Strategy<Value = Command> {
         any::<bool>().prop_map(CarSetting::Ventilation),
         any::<u8>().prop_map(CarSetting::Rotation),
         any::<bool>().prop_map(CarSetting::Metered),
+        prop_oneof![Just(1u8), Just(3)].prop_map(CarSetting::SupplyPhases),
     ];
     let misbehave = prop_oneof![
         Just(Misbehave::None),
@@ -194,6 +195,8 @@ fn any_event() -> impl Strategy<Value = Event> {
         (any::<u8>(), any::<[u16; 3]>()).prop_map(|(ch, da)| Event::Current { ch, da }),
         any::<[i32; 3]>().prop_map(|da| Event::Meter { da }),
         Just(Event::Heartbeat),
+        any::<u32>().prop_map(|total| Event::LostLines { total }),
+        (any::<u8>(), any::<u32>()).prop_map(|(ch, total)| Event::LostCapture { ch, total }),
         (any::<u8>(), any::<bool>(), any::<u16>(), any::<u16>()).prop_map(
             |(ch, plugged, soc_permille, draw_da)| Event::Car {
                 ch,
@@ -295,4 +298,62 @@ fn the_transcript_in_the_docs_parses() {
         n += 1;
     }
     assert!(n >= 10);
+}
+
+#[test]
+fn supply_phases_and_loss_lines() {
+    assert_eq!(
+        parse_line(b"C 9 CAR 2 supply=1*--"),
+        Ok(Line::Command {
+            seq: 9,
+            cmd: Command::Car(2, CarSetting::SupplyPhases(1))
+        })
+    );
+    assert_eq!(
+        parse_line(b"C 9 CAR 2 supply=2*--"),
+        Err(LineError::Syntax {
+            seq: Some(9),
+            what: "supply phases 1 or 3"
+        })
+    );
+    assert_eq!(
+        parse_line(b"E 40 5000000 LOSS LINES 3*--"),
+        Ok(Line::Event {
+            seq: 40,
+            t_us: 5_000_000,
+            event: Event::LostLines { total: 3 }
+        })
+    );
+    assert_eq!(
+        parse_line(b"E 41 5000000 LOSS CAPTURE 2 4*--"),
+        Ok(Line::Event {
+            seq: 41,
+            t_us: 5_000_000,
+            event: Event::LostCapture { ch: 2, total: 4 }
+        })
+    );
+    assert!(parse_line(b"E 42 5000000 LOSS EVERYTHING 4*--").is_err());
+}
+
+#[test]
+fn the_loss_example_in_the_docs_parses() {
+    let doc = include_str!("../../../docs/fixture-protocol.md");
+    let start = doc.find("```text\nE 8 ").expect("loss example");
+    let body = &doc[start + 8..];
+    let body = &body[..body.find("```").expect("end of example")];
+    let events: std::vec::Vec<Event> = body
+        .lines()
+        .map(|l| match parse_line(l.as_bytes()) {
+            Ok(Line::Event { event, .. }) => event,
+            other => panic!("{l}: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            Event::LostLines { total: 12 },
+            Event::LostCapture { ch: 3, total: 1 },
+            Event::Heartbeat
+        ]
+    );
 }
