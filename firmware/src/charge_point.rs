@@ -311,6 +311,8 @@ pub struct ChargePoint {
     latch: Option<Latch>,
     measured_da: [u16; 3],
     events: Deque<Event, 16>,
+    /// Events dropped because the driver did not drain the queue.
+    dropped_events: u16,
 }
 
 impl ChargePoint {
@@ -336,6 +338,7 @@ impl ChargePoint {
             latch: None,
             measured_da: [0; 3],
             events: Deque::new(),
+            dropped_events: 0,
         })
     }
 
@@ -481,11 +484,19 @@ impl ChargePoint {
         t
     }
 
+    /// How many events were dropped since the last call (and reset the
+    /// count): a driver reports it, so no loss is silent.
+    pub fn take_dropped_events(&mut self) -> u16 {
+        core::mem::take(&mut self.dropped_events)
+    }
+
     fn push(&mut self, e: Event) {
         // The queue is drained after every call; if a driver forgets, the
-        // oldest events go first, never the newest output.
+        // oldest events go first, never the newest output, and the loss is
+        // counted.
         if self.events.is_full() {
             self.events.pop_front();
+            self.dropped_events = self.dropped_events.saturating_add(1);
         }
         let _ = self.events.push_back(e);
     }

@@ -481,6 +481,10 @@ impl<const S: usize, const N: usize> Station<S, N> {
             }
         }
         report_link(r, io);
+        let dropped = r.point.take_dropped_events();
+        if dropped > 0 {
+            io.report(Telemetry::Lost { count: dropped });
+        }
         if r.shown.fault && r.point.status().fault.is_none() {
             r.shown.fault = false;
             io.report(Telemetry::FaultCleared);

@@ -135,7 +135,8 @@ pub enum Telemetry {
     ConfigAccepted { stations: u16, nodes: u16 },
     /// A commissioning message was refused; the station keeps what it had.
     ConfigRefused(Refusal),
-    /// This many telemetry lines did not fit the station's queue.
+    /// This many telemetry lines (or charge point events) did not fit
+    /// the station's queues: the record of what the station did has a gap.
     Lost { count: u16 },
 }
 
@@ -201,7 +202,7 @@ impl fmt::Display for Telemetry {
                 if nodes == 1 { "" } else { "s" }
             ),
             Self::ConfigRefused(r) => write!(f, "configuration refused: {r}"),
-            Self::Lost { count } => write!(f, "{count} telemetry lines lost"),
+            Self::Lost { count } => write!(f, "{count} telemetry lines or events lost"),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! contactor) are calls on the bench; a hardware bench refuses them and the
 //! scenario that needs them is skipped there.
 
-use firmware::telemetry::Refusal;
+use firmware::telemetry::{Refusal, Telemetry};
 use rig::protocol::{Command, Event};
 
 /// Something the harness learned, stamped with fixture time.
@@ -25,6 +25,41 @@ pub enum Record {
     /// Fixture events known to be lost (a gap in the event sequence
     /// numbers): the trace is not whole.
     Loss { t_us: u64, text: String },
+}
+
+/// Read one line of station `station`'s debug channel, received at `t_us`:
+/// its telemetry, if it is a telemetry line, and the records it makes (the
+/// telemetry as the trace shows it; a loss the station reports; a garbled
+/// line). Every bench reads station output through this, so a line means
+/// the same on all of them.
+pub fn station_line(t_us: u64, station: u8, line: &str) -> (Option<Telemetry>, Vec<Record>) {
+    match firmware::telemetry::parse_line(line) {
+        Ok(t) => {
+            let mut records = vec![Record::Telemetry {
+                t_us,
+                station,
+                text: t.to_string(),
+            }];
+            if let Telemetry::Lost { count } = t {
+                records.push(Record::Loss {
+                    t_us,
+                    text: format!(
+                        "station {station} lost {count} telemetry line(s) or event(s) at t={:.3} s",
+                        t_us as f64 / 1e6
+                    ),
+                });
+            }
+            (Some(t), records)
+        }
+        Err(firmware::telemetry::ParseError::NotTelemetry) => (None, Vec::new()),
+        Err(e) => (
+            None,
+            vec![Record::Garbled {
+                t_us,
+                text: format!("station {station}: {e}: {}", line.trim_end()),
+            }],
+        ),
+    }
 }
 
 /// Follows the fixture's event sequence numbers (one counter for every
@@ -137,5 +172,34 @@ pub trait Bench {
         _sink: &mut dyn FnMut(Record),
     ) -> Result<Option<Result<(), Refusal>>, BenchError> {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod station_line_tests {
+    use super::*;
+
+    #[test]
+    fn a_station_line_means_the_same_on_every_bench() {
+        let (t, r) = station_line(5, 2, &Telemetry::Grant { da: 160 }.encode());
+        assert_eq!(t, Some(Telemetry::Grant { da: 160 }));
+        assert_eq!(
+            r,
+            vec![Record::Telemetry {
+                t_us: 5,
+                station: 2,
+                text: "granted 16.0 A".into()
+            }]
+        );
+        // A loss the station reports is a loss of the run.
+        let (_, r) = station_line(7, 2, &Telemetry::Lost { count: 3 }.encode());
+        assert!(
+            matches!(&r[1], Record::Loss { t_us: 7, text } if text.contains("station 2 lost 3"))
+        );
+        // The station's own log is not telemetry; a garbled line is reported.
+        assert_eq!(station_line(1, 2, "booting v0.1\n"), (None, vec![]));
+        let (t, r) = station_line(1, 2, "T grant 160*0000\n");
+        assert_eq!(t, None);
+        assert!(matches!(&r[0], Record::Garbled { text, .. } if text.contains("checksum")));
     }
 }

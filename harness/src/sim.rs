@@ -24,7 +24,7 @@ use firmware::sharing::config::GroupConfig;
 use firmware::sharing::frame::Key;
 use firmware::sharing::frame::MAX_FRAME;
 use firmware::station::Station as Firmware;
-use firmware::telemetry::{self, Refusal, Telemetry};
+use firmware::telemetry::{Refusal, Telemetry};
 use firmware::time::us;
 use heapless::String as HString;
 use rig::fixture::{Fixture, FixtureConfig};
@@ -376,23 +376,13 @@ impl VirtualBench {
         };
         let mut answer = None;
         while let Some(t) = b.station.poll_telemetry() {
-            let line = t.encode();
-            let text = match telemetry::parse_line(&line) {
-                Ok(t) => {
-                    match t {
-                        Telemetry::ConfigAccepted { .. } => answer = Some(Ok(())),
-                        Telemetry::ConfigRefused(r) => answer = Some(Err(r)),
-                        _ => {}
-                    }
-                    t.to_string()
-                }
-                Err(e) => format!("unreadable telemetry ({e}): {}", line.trim_end()),
-            };
-            self.records.push_back(Record::Telemetry {
-                t_us: self.now,
-                station,
-                text,
-            });
+            let (seen, records) = crate::bench::station_line(self.now, station, &t.encode());
+            match seen {
+                Some(Telemetry::ConfigAccepted { .. }) => answer = Some(Ok(())),
+                Some(Telemetry::ConfigRefused(r)) => answer = Some(Err(r)),
+                _ => {}
+            }
+            self.records.extend(records);
         }
         if answer.is_some() {
             self.stations[i].answer = answer;

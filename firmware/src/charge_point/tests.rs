@@ -447,6 +447,26 @@ fn configuration_is_validated() {
     assert!(ChargePoint::new(ChargePointConfig::new(320)).is_ok());
 }
 
+#[test]
+fn events_a_driver_does_not_drain_are_counted_as_lost() {
+    let mut cp = ChargePoint::new(ChargePointConfig::new(320)).unwrap();
+    cp.handle_allocation(us(0), 160);
+    // Twenty state changes, never drained: the 16-event queue overflows.
+    for k in 0..20u64 {
+        let high_mv = if k % 2 == 0 { 9_000 } else { 12_000 };
+        cp.handle_pilot(us(k * 100_000), PWM_LEVELS(high_mv));
+        cp.handle_timeout(us(k * 100_000 + 50_000));
+    }
+    let dropped = cp.take_dropped_events();
+    assert!(dropped > 0, "an overflow is counted");
+    assert_eq!(cp.take_dropped_events(), 0, "and reported once");
+    let mut n = 0;
+    while cp.poll_event().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 16, "the newest events are kept");
+}
+
 // Regressions from random fault search (issue 10, item 1): a grant that
 // flaps within one control step must not restart the safety timers.
 
