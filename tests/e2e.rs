@@ -354,6 +354,167 @@ fn serial_bench_through_a_pty_against_the_virtual_fixture() {
     std::thread::sleep(Duration::from_millis(10));
 }
 
+/// The virtual fixture on a pty, in 20x real time, for `limit` of scenario
+/// time; killed when dropped.
+struct VirtualFixtureProcess {
+    child: std::process::Child,
+    pty: String,
+}
+
+impl VirtualFixtureProcess {
+    fn start(file: &Path) -> Self {
+        let mut child = sharebench()
+            .arg("virtual-fixture")
+            .arg(file)
+            .args(["--pty", "--time-scale", "20", "--stop-after", "60s"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("virtual fixture starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("pty path");
+        let pty = line.trim().to_string();
+        assert!(pty.starts_with("/dev/"), "{pty}");
+        Self { child, pty }
+    }
+}
+
+impl Drop for VirtualFixtureProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// ser2net exporting a pty on a local TCP port; killed when dropped.
+struct Ser2net {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Ser2net {
+    /// `accepter` is `tcp` (raw) or `telnet(rfc2217),tcp`.
+    fn start(accepter: &str, pty: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let yaml = format!(
+            "connection: &fixture#  accepter: {accepter},127.0.0.1,{port}#  connector: serialdev,{pty},115200n81,local#  options:#    kickolduser: true"
+        );
+        let child = Command::new("ser2net")
+            .args(["-n", "-u", "-Y", &yaml])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("ser2net starts (apt-get install ser2net)");
+        // Wait (bounded) until it listens.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ser2net did not listen on {port} within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // That probe connection took the port: let ser2net drop it.
+        std::thread::sleep(Duration::from_millis(300));
+        Self { child, port }
+    }
+}
+
+impl Drop for Ser2net {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run the 90 s site through `bench` and check the run and its trace.
+fn run_through(bench: &str, dir: &Path, file: &Path) {
+    let out = sharebench()
+        .arg("run")
+        .arg(file)
+        .args(["--bench", bench])
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg("--no-golden")
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{bench}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trace = std::fs::read_to_string(dir.join("out/e2e/trace.txt")).expect("trace");
+    assert!(trace.contains("st2 contactor closed"), "{trace}");
+    assert!(trace.contains(&format!("bench: {bench}")) || !trace.is_empty());
+}
+
+fn ser2net_site(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("sharebench-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("site.toml");
+    std::fs::write(
+        &file,
+        SITE.replace("duration = \"6min\"", "duration = \"90s\""),
+    )
+    .expect("write");
+    (dir, file)
+}
+
+/// The fixture exported by a real ser2net as raw TCP (`tcp:HOST:PORT`).
+#[test]
+#[ignore = "needs ser2net (apt-get install ser2net); .ci/run runs it"]
+fn tcp_bench_through_ser2net_against_the_virtual_fixture() {
+    let (dir, file) = ser2net_site("tcp");
+    let fixture = VirtualFixtureProcess::start(&file);
+    let ser2net = Ser2net::start("tcp", &fixture.pty);
+    run_through(&format!("tcp:127.0.0.1:{}", ser2net.port), &dir, &file);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The fixture exported by a real ser2net with RFC 2217 (`rfc2217://`).
+#[test]
+#[ignore = "needs ser2net (apt-get install ser2net); .ci/run runs it"]
+fn rfc2217_bench_through_ser2net_against_the_virtual_fixture() {
+    let (dir, file) = ser2net_site("rfc2217");
+    let fixture = VirtualFixtureProcess::start(&file);
+    let ser2net = Ser2net::start("telnet(rfc2217),tcp", &fixture.pty);
+    run_through(
+        &format!("rfc2217://127.0.0.1:{}@115200", ser2net.port),
+        &dir,
+        &file,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two runs on one bench at once: the second waits for the first's lock,
+/// then runs; neither fails on the port.
+#[test]
+fn two_runs_on_one_bench_queue_on_its_lock() {
+    let name = format!("e2e-lock-{}", std::process::id());
+    let held = harness::inventory::lock(&name, Duration::from_secs(5)).expect("lock");
+    let waiter = std::thread::spawn({
+        let name = name.clone();
+        move || {
+            let t0 = std::time::Instant::now();
+            let l = harness::inventory::lock(&name, Duration::from_secs(10));
+            (l.is_ok(), t0.elapsed())
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    drop(held);
+    let (ok, waited) = waiter.join().expect("thread");
+    assert!(ok, "the second run got the bench");
+    assert!(
+        waited >= Duration::from_millis(400),
+        "it waited: {waited:?}"
+    );
+}
+
 /// A misbehaving fixture on a pseudo-terminal, served by a thread of the
 /// test: it answers every command, and between answers sends what
 /// `chatter` makes every 20 ms, until dropped.

@@ -115,6 +115,13 @@ pub enum BenchError {
     Unsupported(String),
     #[error("bench setup failed: {0}")]
     Setup(String),
+    /// Another run holds the bench.
+    #[error("bench {bench} is in use by {holder}; waited {waited_s} s (another test or CI job; it is released when that run ends)")]
+    Busy {
+        bench: String,
+        holder: String,
+        waited_s: u64,
+    },
     /// A station refused the site plan it was commissioned with.
     #[error("scenario line {line}: station {station} refused its configuration: {reason}")]
     ConfigRefused {
@@ -201,5 +208,193 @@ mod station_line_tests {
         let (t, r) = station_line(1, 2, "T grant 160*0000\n");
         assert_eq!(t, None);
         assert!(matches!(&r[0], Record::Garbled { text, .. } if text.contains("checksum")));
+    }
+}
+
+/// Where a run happens: a bench URL or a bench's name, parsed in one place.
+///
+/// ```text
+/// sim                          the virtual bench (default)
+/// serial:PORT[@BAUD]           a fixture on a serial port (115200 baud unless given)
+/// tcp:HOST:PORT                a fixture's port exported as raw TCP (ser2net, labgrid)
+/// rfc2217://HOST:PORT[@BAUD]   a fixture's port exported with RFC 2217 (ser2net telnet(rfc2217))
+/// qemu                         station images in QEMU (processor in the loop)
+/// NAME                         a bench of the inventory (benches.toml)
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BenchSpec {
+    Sim,
+    Serial { port: String, baud: u32 },
+    Tcp { host: String, port: u16 },
+    Rfc2217 { host: String, port: u16, baud: u32 },
+    Qemu,
+    Named(String),
+}
+
+/// The forms a bench can take, for error messages.
+pub const BENCH_FORMS: &str =
+    "sim, serial:PORT[@BAUD], tcp:HOST:PORT, rfc2217://HOST:PORT[@BAUD], qemu, or a bench name from benches.toml";
+
+const DEFAULT_BAUD: u32 = 115_200;
+
+fn baud_of(spec: &str, rest: &str) -> Result<(String, u32), String> {
+    match rest.rsplit_once('@') {
+        Some((what, baud)) => match baud.parse::<u32>() {
+            Ok(b) if b > 0 => Ok((what.to_string(), b)),
+            _ => Err(format!(
+                "baud rate \"{baud}\" in \"{spec}\" is not a positive number"
+            )),
+        },
+        None => Ok((rest.to_string(), DEFAULT_BAUD)),
+    }
+}
+
+fn host_port(spec: &str, rest: &str) -> Result<(String, u16), String> {
+    let bad = || format!("\"{spec}\" needs HOST:PORT with a port 1-65535");
+    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    // [::1]:4001 -> ::1
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((host.to_string(), port))
+}
+
+impl core::str::FromStr for BenchSpec {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, String> {
+        let spec = spec.trim();
+        if spec == "sim" {
+            return Ok(Self::Sim);
+        }
+        if spec == "qemu" {
+            return Ok(Self::Qemu);
+        }
+        if let Some(rest) = spec.strip_prefix("serial:") {
+            let (port, baud) = baud_of(spec, rest)?;
+            if port.is_empty() {
+                return Err(format!("\"{spec}\" names no port"));
+            }
+            return Ok(Self::Serial { port, baud });
+        }
+        if let Some(rest) = spec.strip_prefix("tcp:") {
+            let (host, port) = host_port(spec, rest)?;
+            return Ok(Self::Tcp { host, port });
+        }
+        if let Some(rest) = spec.strip_prefix("rfc2217://") {
+            let (hp, baud) = baud_of(spec, rest)?;
+            let (host, port) = host_port(spec, &hp)?;
+            return Ok(Self::Rfc2217 { host, port, baud });
+        }
+        let is_name = !spec.is_empty()
+            && spec
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if is_name {
+            return Ok(Self::Named(spec.to_string()));
+        }
+        Err(format!("unknown bench \"{spec}\"; expected {BENCH_FORMS}"))
+    }
+}
+
+impl core::fmt::Display for BenchSpec {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Sim => f.write_str("sim"),
+            Self::Serial { port, baud } => write!(f, "serial:{port}@{baud}"),
+            Self::Tcp { host, port } if host.contains(':') => write!(f, "tcp:[{host}]:{port}"),
+            Self::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
+            Self::Rfc2217 { host, port, baud } if host.contains(':') => {
+                write!(f, "rfc2217://[{host}]:{port}@{baud}")
+            }
+            Self::Rfc2217 { host, port, baud } => write!(f, "rfc2217://{host}:{port}@{baud}"),
+            Self::Qemu => f.write_str("qemu"),
+            Self::Named(n) => f.write_str(n),
+        }
+    }
+}
+
+impl BenchSpec {
+    /// Open the line to the fixture of a line bench (serial, tcp, rfc2217);
+    /// `None` for the others.
+    pub fn open_link(&self) -> Result<Option<Box<dyn crate::serial::Link>>, BenchError> {
+        Ok(Some(match self {
+            Self::Serial { port, baud } => crate::link::serial(port, *baud)?,
+            Self::Tcp { host, port } => crate::link::tcp(host, *port)?,
+            Self::Rfc2217 { host, port, baud } => crate::link::rfc2217(host, *port, *baud)?,
+            Self::Sim | Self::Qemu | Self::Named(_) => return Ok(None),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod spec_tests {
+    use super::*;
+
+    #[test]
+    fn every_bench_form_parses_and_prints_back() {
+        for (text, spec) in [
+            ("sim", BenchSpec::Sim),
+            ("qemu", BenchSpec::Qemu),
+            (
+                "serial:/dev/ttyACM0",
+                BenchSpec::Serial {
+                    port: "/dev/ttyACM0".into(),
+                    baud: 115_200,
+                },
+            ),
+            (
+                "serial:/dev/pts/3@9600",
+                BenchSpec::Serial {
+                    port: "/dev/pts/3".into(),
+                    baud: 9_600,
+                },
+            ),
+            (
+                "tcp:lab-a.local:4001",
+                BenchSpec::Tcp {
+                    host: "lab-a.local".into(),
+                    port: 4_001,
+                },
+            ),
+            (
+                "tcp:[::1]:4001",
+                BenchSpec::Tcp {
+                    host: "::1".into(),
+                    port: 4_001,
+                },
+            ),
+            (
+                "rfc2217://127.0.0.1:4002@57600",
+                BenchSpec::Rfc2217 {
+                    host: "127.0.0.1".into(),
+                    port: 4_002,
+                    baud: 57_600,
+                },
+            ),
+            ("bench-3", BenchSpec::Named("bench-3".into())),
+        ] {
+            let parsed: BenchSpec = text.parse().unwrap();
+            assert_eq!(parsed, spec, "{text}");
+            let again: BenchSpec = parsed.to_string().parse().unwrap();
+            assert_eq!(again, spec, "{text} prints as {parsed}");
+        }
+    }
+
+    #[test]
+    fn bad_bench_urls_say_what_was_expected() {
+        for (text, needle) in [
+            ("serial:/dev/x@fast", "baud rate \"fast\""),
+            ("serial:", "names no port"),
+            ("tcp:host", "HOST:PORT"),
+            ("tcp:host:99999", "HOST:PORT"),
+            ("rfc2217://h:0", "port 1-65535"),
+            ("ftp://x", "expected sim, serial:PORT"),
+        ] {
+            let e = text.parse::<BenchSpec>().unwrap_err();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
     }
 }

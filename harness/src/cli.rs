@@ -20,6 +20,7 @@ use clap::{Args, Parser, Subcommand};
 use serialport::SerialPort as _;
 
 use crate::artefacts;
+use crate::bench::BenchSpec;
 use crate::bench::{Bench, BenchError};
 use crate::golden::{self, GoldenOutcome};
 use crate::runner::{self, ScenarioRun, Verdict};
@@ -62,9 +63,17 @@ pub struct RunArgs {
     /// Scenario files or directories of them.
     #[arg(default_value = "fixtures/scenarios")]
     pub paths: Vec<PathBuf>,
-    /// `sim` (the virtual bench) or `serial:PORT[@BAUD]` (a fixture).
+    /// Where to run: `sim` (the virtual bench), `serial:PORT[@BAUD]`,
+    /// `tcp:HOST:PORT`, `rfc2217://HOST:PORT[@BAUD]`, or a bench's name
+    /// from the inventory.
     #[arg(long, default_value = "sim", env = "SHAREBENCH_BENCH")]
     pub bench: String,
+    /// The bench inventory (benches.toml) that `--bench NAME` looks in.
+    #[arg(long, env = "SHAREBENCH_BENCHES")]
+    pub benches: Option<PathBuf>,
+    /// How long to wait for a bench another run holds, seconds.
+    #[arg(long, default_value_t = 600, env = "SHAREBENCH_LOCK_WAIT")]
+    pub lock_wait_s: u64,
     /// Seed for every scenario (default: each scenario's own).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -236,6 +245,33 @@ pub fn run_sim(sc: &Scenario, seed: Option<u64>) -> Result<ScenarioRun, BenchErr
     Ok(runner::run(sc, &mut bench, seed))
 }
 
+/// The line bench `--bench` names, held for this run; `None` for `sim`.
+fn open_bench(
+    a: &RunArgs,
+) -> Result<(Option<SerialBench>, Option<crate::inventory::BenchLock>), String> {
+    let spec: BenchSpec = a.bench.parse()?;
+    let inventory = crate::inventory::Inventory::from_args(a.benches.as_deref())?;
+    let (fixture, _entry) = crate::inventory::resolve(spec.clone(), inventory.as_ref())?;
+    match fixture {
+        BenchSpec::Sim => Ok((None, None)),
+        BenchSpec::Qemu => Err(
+            "the qemu bench (station images in QEMU) is not part of this build yet; run `cargo xtask images` and see docs/ for its status".into(),
+        ),
+        line => {
+            check_time_scale(a.time_scale)?;
+            let timeouts = Timeouts {
+                time_scale: a.time_scale,
+                ..Timeouts::default()
+            };
+            // One run at a time per bench: parallel runs queue here.
+            let lock = crate::inventory::lock(&spec.to_string(), Duration::from_secs(a.lock_wait_s))
+                .map_err(|e| e.to_string())?;
+            let bench = SerialBench::open(&line, timeouts).map_err(|e| e.to_string())?;
+            Ok((Some(bench), Some(lock)))
+        }
+    }
+}
+
 fn run(a: &RunArgs) -> u8 {
     let files = match discover(&a.paths) {
         Ok(f) => f,
@@ -261,30 +297,12 @@ fn run(a: &RunArgs) -> u8 {
         );
         return exit::SETUP;
     }
-    let mut serial = if a.bench == "sim" {
-        None
-    } else if let Some(spec) = a.bench.strip_prefix("serial:") {
-        if let Err(e) = check_time_scale(a.time_scale) {
+    let (mut serial, _lock) = match open_bench(a) {
+        Ok(b) => b,
+        Err(e) => {
             eprintln!("error: {e}");
             return exit::SETUP;
         }
-        let timeouts = Timeouts {
-            time_scale: a.time_scale,
-            ..Timeouts::default()
-        };
-        match SerialBench::open(spec, timeouts) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::SETUP;
-            }
-        }
-    } else {
-        eprintln!(
-            "error: unknown bench \"{}\"; expected sim or serial:PORT[@BAUD]",
-            a.bench
-        );
-        return exit::SETUP;
     };
     if let Err(e) = std::fs::create_dir_all(&a.out) {
         eprintln!(

@@ -19,6 +19,8 @@ pub mod bench;
 pub mod checks;
 pub mod cli;
 pub mod golden;
+pub mod inventory;
+pub mod link;
 pub mod oracle;
 pub mod provision;
 pub mod runner;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use heapless::String as HString;
 use rig::protocol::{self, Command, Line, Parsed, MAX_LINE, PROTOCOL_VERSION};
 
-use crate::bench::{Bench, BenchError, EventSeq, Record, SimFault};
+use crate::bench::{Bench, BenchError, BenchSpec, EventSeq, Record, SimFault};
 
 /// A byte link to a fixture: a serial port, a pty, or a test double.
 pub trait Link: Read + Write + Send {}
@@ -85,21 +85,6 @@ pub struct SerialBench {
     event_seq: EventSeq,
 }
 
-/// `PORT[@BAUD]` as the CLI takes it.
-pub fn parse_spec(spec: &str) -> Result<(String, u32), BenchError> {
-    match spec.rsplit_once('@') {
-        Some((port, baud)) => {
-            let b = baud.parse().map_err(|_| {
-                BenchError::Setup(format!(
-                    "baud rate \"{baud}\" in \"{spec}\" is not a number; expected PORT[@BAUD]"
-                ))
-            })?;
-            Ok((port.to_string(), b))
-        }
-        None => Ok((spec.to_string(), 115_200)),
-    }
-}
-
 /// A read that ended without bytes but without a failure either: the
 /// port's read timeout ran out, or a signal interrupted it. Callers poll
 /// again under their own deadline.
@@ -113,17 +98,12 @@ pub(crate) fn nothing_yet(e: &std::io::Error) -> bool {
 }
 
 impl SerialBench {
-    /// Open a serial port and say HELLO.
-    pub fn open(spec: &str, timeouts: Timeouts) -> Result<Self, BenchError> {
-        let (port, baud) = parse_spec(spec)?;
-        let p = serialport::new(&port, baud)
-            .timeout(Duration::from_millis(50))
-            .open()
-            .map_err(|e| BenchError::Open {
-                port: port.clone(),
-                reason: e.to_string(),
-            })?;
-        Self::over(format!("serial:{port}@{baud}"), Box::new(p), timeouts)
+    /// Open the line to a fixture (serial, TCP or RFC 2217) and say HELLO.
+    pub fn open(spec: &BenchSpec, timeouts: Timeouts) -> Result<Self, BenchError> {
+        let link = spec.open_link()?.ok_or_else(|| {
+            BenchError::Setup(format!("bench \"{spec}\" is not a line to a fixture"))
+        })?;
+        Self::over(spec.to_string(), link, timeouts)
     }
 
     /// Use an already open link (reads must time out, not block forever).
@@ -714,19 +694,9 @@ mod tests {
     }
 
     #[test]
-    fn port_specs() {
-        assert_eq!(
-            parse_spec("/dev/ttyACM0").unwrap(),
-            ("/dev/ttyACM0".into(), 115_200)
-        );
-        assert_eq!(
-            parse_spec("/dev/pts/3@9600").unwrap(),
-            ("/dev/pts/3".into(), 9_600)
-        );
-        assert!(parse_spec("/dev/x@fast").is_err());
-        let e = SerialBench::open("/dev/does-not-exist", Timeouts::default())
-            .err()
-            .unwrap();
+    fn a_missing_port_is_a_clear_open_error() {
+        let spec: BenchSpec = "serial:/dev/does-not-exist".parse().unwrap();
+        let e = SerialBench::open(&spec, Timeouts::default()).err().unwrap();
         assert!(
             e.to_string()
                 .starts_with("failed to open fixture port /dev/does-not-exist"),
