@@ -59,6 +59,19 @@ pub const IMAGES: &[Image] = &[
         }),
     },
     Image {
+        name: "station-nucleo-f401",
+        package: "station-nucleo-f401",
+        target: "thumbv7em-none-eabihf",
+        features: "",
+        group: (6, 4),
+        // The budget for a 6-station image (the F401RE has 512 KiB
+        // of flash and 96 KiB of RAM).
+        budget: Some(elf::Sizes {
+            flash_bytes: 256 * 1024,
+            ram_bytes: 64 * 1024,
+        }),
+    },
+    Image {
         name: "station-qemu-g64",
         package: "station-qemu",
         target: "thumbv7em-none-eabihf",

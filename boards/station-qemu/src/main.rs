@@ -8,7 +8,7 @@
 //!   changes out, sensor levels in, through [`firmware::hal::Board`].
 //! - UART2 (`0x4000_6000`): the RS-485 sharing link, raw frames.
 //! - UART3 (`0x4000_7000`): the meter's Modbus RTU line.
-//! - SysTick: the clock ([`clock`]); the board samples its inputs every
+//! - SysTick: the clock (`station_common::clock`); the board samples its inputs every
 //!   millisecond and runs the station's timers then.
 //!
 //! Boots, waits for a commissioning message on the debug channel, answers
@@ -19,8 +19,6 @@
 #![no_main]
 #![deny(unsafe_code)]
 
-mod clock;
-mod config;
 mod pins;
 mod uart;
 
@@ -33,10 +31,10 @@ use firmware::telemetry::{self, Refusal, Telemetry};
 use firmware::time::{ms, Instant};
 
 // The config source: the one line to change when `firmware::commission` lands.
-use config::{Commission, Receiver};
+use station_common::config::{Commission, Receiver};
 
-use clock::Clock;
 use pins::Sensed;
+use station_common::clock::Clock;
 use uart::{Port, Uart};
 
 /// The group this image holds: stations `S` on supply nodes `N`.
@@ -56,6 +54,9 @@ type QemuBoard = Board<pins::Pwm, pins::Coil, pins::Sense, pins::Adc, pins::Amps
 const BENCH_KEY: [u8; 32] = *b"sharebench qemu bench commission";
 
 const BAUD: u32 = 115_200;
+
+/// The CPU clock of the MPS2 FPGA images (QEMU's `SYSCLK_FRQ`).
+const CPU_HZ: u32 = 25_000_000;
 
 /// Everything the image drives.
 struct Image {
@@ -82,7 +83,7 @@ fn main() -> ! {
         cortex_m::peripheral::SCB::sys_reset();
     };
     let mut image = Image {
-        clock: Clock::start(cp.SYST),
+        clock: Clock::start(cp.SYST, CPU_HZ),
         debug: Port::new(Uart::at(0x4000_4000), BAUD),
         bridge: Port::new(Uart::at(0x4000_5000), BAUD),
         link: Port::new(Uart::at(0x4000_6000), BAUD),
@@ -127,24 +128,24 @@ impl Image {
             let _ = board.apply();
             let station = &mut board.station;
             let mut frame = [0u8; MAX_FRAME];
-            while self.link.room() >= MAX_FRAME {
+            while self.link.tx.room() >= MAX_FRAME {
                 let Some(n) = station.poll_transmit(&mut frame) else {
                     break;
                 };
-                self.link.send(frame.get(..n).unwrap_or(&[]));
+                self.link.tx.send(frame.get(..n).unwrap_or(&[]));
             }
-            while self.meter.room() >= 16 {
+            while self.meter.tx.room() >= 16 {
                 let Some(req) = station.poll_meter_transmit() else {
                     break;
                 };
-                self.meter.send(&req);
+                self.meter.tx.send(&req);
             }
             // Lines left in the station's queue are counted by it (`lost`).
-            while self.debug.room() >= telemetry::MAX_LINE {
+            while self.debug.tx.room() >= telemetry::MAX_LINE {
                 let Some(t) = station.poll_telemetry() else {
                     break;
                 };
-                self.debug.send(t.encode().as_bytes());
+                self.debug.tx.send(t.encode().as_bytes());
             }
         } else {
             // Not commissioned: nobody listens to the link or the meter.
@@ -152,7 +153,7 @@ impl Image {
             while self.meter.uart.try_read().is_some() {}
         }
         while let Some(o) = pins::next_change() {
-            if !self.bridge.send(PinLine::Pin(o).encode().as_bytes()) {
+            if !self.bridge.tx.send(PinLine::Pin(o).encode().as_bytes()) {
                 pins::keep_change(o);
                 break;
             }
@@ -175,7 +176,7 @@ impl Image {
             Err(e) => {
                 // Refused lines are told to the host; if even that does
                 // not fit, the bridge is too far behind to say more.
-                self.bridge.send(PinLine::Refused(e).encode().as_bytes());
+                self.bridge.tx.send(PinLine::Refused(e).encode().as_bytes());
                 return;
             }
         }
@@ -201,7 +202,7 @@ impl Image {
             Err(r) => Telemetry::ConfigRefused(r),
         };
         // The answer goes before the new station's boot line.
-        let _ = self.debug.send(answer.encode().as_bytes());
+        let _ = self.debug.tx.send(answer.encode().as_bytes());
     }
 
     /// Start the station of an accepted plan in place of the running one.

@@ -2,7 +2,7 @@
 //! this image. No maintained PAC or HAL crate covers the MPS2 FPGA images'
 //! CMSDK UART, and five registers do not warrant one.
 //!
-//! Owns the registers and a bounded software transmit queue per UART;
+//! Owns the registers, with a bounded transmit queue per UART;
 //! receives one byte at a time (the CMSDK UART buffers one byte; QEMU holds
 //! the rest in its chardev until the byte is read, so nothing is lost).
 //! Never blocks: a byte that cannot go out waits in the queue, and a message
@@ -11,7 +11,7 @@
 // volatile access to a fixed address, which Rust can only do in `unsafe`.
 #![allow(unsafe_code)]
 
-use heapless::Deque;
+use station_common::TxQueue;
 
 /// Register offsets and bits (CMSDK APB UART).
 const DATA: usize = 0x000;
@@ -81,9 +81,7 @@ impl Uart {
 /// A UART with a transmit queue of `L` bytes.
 pub struct Port<const L: usize> {
     pub uart: Uart,
-    tx: Deque<u8, L>,
-    /// Messages refused because the queue was full.
-    pub refused: u32,
+    pub tx: TxQueue<L>,
 }
 
 impl<const L: usize> Port<L> {
@@ -91,36 +89,13 @@ impl<const L: usize> Port<L> {
         uart.enable(baud);
         Self {
             uart,
-            tx: Deque::new(),
-            refused: 0,
+            tx: TxQueue::default(),
         }
-    }
-
-    /// Room left in the transmit queue.
-    pub fn room(&self) -> usize {
-        L - self.tx.len()
-    }
-
-    /// Queue a whole message, or refuse it whole (counted in `refused`).
-    pub fn send(&mut self, bytes: &[u8]) -> bool {
-        if bytes.len() > self.room() {
-            self.refused = self.refused.saturating_add(1);
-            return false;
-        }
-        for &b in bytes {
-            // Room was checked above.
-            let _ = self.tx.push_back(b);
-        }
-        true
     }
 
     /// Move queued bytes to the UART while it takes them.
     pub fn pump(&mut self) {
-        while let Some(&b) = self.tx.front() {
-            if !self.uart.try_write(b) {
-                break;
-            }
-            self.tx.pop_front();
-        }
+        let uart = self.uart;
+        self.tx.pump(|b| uart.try_write(b));
     }
 }

@@ -1,4 +1,4 @@
-//! The image's clock: SysTick on the 25 MHz CPU clock, interrupting every
+//! A board's clock: SysTick on the CPU clock, interrupting every
 //! millisecond, read as microseconds since boot in a 64-bit [`Instant`].
 //!
 //! Owns SysTick and its exception handler; nothing else reads the time.
@@ -8,11 +8,6 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m::peripheral::{syst::SystClkSource, SYST};
 use cortex_m_rt::exception;
 use firmware::time::{us, Instant};
-
-/// The CPU clock of the MPS2 FPGA images (QEMU's `SYSCLK_FRQ`).
-const CPU_HZ: u32 = 25_000_000;
-const TICKS_PER_MS: u32 = CPU_HZ / 1_000;
-const TICKS_PER_US: u32 = CPU_HZ / 1_000_000;
 
 /// Milliseconds since boot, counted by the SysTick exception (wraps after
 /// 49 days; [`Clock`] extends it).
@@ -26,6 +21,8 @@ fn SysTick() {
 /// Microseconds since boot, monotonic.
 pub struct Clock {
     syst: SYST,
+    ticks_per_ms: u32,
+    ticks_per_us: u32,
     /// Milliseconds seen at the last read, and the 64-bit count they extend.
     last_ms: u32,
     total_ms: u64,
@@ -33,14 +30,18 @@ pub struct Clock {
 }
 
 impl Clock {
-    pub fn start(mut syst: SYST) -> Self {
+    /// Start SysTick on a CPU clock of `cpu_hz` (a whole number of MHz).
+    pub fn start(mut syst: SYST, cpu_hz: u32) -> Self {
+        let ticks_per_ms = (cpu_hz / 1_000).max(1);
         syst.set_clock_source(SystClkSource::Core);
-        syst.set_reload(TICKS_PER_MS - 1);
+        syst.set_reload(ticks_per_ms - 1);
         syst.clear_current();
         syst.enable_interrupt();
         syst.enable_counter();
         Self {
             syst,
+            ticks_per_ms,
+            ticks_per_us: (cpu_hz / 1_000_000).max(1),
             last_ms: 0,
             total_ms: 0,
             last: us(0),
@@ -63,7 +64,7 @@ impl Clock {
             .total_ms
             .saturating_add(u64::from(ms.wrapping_sub(self.last_ms)));
         self.last_ms = ms;
-        let into_ms_us = (TICKS_PER_MS - 1).saturating_sub(left) / TICKS_PER_US;
+        let into_ms_us = (self.ticks_per_ms - 1).saturating_sub(left) / self.ticks_per_us;
         let t = us(self
             .total_ms
             .saturating_mul(1_000)

@@ -4,8 +4,9 @@
 //! its interface: [`Receiver::handle_rx`] takes the debug channel's bytes
 //! and returns a finished commissioning message. Until that module lands,
 //! this one hands out a built-in plan at boot (one station that leads
-//! itself on a 16 A circuit), so the image runs and answers
-//! `T config accepted 1 1`. The swap is the one `use` line in `main.rs`.
+//! itself on a 16 A circuit), so an image runs and answers
+//! `T config accepted 1 1`. The swap is the one `use` line in each board's
+//! `main.rs`.
 
 use firmware::sharing::config::{GroupConfig, NodeConfig, Phase, StationConfig, Timing};
 use firmware::telemetry::Refusal;
