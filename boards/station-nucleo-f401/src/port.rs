@@ -23,7 +23,7 @@ pub struct Port<U: Instance, const L: usize> {
 impl<U: Instance, const L: usize> Port<U, L> {
     pub fn new(serial: Serial<U>, mut de: Option<ErasedPin<Output<PushPull>>>) -> Self {
         if let Some(de) = de.as_mut() {
-            let _ = de.set_low();
+            de.set_low();
         }
         Self {
             serial,
@@ -52,13 +52,13 @@ impl<U: Instance, const L: usize> Port<U, L> {
         if self.tx.is_empty() {
             if let Some(de) = self.de.as_mut() {
                 if self.serial.flags().contains(Flag::TransmissionComplete) {
-                    let _ = de.set_low();
+                    de.set_low();
                 }
             }
             return;
         }
         if let Some(de) = self.de.as_mut() {
-            let _ = de.set_high();
+            de.set_high();
         }
         let serial = &mut self.serial;
         self.tx.pump(|b| serial.write(b).is_ok());
