@@ -21,8 +21,12 @@ use firmware::telemetry::{parse_line, RoleKind, Telemetry};
 /// The longest any one step may take before the test gives up.
 const STEP: Duration = Duration::from_secs(15);
 
-/// The image `cargo xtask images` built (beside this test's target dir).
+/// The image `cargo xtask images` built (beside this test's target dir),
+/// or `SHAREBENCH_QEMU_IMAGE` (to measure the larger-group images).
 fn image() -> PathBuf {
+    if let Some(p) = std::env::var_os("SHAREBENCH_QEMU_IMAGE") {
+        return PathBuf::from(p);
+    }
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let target = tmp.parent().map_or(tmp.clone(), |p| p.to_path_buf());
     target.join("images").join("station-qemu.elf")
@@ -73,6 +77,8 @@ impl Uart {
 
 struct Bench {
     qemu: Qemu,
+    /// QEMU's monitor (for a memory dump at the end).
+    monitor: TcpStream,
     debug: Uart,
     bridge: Uart,
     link: Uart,
@@ -88,7 +94,7 @@ impl Bench {
             "{} is missing: run `cargo xtask images` first",
             elf.display()
         );
-        let listeners: Vec<TcpListener> = (0..4)
+        let listeners: Vec<TcpListener> = (0..5)
             .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a loopback port"))
             .collect();
         let mut cmd = Command::new("qemu-system-arm");
@@ -105,10 +111,12 @@ impl Bench {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-        // UART0 debug, UART1 wire bridge, UART2 RS-485 link, UART3 meter.
-        for l in &listeners {
+        // UART0 debug, UART1 wire bridge, UART2 RS-485 link, UART3 meter,
+        // then the monitor.
+        for (i, l) in listeners.iter().enumerate() {
             let port = l.local_addr().expect("local address").port();
-            cmd.args(["-serial", &format!("tcp:127.0.0.1:{port}")]);
+            let flag = if i < 4 { "-serial" } else { "-monitor" };
+            cmd.args([flag, &format!("tcp:127.0.0.1:{port}")]);
         }
         let started = Instant::now();
         let qemu = Qemu(
@@ -116,7 +124,10 @@ impl Bench {
                 .expect("qemu-system-arm runs (is it installed?)"),
         );
         let mut accepted = Vec::new();
-        for (l, name) in listeners.iter().zip(["debug", "bridge", "link", "meter"]) {
+        for (l, name) in listeners
+            .iter()
+            .zip(["debug", "bridge", "link", "meter", "monitor"])
+        {
             l.set_nonblocking(true).expect("nonblocking listener");
             let deadline = Instant::now() + STEP;
             let stream = loop {
@@ -141,13 +152,14 @@ impl Bench {
             });
         }
         let mut it = accepted.into_iter();
-        let (Some(debug), Some(bridge), Some(link), Some(meter)) =
-            (it.next(), it.next(), it.next(), it.next())
+        let (Some(debug), Some(bridge), Some(link), Some(meter), Some(monitor)) =
+            (it.next(), it.next(), it.next(), it.next(), it.next())
         else {
-            unreachable!("four UARTs were accepted")
+            unreachable!("four UARTs and the monitor were accepted")
         };
         Self {
             qemu,
+            monitor: monitor.stream,
             debug,
             bridge,
             link,
@@ -228,6 +240,38 @@ impl Bench {
     fn sense(&mut self, line: SenseLine) {
         self.bridge.send(&line.encode());
     }
+
+    /// The deepest the stack has reached, in bytes: QEMU's RAM starts
+    /// zeroed, so the lowest non-zero word between the statics and the top
+    /// of RAM (where cortex-m-rt starts the stack) marks it. A lower bound
+    /// (a frame that only wrote zeros is missed); a measurement, not a check.
+    fn stack_peak_bytes(&mut self) -> usize {
+        const RAM: u32 = 0x2000_0000;
+        const RAM_LEN: usize = 0x40_0000;
+        // Above every image's statics (at most 124.4 KiB), below its stack.
+        const SCAN_FROM: usize = 0x4_0000;
+        let dump = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("station-qemu-ram.bin");
+        let _ = std::fs::remove_file(&dump);
+        let cmd = format!("pmemsave {RAM:#x} {RAM_LEN:#x} \"{}\"\n", dump.display());
+        self.monitor
+            .write_all(cmd.as_bytes())
+            .expect("write to QEMU's monitor");
+        let deadline = Instant::now() + STEP;
+        let ram = loop {
+            match std::fs::read(&dump) {
+                Ok(b) if b.len() == RAM_LEN => break b,
+                _ => {
+                    assert!(Instant::now() < deadline, "QEMU did not dump its RAM");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        };
+        let lowest = ram[SCAN_FROM..]
+            .chunks_exact(4)
+            .position(|w| w != [0; 4])
+            .map_or(RAM_LEN, |i| SCAN_FROM + 4 * i);
+        RAM_LEN - lowest
+    }
 }
 
 const fn pilot(high_mv: i32, low_mv: i32) -> SenseLine {
@@ -296,4 +340,8 @@ fn the_station_image_boots_and_charges_over_the_wire_bridge() {
         );
     }
     let _ = (&bench.link, &bench.meter);
+    eprintln!(
+        "stack peak (lower bound): {} bytes",
+        bench.stack_peak_bytes()
+    );
 }
