@@ -98,19 +98,17 @@ impl Bench {
             .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a loopback port"))
             .collect();
         let mut cmd = Command::new("qemu-system-arm");
-        cmd.args([
-            "-M",
-            "mps2-an386",
-            "-nographic",
-            "-semihosting",
-            "-monitor",
-            "none",
-        ])
-        .arg("-kernel")
-        .arg(&elf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        cmd.args(["-M", "mps2-an386", "-nographic", "-semihosting"])
+            .arg("-kernel")
+            .arg(&elf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // `SHAREBENCH_QEMU_ICOUNT=shift=5,sleep=off` (for example) runs the
+        // guest on instruction-counted time.
+        if let Some(icount) = std::env::var_os("SHAREBENCH_QEMU_ICOUNT") {
+            cmd.arg("-icount").arg(icount);
+        }
         // UART0 debug, UART1 wire bridge, UART2 RS-485 link, UART3 meter,
         // then the monitor.
         for (i, l) in listeners.iter().enumerate() {
