@@ -20,7 +20,8 @@ fn SysTick() {
 
 /// Microseconds since boot, monotonic.
 pub struct Clock {
-    syst: SYST,
+    /// Owned so that nothing else reprograms SysTick.
+    _syst: SYST,
     ticks_per_ms: u32,
     ticks_per_us: u32,
     /// Milliseconds seen at the last read, and the 64-bit count they extend.
@@ -39,7 +40,7 @@ impl Clock {
         syst.enable_interrupt();
         syst.enable_counter();
         Self {
-            syst,
+            _syst: syst,
             ticks_per_ms,
             ticks_per_us: (cpu_hz / 1_000_000).max(1),
             last_ms: 0,
@@ -50,7 +51,6 @@ impl Clock {
 
     /// Now. Never earlier than the last call.
     pub fn now(&mut self) -> Instant {
-        let _ = &self.syst;
         // The count and the millisecond must belong together: read the
         // millisecond on both sides of the count and retry if it moved.
         let (ms, left) = loop {

@@ -152,12 +152,12 @@ impl Image {
             while self.link.uart.try_read().is_some() {}
             while self.meter.uart.try_read().is_some() {}
         }
-        while let Some(o) = pins::next_change() {
-            if !self.bridge.tx.send(PinLine::Pin(o).encode().as_bytes()) {
-                pins::keep_change(o);
-                break;
-            }
-        }
+        let bridge = &mut self.bridge.tx;
+        pins::send_changes(|o| {
+            let line = PinLine::Pin(o).encode();
+            // Checked first, so a full bridge does not count as refused.
+            bridge.room() >= line.len() && bridge.send(line.as_bytes())
+        });
         self.debug.pump();
         self.bridge.pump();
         self.link.pump();

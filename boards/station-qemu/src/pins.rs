@@ -43,19 +43,16 @@ fn changed(o: Output) {
     });
 }
 
-/// The oldest pin change not yet sent.
-pub fn next_change() -> Option<Output> {
-    critical_section::with(|cs| CHANGES.borrow_ref_mut(cs).pop_front())
-}
-
-/// Put a change back at the front (the bridge had no room for it).
-pub fn keep_change(o: Output) {
+/// Hand pin changes to `send`, oldest first, while it takes them (`false`:
+/// no room on the bridge; the change stays queued).
+pub fn send_changes(mut send: impl FnMut(Output) -> bool) {
     critical_section::with(|cs| {
         let mut q = CHANGES.borrow_ref_mut(cs);
-        if q.push_front(o).is_err() {
-            // Full again: a newer state of some pin is queued behind it.
-            let _ = q.pop_back();
-            let _ = q.push_front(o);
+        while let Some(&o) = q.front() {
+            if !send(o) {
+                break;
+            }
+            q.pop_front();
         }
     });
 }
