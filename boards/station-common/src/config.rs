@@ -73,3 +73,27 @@ fn built_in<const S: usize, const N: usize>() -> Option<Commission<S, N>> {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use firmware::station::Station;
+    use firmware::time::us;
+
+    #[test]
+    fn the_built_in_plan_comes_once_and_starts_a_leader() {
+        let mut r = Receiver::<6, 4>::new([0; 32]);
+        let Some(Ok(c)) = r.handle_rx(&[]) else {
+            panic!("the plan at the first call");
+        };
+        assert!(r.handle_rx(b"anything").is_none(), "and only once");
+        let s = Station::new(c.group, c.id, 1, us(0)).expect("a valid plan");
+        assert!(s.leader().is_some());
+    }
+
+    #[test]
+    fn an_image_too_small_for_the_plan_refuses_it() {
+        let mut r = Receiver::<0, 0>::new([0; 32]);
+        assert!(matches!(r.handle_rx(&[]), Some(Err(Refusal::TooLarge))));
+    }
+}

@@ -1,7 +1,7 @@
 //! What every station board shares, so each board crate is only its
 //! peripherals: the SysTick clock ([`clock`]), bounded transmit queues
 //! ([`TxQueue`]) and the config source ([`config`]).
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
 pub mod clock;
@@ -58,5 +58,43 @@ impl<const L: usize> TxQueue<L> {
             }
             self.bytes.pop_front();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_goes_whole_or_not_at_all() {
+        let mut q: TxQueue<8> = TxQueue::default();
+        assert!(q.send(b"12345"));
+        assert!(!q.send(b"6789"), "4 bytes do not fit in 3");
+        assert_eq!((q.room(), q.refused), (3, 1));
+        assert!(q.send(b"678"));
+        assert_eq!(q.room(), 0);
+    }
+
+    #[test]
+    fn pump_stops_while_the_uart_is_busy_and_resumes_in_order() {
+        let mut q: TxQueue<8> = TxQueue::default();
+        assert!(q.send(b"abcdef"));
+        let mut out = std::vec::Vec::new();
+        let mut budget = 2;
+        q.pump(|b| {
+            if budget == 0 {
+                return false;
+            }
+            budget -= 1;
+            out.push(b);
+            true
+        });
+        assert_eq!(out, b"ab");
+        q.pump(|b| {
+            out.push(b);
+            true
+        });
+        assert_eq!(out, b"abcdef");
+        assert!(q.is_empty());
     }
 }
