@@ -13,12 +13,14 @@
 //! - [`station`]: THE station main loop (charge point + role + telemetry).
 //! - [`telemetry`]: the station's debug-channel lines, encoded and parsed.
 //! - [`hal`]: embedded-hal 1.0 pins and the ADC/current-sensor traits.
+//! - [`bridge`]: pins as lines over a UART (the QEMU image's wire bridge).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 // Per-phase and per-node loops index several parallel arrays at once;
 // iterator chains would hide which index is which.
 #![allow(clippy::needless_range_loop)]
 
+pub mod bridge;
 pub mod charge_point;
 pub mod commission;
 pub mod hal;

@@ -1,0 +1,256 @@
+//! The station image for QEMU `mps2-an386` (Cortex-M4): only glue between
+//! the machine's peripherals and [`firmware::station::Station`].
+//!
+//! - UART0 (`0x4000_4000`): the debug channel. Telemetry out
+//!   (`docs/station-telemetry.md`), commissioning in. The image prints
+//!   nothing else.
+//! - UART1 (`0x4000_5000`): the wire bridge (`docs/wire-bridge.md`): pin
+//!   changes out, sensor levels in, through [`firmware::hal::Board`].
+//! - UART2 (`0x4000_6000`): the RS-485 sharing link, raw frames.
+//! - UART3 (`0x4000_7000`): the meter's Modbus RTU line.
+//! - SysTick: the clock (`station_common::clock`); the board samples its inputs every
+//!   millisecond and runs the station's timers then.
+//!
+//! Boots, waits for a commissioning message on the debug channel, answers
+//! `config accepted` / `config refused`, then runs the station. A panic
+//! resets the machine (as a watchdog would). Needs QEMU's `-semihosting`:
+//! the boot nonce reads the host's clock through it.
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+mod pins;
+mod uart;
+
+use cortex_m_rt::entry;
+use firmware::bridge::{LineReader, PinLine, SenseLine};
+use firmware::hal::Board;
+use firmware::sharing::frame::MAX_FRAME;
+use firmware::station::{Station, StationError};
+use firmware::telemetry::{self, Refusal, Telemetry};
+use firmware::time::{ms, Instant};
+
+// The config source: the one line to change when `firmware::commission` lands.
+use station_common::config::{Commission, Receiver};
+
+use pins::Sensed;
+use station_common::clock::Clock;
+use uart::{Port, Uart};
+
+/// The group this image holds: stations `S` on supply nodes `N`.
+#[cfg(feature = "group-256")]
+const S_N: (usize, usize) = (256, 128);
+#[cfg(all(feature = "group-64", not(feature = "group-256")))]
+const S_N: (usize, usize) = (64, 32);
+#[cfg(not(any(feature = "group-64", feature = "group-256")))]
+const S_N: (usize, usize) = (6, 4);
+const S: usize = S_N.0;
+const N: usize = S_N.1;
+
+type QemuBoard = Board<pins::Pwm, pins::Coil, pins::Sense, pins::Adc, pins::Amps, S, N>;
+
+/// The bench commissioning key of QEMU images (a test bench's key, not a
+/// secret: it keeps a stray message from commissioning a station).
+const BENCH_KEY: [u8; 32] = *b"sharebench qemu bench commission";
+
+const BAUD: u32 = 115_200;
+
+/// The CPU clock of the MPS2 FPGA images (QEMU's `SYSCLK_FRQ`).
+const CPU_HZ: u32 = 25_000_000;
+
+/// Everything the image drives.
+struct Image {
+    clock: Clock,
+    debug: Port<512>,
+    bridge: Port<256>,
+    link: Port<512>,
+    meter: Port<64>,
+    receiver: Receiver<S, N>,
+    bridge_rx: LineReader,
+    sensed: Sensed,
+    board: &'static mut Option<QemuBoard>,
+    boots: u32,
+    next_sample: Instant,
+}
+
+#[entry]
+fn main() -> ! {
+    let Some(cp) = cortex_m::Peripherals::take() else {
+        // Taken once, here: cannot happen. Start over if it ever does.
+        cortex_m::peripheral::SCB::sys_reset();
+    };
+    let Some(board) = cortex_m::singleton!(: Option<QemuBoard> = None) else {
+        cortex_m::peripheral::SCB::sys_reset();
+    };
+    let mut image = Image {
+        clock: Clock::start(cp.SYST, CPU_HZ),
+        debug: Port::new(Uart::at(0x4000_4000), BAUD),
+        bridge: Port::new(Uart::at(0x4000_5000), BAUD),
+        link: Port::new(Uart::at(0x4000_6000), BAUD),
+        meter: Port::new(Uart::at(0x4000_7000), BAUD),
+        receiver: Receiver::new(BENCH_KEY),
+        bridge_rx: LineReader::new(),
+        sensed: Sensed::UNPLUGGED,
+        board,
+        boots: 0,
+        next_sample: Instant::from_ticks(0),
+    };
+    // A config source may have its answer before any byte arrives.
+    image.commissioning(&[]);
+    loop {
+        image.poll();
+    }
+}
+
+impl Image {
+    /// One pass over every input and output; never blocks.
+    fn poll(&mut self) {
+        let now = self.clock.now();
+        while let Some(b) = self.debug.uart.try_read() {
+            self.commissioning(&[b]);
+        }
+        while let Some(b) = self.bridge.uart.try_read() {
+            self.bridge_byte(b);
+        }
+        if let Some(board) = self.board.as_mut() {
+            let station = &mut board.station;
+            while let Some(b) = self.link.uart.try_read() {
+                station.handle_link_rx(now, &[b]);
+            }
+            while let Some(b) = self.meter.uart.try_read() {
+                station.handle_meter_rx(now, &[b]);
+            }
+            if now >= self.next_sample {
+                // The pins are bridge lines: they cannot fail.
+                let _ = board.step(now);
+                self.next_sample = now + ms(1);
+            }
+            let _ = board.apply();
+            let station = &mut board.station;
+            let mut frame = [0u8; MAX_FRAME];
+            while self.link.tx.room() >= MAX_FRAME {
+                let Some(n) = station.poll_transmit(&mut frame) else {
+                    break;
+                };
+                self.link.tx.send(frame.get(..n).unwrap_or(&[]));
+            }
+            while self.meter.tx.room() >= 16 {
+                let Some(req) = station.poll_meter_transmit() else {
+                    break;
+                };
+                self.meter.tx.send(&req);
+            }
+            // Lines left in the station's queue are counted by it (`lost`).
+            while self.debug.tx.room() >= telemetry::MAX_LINE {
+                let Some(t) = station.poll_telemetry() else {
+                    break;
+                };
+                self.debug.tx.send(t.encode().as_bytes());
+            }
+        } else {
+            // Not commissioned: nobody listens to the link or the meter.
+            while self.link.uart.try_read().is_some() {}
+            while self.meter.uart.try_read().is_some() {}
+        }
+        let bridge = &mut self.bridge.tx;
+        pins::send_changes(|o| {
+            let line = PinLine::Pin(o).encode();
+            // Checked first, so a full bridge does not count as refused.
+            bridge.room() >= line.len() && bridge.send(line.as_bytes())
+        });
+        self.debug.pump();
+        self.bridge.pump();
+        self.link.pump();
+        self.meter.pump();
+    }
+
+    /// A bridge byte; a finished line sets a sensor level.
+    fn bridge_byte(&mut self, b: u8) {
+        let Some(line) = self.bridge_rx.push(b) else {
+            return;
+        };
+        match line.and_then(SenseLine::parse) {
+            Ok(SenseLine::Pilot(l)) => self.sensed.pilot = l,
+            Ok(SenseLine::Relay(closed)) => self.sensed.relay_closed = closed,
+            Ok(SenseLine::Amps(da)) => self.sensed.amps_da = da,
+            Err(e) => {
+                // Refused lines are told to the host; if even that does
+                // not fit, the bridge is too far behind to say more.
+                self.bridge.tx.send(PinLine::Refused(e).encode().as_bytes());
+                return;
+            }
+        }
+        if let Some(board) = self.board.as_mut() {
+            let (adc, amps, sense) = board.inputs_mut();
+            adc.0 = self.sensed.pilot;
+            amps.0 = self.sensed.amps_da;
+            if let Some(sense) = sense {
+                sense.0 = self.sensed.relay_closed;
+            }
+        }
+    }
+
+    /// Debug-channel bytes to the config source; a finished message starts
+    /// (or restarts) the station, or is refused with the reason.
+    fn commissioning(&mut self, bytes: &[u8]) {
+        let Some(msg) = self.receiver.handle_rx(bytes) else {
+            return;
+        };
+        let now = self.clock.now();
+        let answer = match msg.and_then(|c| self.start(c, now)) {
+            Ok((stations, nodes)) => Telemetry::ConfigAccepted { stations, nodes },
+            Err(r) => Telemetry::ConfigRefused(r),
+        };
+        // The answer goes before the new station's boot line.
+        let _ = self.debug.tx.send(answer.encode().as_bytes());
+    }
+
+    /// Start the station of an accepted plan in place of the running one.
+    fn start(&mut self, c: Commission<S, N>, now: Instant) -> Result<(u16, u16), Refusal> {
+        let sizes = (
+            u16::try_from(c.group.stations.len()).unwrap_or(u16::MAX),
+            u16::try_from(c.group.nodes.len()).unwrap_or(u16::MAX),
+        );
+        self.boots = self.boots.wrapping_add(1);
+        let station =
+            Station::new(c.group, c.id, boot_nonce(now, self.boots), now).map_err(|e| match e {
+                StationError::NotInGroup { .. } => Refusal::NotInGroup,
+                StationError::Point(_) => Refusal::InvalidPoint,
+                StationError::Group(_) | StationError::Follower(_) => Refusal::Invalid,
+            })?;
+        // The old station's pins go to the safe state with the new board.
+        *self.board = None;
+        let s = self.sensed;
+        let board = Board::new(
+            station,
+            pins::Pwm,
+            pins::Coil,
+            Some(pins::Sense(s.relay_closed)),
+            pins::Adc(s.pilot),
+            pins::Amps(s.amps_da),
+        )
+        // The pins are bridge lines: they cannot fail.
+        .map_err(|_| Refusal::Invalid)?;
+        *self.board = Some(board);
+        self.next_sample = now;
+        Ok(sizes)
+    }
+}
+
+/// A value that differs at every boot (the sharing protocol's replay guard):
+/// the host's clock in seconds (semihosting `SYS_TIME`), the microsecond the
+/// commissioning message completed, and the count of starts since reset.
+#[allow(unsafe_code)]
+fn boot_nonce(now: Instant, boots: u32) -> u32 {
+    // SAFETY: SYS_TIME takes no argument block; QEMU runs with
+    // `-semihosting`, which this image requires (see the crate docs).
+    let host_s = unsafe { cortex_m_semihosting::syscall!(TIME) } as u32;
+    let us = now.ticks() as u32;
+    host_s.wrapping_mul(2_654_435_761) ^ us.rotate_left(16) ^ boots
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    // A station that cannot go on starts over in its safe state.
+    cortex_m::peripheral::SCB::sys_reset()
+}
