@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use firmware::bridge::{PinLine, SenseLine};
 use firmware::charge_point::PilotOutput;
+use firmware::commission::{Commission, DEFAULT_BENCH_KEY};
 use firmware::pilot::PilotLevels;
 use firmware::station::Output;
-use firmware::telemetry::{parse_line, RoleKind, Telemetry};
+use firmware::telemetry::{parse_line, Refusal, RoleKind, Telemetry};
 
 /// The longest any one step may take before the test gives up.
 const STEP: Duration = Duration::from_secs(15);
@@ -276,12 +277,60 @@ const fn pilot(high_mv: i32, low_mv: i32) -> SenseLine {
     SenseLine::Pilot(PilotLevels { high_mv, low_mv })
 }
 
+/// The site plan the test commissions: station 1 leading itself, a 32 A
+/// nameplate on a 16 A circuit, signed with `bench_key`.
+fn plan(bench_key: &[u8; 32]) -> String {
+    use firmware::sharing::config::{GroupConfig, NodeConfig, Phase, StationConfig, Timing};
+    let mut group = GroupConfig::<6, 4> {
+        group: 1,
+        key: *b"sharebench qemu test group key 1",
+        enabled: true,
+        leader: 1,
+        nodes: heapless::Vec::new(),
+        stations: heapless::Vec::new(),
+        timing: Timing::default(),
+        dynamic: None,
+    };
+    group
+        .nodes
+        .push(NodeConfig {
+            parent: None,
+            limit_da: 160,
+            breaker_da: None,
+        })
+        .expect("room");
+    group
+        .stations
+        .push(StationConfig {
+            id: 1,
+            node: 0,
+            nameplate_da: 320,
+            breaker_da: None,
+            phases: 1,
+            rotation: Phase::L1,
+            fallback_da: 0,
+            priority: 0,
+            weight: 1,
+        })
+        .expect("room");
+    let mut text = String::new();
+    firmware::commission::encode(&Commission { id: 1, group }, bench_key, |l| {
+        text.push_str(l);
+    });
+    text
+}
+
 #[test]
 #[ignore = "needs qemu-system-arm and the image (cargo xtask images)"]
 fn the_station_image_boots_and_charges_over_the_wire_bridge() {
     let mut bench = Bench::start();
 
-    // Boot: the config source answers, then the station reports its role.
+    // Commissioning on the debug channel: a plan signed with another key is
+    // refused by name; the bench's plan (one station leading itself on a
+    // 16 A circuit) is accepted, then the station reports its role.
+    bench.debug.send(&plan(&[0x42; 32]));
+    bench.telemetry(Telemetry::ConfigRefused(Refusal::BadMac));
+    bench.debug.send(&plan(&DEFAULT_BENCH_KEY));
     bench.telemetry(Telemetry::ConfigAccepted {
         stations: 1,
         nodes: 1,

@@ -1,11 +1,10 @@
 //! What every station board shares, so each board crate is only its
 //! peripherals: the SysTick clock ([`clock`]), bounded transmit queues
-//! ([`TxQueue`]) and the config source ([`config`]).
+//! ([`TxQueue`]).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
 pub mod clock;
-pub mod config;
 
 use heapless::Deque;
 

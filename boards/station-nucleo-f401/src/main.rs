@@ -34,8 +34,8 @@ use stm32f4xx_hal::rcc::Config;
 use stm32f4xx_hal::serial::config::Config as SerialConfig;
 use stm32f4xx_hal::timer::PwmChannel;
 
-// The config source: the one line to change when `firmware::commission` lands.
-use station_common::config::{Commission, Receiver};
+// The config source: commissioning messages on the debug channel.
+use firmware::commission::{Commission, Receiver, DEFAULT_BENCH_KEY};
 
 use pilot::{Currents, PilotPwm, PilotSampler};
 use port::Port;
@@ -50,7 +50,7 @@ const CPU_HZ: u32 = 80_000_000;
 
 /// The bench commissioning key (see the QEMU image; a real deployment
 /// provisions its own at manufacture).
-const BENCH_KEY: [u8; 32] = *b"sharebench nucleo bench key 0001";
+const BENCH_KEY: [u8; 32] = DEFAULT_BENCH_KEY;
 
 type Coil = Pin<'B', 5, Output<PushPull>>;
 type Sense = Pin<'B', 4, Input>;

@@ -30,8 +30,8 @@ use firmware::station::{Station, StationError};
 use firmware::telemetry::{self, Refusal, Telemetry};
 use firmware::time::{ms, Instant};
 
-// The config source: the one line to change when `firmware::commission` lands.
-use station_common::config::{Commission, Receiver};
+// The config source: commissioning messages on the debug channel.
+use firmware::commission::{Commission, Receiver, DEFAULT_BENCH_KEY};
 
 use pins::Sensed;
 use station_common::clock::Clock;
@@ -49,9 +49,10 @@ const N: usize = S_N.1;
 
 type QemuBoard = Board<pins::Pwm, pins::Coil, pins::Sense, pins::Adc, pins::Amps, S, N>;
 
-/// The bench commissioning key of QEMU images (a test bench's key, not a
-/// secret: it keeps a stray message from commissioning a station).
-const BENCH_KEY: [u8; 32] = *b"sharebench qemu bench commission";
+/// The bench commissioning key of QEMU images: the harness's default (a
+/// test bench's key, not a secret: it keeps a stray message from
+/// commissioning a station). A lab builds its images with its own.
+const BENCH_KEY: [u8; 32] = DEFAULT_BENCH_KEY;
 
 const BAUD: u32 = 115_200;
 
