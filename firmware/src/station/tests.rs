@@ -617,3 +617,34 @@ fn a_leader_and_a_follower_over_a_link_stay_within_the_limit() {
         ]
     );
 }
+
+#[test]
+fn plans_taken_before_the_board_drains_are_reported_in_order() {
+    // Two plans in one read of the debug channel (a flash copy and the
+    // harness's message, say): each acceptance comes right before the
+    // boot it caused, never ahead of lines already queued.
+    let mut st = St::awaiting(BENCH, 1);
+    let mut bytes = message(LEADER, &plan(&[1], 320), &BENCH);
+    bytes.extend(message(FOLLOWER, &plan(&[1, 2], 480), &BENCH));
+    st.handle_debug_rx(us(0), &bytes);
+    assert_eq!(
+        telemetry(&mut st),
+        [
+            Telemetry::ConfigAccepted {
+                stations: 1,
+                nodes: 1
+            },
+            Telemetry::Boot {
+                role: RoleKind::Leader
+            },
+            Telemetry::ConfigAccepted {
+                stations: 2,
+                nodes: 1
+            },
+            Telemetry::Boot {
+                role: RoleKind::Follower
+            },
+        ]
+    );
+    assert_eq!(st.id(), Some(FOLLOWER));
+}
