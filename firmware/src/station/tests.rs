@@ -399,21 +399,25 @@ impl HandLeader {
         });
     }
 
-    /// Answer the follower's latest join.
-    fn join(&mut self, st: &mut St, now: Instant) {
-        let mut buf = [0; MAX_FRAME];
-        let mut nonce = None;
-        while let Some(n) = st.poll_transmit(&mut buf) {
-            let mut d = Deframer::new();
-            for &b in &buf[..n] {
-                if let Some(Deframed::Frame(_, Message::Join { nonce: x })) = d.push(&GROUP_KEY, b)
-                {
-                    nonce = Some(x);
-                }
+    /// Answer the follower's latest join (waiting for its next one if none
+    /// is queued); when it was answered.
+    fn join(&mut self, st: &mut St, mut now: Instant) -> Instant {
+        let echo = loop {
+            let nonce = frames(st).iter().rev().find_map(|f| {
+                let mut d = Deframer::new();
+                f.iter().find_map(|&b| match d.push(&GROUP_KEY, b) {
+                    Some(Deframed::Frame(_, Message::Join { nonce })) => Some(nonce),
+                    _ => None,
+                })
+            });
+            if let Some(n) = nonce {
+                break n;
             }
-        }
-        let echo = nonce.expect("the follower asks to join");
+            now = st.poll_timeout().expect("the follower asks to join");
+            handle(st, now, "handle_timeout", |st| st.handle_timeout(now));
+        };
         self.send(st, now, Message::Challenge { echo, nonce: 99 });
+        now
     }
 }
 
@@ -422,7 +426,7 @@ fn grants_are_reported_once_per_change_and_a_lost_leader_as_a_fallback() {
     let t0 = us(0);
     let mut st = St::new(plan(&[1, 2], 480), FOLLOWER, 1, t0).unwrap();
     let mut l = HandLeader { boot: 70, seq: 0 };
-    l.join(&mut st, t0);
+    let _ = l.join(&mut st, t0);
     for (i, da) in [200, 200, 300, 300, 300, 100, 100].into_iter().enumerate() {
         l.send(
             &mut st,
@@ -448,6 +452,8 @@ fn grants_are_reported_once_per_change_and_a_lost_leader_as_a_fallback() {
     while now < t0 + secs(20) {
         now = st.poll_timeout().unwrap();
         handle(&mut st, now, "handle_timeout", |st| st.handle_timeout(now));
+        // Its joins go out on the link, unanswered.
+        let _ = frames(&mut st);
     }
     assert_eq!(
         telemetry(&mut st),
@@ -455,7 +461,7 @@ fn grants_are_reported_once_per_change_and_a_lost_leader_as_a_fallback() {
     );
     // A leader (rebooted) answers and grants: back in the group.
     let mut l = HandLeader { boot: 71, seq: 0 };
-    l.join(&mut st, now);
+    let now = l.join(&mut st, now);
     l.send(&mut st, now + ms(10), Message::Grant { grant_da: 150 });
     l.send(&mut st, now + ms(20), Message::Grant { grant_da: 150 });
     assert_eq!(
@@ -647,4 +653,96 @@ fn plans_taken_before_the_board_drains_are_reported_in_order() {
         ]
     );
     assert_eq!(st.id(), Some(FOLLOWER));
+}
+
+/// Frames station `st` queued for the link.
+fn frames(st: &mut St) -> std::vec::Vec<std::vec::Vec<u8>> {
+    let mut buf = [0; MAX_FRAME];
+    core::iter::from_fn(|| st.poll_transmit(&mut buf).map(|n| buf[..n].to_vec())).collect()
+}
+
+/// Two stations without cars on a link that delivers in 1 ms, from
+/// `from` to `to`, woken when either asks.
+fn exchange(a: &mut St, b: &mut St, from: Instant, to: Instant) {
+    let mut link: std::vec::Vec<(Instant, usize, std::vec::Vec<u8>)> = std::vec::Vec::new();
+    let mut now = from;
+    loop {
+        let due: std::vec::Vec<_> = link.iter().filter(|l| l.0 <= now).cloned().collect();
+        link.retain(|l| l.0 > now);
+        for (i, st) in [&mut *a, &mut *b].into_iter().enumerate() {
+            if st.poll_timeout().is_some_and(|t| t <= now) {
+                handle(st, now, "handle_timeout", |st| st.handle_timeout(now));
+            }
+            for (_, _, bytes) in due.iter().filter(|l| l.1 == i) {
+                handle(st, now, "handle_link_rx", |st| {
+                    st.handle_link_rx(now, bytes)
+                });
+            }
+            for f in frames(st) {
+                link.push((now + ms(1), 1 - i, f));
+            }
+        }
+        let next = [a.poll_timeout(), b.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .chain(link.iter().map(|l| l.0))
+            .min();
+        match next {
+            Some(t) if t <= to => now = t,
+            _ => return,
+        }
+    }
+}
+
+#[test]
+fn joins_queued_behind_a_busy_transmitter_still_join() {
+    let group = plan(&[1, 2], 480);
+    let mut leader = St::new(group.clone(), LEADER, 11, us(0)).unwrap();
+    let mut follower = St::new(group, FOLLOWER, 12, us(0)).unwrap();
+    // The follower's transmitter is busy (the bus held by others): its
+    // join timer runs again before its first Join could go out.
+    let again = follower.poll_timeout().unwrap();
+    handle(&mut follower, again, "handle_timeout", |st| {
+        st.handle_timeout(again);
+    });
+    let joins = frames(&mut follower);
+    let nonces: std::vec::Vec<u64> = joins
+        .iter()
+        .filter_map(|f| {
+            let mut d = Deframer::new();
+            f.iter().find_map(|&b| match d.push(&GROUP_KEY, b) {
+                Some(Deframed::Frame(_, Message::Join { nonce })) => Some(nonce),
+                _ => None,
+            })
+        })
+        .collect();
+    assert_eq!(nonces.len(), 2, "two joins queued");
+    for f in &joins {
+        handle(&mut leader, again, "handle_link_rx", |st| {
+            st.handle_link_rx(again, f);
+        });
+    }
+    exchange(&mut leader, &mut follower, again, again + secs(20));
+    let seen = leader
+        .leader()
+        .unwrap()
+        .peers()
+        .find(|p| p.id == FOLLOWER)
+        .unwrap();
+    assert!(seen.joined && !seen.silent, "the leader holds it: {seen:?}");
+    // Joined once, and never lost its leader.
+    assert_eq!(
+        telemetry(&mut follower)
+            .into_iter()
+            .filter(|t| !matches!(t, Telemetry::Grant { .. }))
+            .collect::<std::vec::Vec<_>>(),
+        [
+            Telemetry::Boot {
+                role: RoleKind::Follower
+            },
+            Telemetry::Joined
+        ]
+    );
+    // Each attempt is its own: a challenge to one is no answer to the other.
+    assert_ne!(nonces[0], nonces[1], "a join nonce was used twice");
 }
