@@ -130,14 +130,6 @@ impl Io {
         }
     }
 
-    /// Report ahead of what is queued (the acceptance of a plan comes
-    /// before the boot it caused).
-    fn report_first(&mut self, t: Telemetry) {
-        if self.telemetry.push_front(t).is_err() {
-            self.telemetry_lost = self.telemetry_lost.saturating_add(1);
-        }
-    }
-
     fn push_output(&mut self, o: Output) {
         // The board drains outputs after every call; should one not, the
         // newest pin state wins: an older change of the same pin is dropped.
@@ -196,15 +188,19 @@ impl<const S: usize, const N: usize> Station<S, N> {
         now: Instant,
     ) -> Result<Self, StationError> {
         let mut s = Self::awaiting(crate::commission::DEFAULT_BENCH_KEY, boot);
-        s.start(group, id, now)?;
+        s.start(group, id, now, None)?;
         Ok(s)
     }
 
+    /// Run on `group` as station `id`. `accepted` is reported right before
+    /// the boot, once the plan is known to start (after every line queued
+    /// before it).
     fn start(
         &mut self,
         group: GroupConfig<S, N>,
         id: u8,
         now: Instant,
+        accepted: Option<Telemetry>,
     ) -> Result<(), StationError> {
         let point = ChargePoint::new(point_config(&group, id)?).map_err(StationError::Point)?;
         let boot = self
@@ -242,6 +238,9 @@ impl<const S: usize, const N: usize> Station<S, N> {
                 ..Shown::default()
             },
         });
+        if let Some(a) = accepted {
+            self.io.report(a);
+        }
         self.io.report(Telemetry::Boot { role: kind });
         self.settle(now);
         Ok(())
@@ -306,14 +305,12 @@ impl<const S: usize, const N: usize> Station<S, N> {
         for &b in bytes {
             match self.receiver.handle_byte(b) {
                 Some(Ok(c)) => {
-                    let (stations, nodes) = (c.group.stations.len(), c.group.nodes.len());
+                    let accepted = Telemetry::ConfigAccepted {
+                        stations: u16::try_from(c.group.stations.len()).unwrap_or(u16::MAX),
+                        nodes: u16::try_from(c.group.nodes.len()).unwrap_or(u16::MAX),
+                    };
                     // The receiver ran every check `start` runs.
-                    if self.start(c.group, c.id, now).is_ok() {
-                        self.io.report_first(Telemetry::ConfigAccepted {
-                            stations: u16::try_from(stations).unwrap_or(u16::MAX),
-                            nodes: u16::try_from(nodes).unwrap_or(u16::MAX),
-                        });
-                    } else {
+                    if self.start(c.group, c.id, now, Some(accepted)).is_err() {
                         self.io.report(Telemetry::ConfigRefused(Refusal::Invalid));
                     }
                 }

@@ -37,6 +37,9 @@ pub struct Follower<const S: usize = MAX_STATIONS, const N: usize = MAX_NODES> {
     me: usize,
     boot: u32,
     seq: u32,
+    /// Join attempts since boot: each gets its own nonce, even when
+    /// several are queued before the link sends the first.
+    joins: u32,
     link: Link,
     grant_da: u16,
     offer_da: u16,
@@ -88,6 +91,7 @@ impl<const S: usize, const N: usize> Follower<S, N> {
             me,
             boot,
             seq: 0,
+            joins: 0,
             link: Link::Unjoined {
                 nonce: None,
                 next_join: now,
@@ -207,7 +211,12 @@ impl<const S: usize, const N: usize> Follower<S, N> {
     }
 
     fn join(&mut self, now: Instant) {
-        let nonce = (u64::from(self.boot) << 32) | u64::from(self.seq.wrapping_add(1));
+        // Not the frame's sequence number: that moves only when a frame is
+        // sent, so two joins queued behind a busy transmitter would share a
+        // nonce, and the leader's challenge to the first (which the second
+        // voids) would pass for the answer to the second.
+        self.joins = self.joins.wrapping_add(1);
+        let nonce = (u64::from(self.boot) << 32) | u64::from(self.joins);
         let _ = self.tx.push_back(Message::Join { nonce });
         self.link = Link::Unjoined {
             nonce: Some(nonce),

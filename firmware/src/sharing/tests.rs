@@ -1,7 +1,15 @@
 //! Leader and followers in virtual time, quinn-proto `Pair::step` style: a
-//! tiny site of charging points, cars, a bus and a meter, stepped from one
-//! wake-up to the next. The never-over-limit invariant is asserted at every
-//! step: the currents the charging points offer (their PWM) under every node.
+//! tiny site of stations, cars, a bus and a meter, stepped from one wake-up
+//! to the next. Each station is the real main loop, [`crate::station::Station`],
+//! driven as a board drives it: pilot levels, current and relay sense in,
+//! pin changes, frames, meter requests and telemetry out.
+//!
+//! Asserted at every step: the never-over-limit invariant (the currents the
+//! stations offer, their PWM, under every node and phase), the leader's
+//! grants under every node, that no station asks to be woken at or before
+//! the instant it just handled, and that each station's telemetry is true
+//! to what it does (no lines lost, a grant reported once per change, and
+//! never an offer above the last grant or fallback it reported).
 
 use std::collections::BTreeSet;
 
@@ -9,17 +17,13 @@ use super::config::*;
 use super::frame::{self, Header, Message, MAX_FRAME};
 use super::meter::MeterConfig;
 use super::{Follower, Leader};
-use crate::charge_point::{ChargePoint, ChargePointConfig, Event};
+use crate::charge_point::PilotOutput;
 use crate::pilot::PilotLevels;
+use crate::station::{Output, Station as Firmware};
+use crate::telemetry::{RoleKind, Telemetry};
 use crate::time::{earliest, ms, secs, us, Duration, Instant};
 
 const KEY: [u8; 32] = [0x42; 32];
-
-enum Role {
-    Leader(Box<Leader>),
-    Follower(Box<Follower>),
-    Down,
-}
 
 struct Car {
     plugged: bool,
@@ -32,11 +36,26 @@ struct Car {
 }
 
 struct Station {
-    cp: ChargePoint,
-    role: Role,
+    /// The station's firmware; `None` while it is crashed.
+    fw: Option<Box<Firmware>>,
     car: Car,
     levels: Option<PilotLevels>,
     boots: u32,
+    /// Everything the station reported on its debug channel, with the
+    /// instant the site drained it, across reboots.
+    log: Vec<(Instant, Telemetry)>,
+    /// What it last said it may offer: 0 at boot, then its grants and its
+    /// fallback (`None` before its first line).
+    said: Option<u16>,
+}
+
+impl Station {
+    fn offered_da(&self) -> u16 {
+        self.fw
+            .as_ref()
+            .and_then(|f| f.status())
+            .map_or(0, |s| s.offered_da)
+    }
 }
 
 struct Site {
@@ -97,39 +116,69 @@ fn circuit(n: u8, limit_da: u32, fallback_da: u16) -> GroupConfig {
     }
 }
 
+/// Pin changes up to now: the relay's auxiliary contact follows the coil.
+fn follow_pins(fw: &mut Firmware, now: Instant) {
+    while let Some(o) = fw.poll_output() {
+        if let Output::Contactor(c) = o {
+            fw.handle_relay_sense(now, c);
+        }
+    }
+}
+
+/// The pilot plateaus the station's ADC reads: the car's resistors on what
+/// the station drives.
+fn pilot_levels(out: PilotOutput, car: &Car) -> PilotLevels {
+    match out {
+        PilotOutput::MinusTwelve => PilotLevels {
+            high_mv: -12_000,
+            low_mv: -12_000,
+        },
+        _ => {
+            let high = if !car.plugged {
+                12_000
+            } else if car.wants {
+                6_000
+            } else {
+                9_000
+            };
+            let low = if matches!(out, PilotOutput::Pwm { .. }) {
+                -12_000
+            } else {
+                high
+            };
+            PilotLevels {
+                high_mv: high,
+                low_mv: low,
+            }
+        }
+    }
+}
+
 impl Site {
     fn new(cfg: GroupConfig) -> Self {
         let now = us(0);
         let st = cfg
             .stations
             .iter()
-            .map(|s| {
-                let role = if s.id == cfg.leader {
-                    Role::Leader(Box::new(
-                        Leader::new(cfg.clone(), 1000 + u32::from(s.id), now).unwrap(),
-                    ))
-                } else {
-                    Role::Follower(Box::new(
-                        Follower::new(cfg.clone(), s.id, 1000 + u32::from(s.id), now).unwrap(),
-                    ))
-                };
-                Station {
-                    cp: ChargePoint::new(ChargePointConfig::new(s.nameplate_da)).unwrap(),
-                    role,
-                    car: Car {
-                        plugged: false,
-                        wants: false,
-                        max_da: 480,
-                        draw_da: 0,
-                        next: None,
-                        ignores_reductions: false,
-                    },
-                    levels: None,
-                    boots: 1,
-                }
+            .map(|s| Station {
+                fw: Some(Box::new(
+                    Firmware::new(cfg.clone(), s.id, 1000 + u32::from(s.id), now).unwrap(),
+                )),
+                car: Car {
+                    plugged: false,
+                    wants: false,
+                    max_da: 480,
+                    draw_da: 0,
+                    next: None,
+                    ignores_reductions: false,
+                },
+                levels: None,
+                boots: 1,
+                log: Vec::new(),
+                said: None,
             })
             .collect();
-        Self {
+        let mut site = Self {
             now,
             cfg,
             st,
@@ -141,22 +190,36 @@ impl Site {
             meter_silent: false,
             meter_pending: None,
             steps: 0,
+        };
+        // A board drains what its station queued as it booted.
+        for i in 0..site.st.len() {
+            site.drive(i);
         }
+        site
+    }
+
+    /// The leader's index in the site.
+    fn leader_index(&self) -> usize {
+        self.cfg
+            .stations
+            .iter()
+            .position(|s| s.id == self.cfg.leader)
+            .unwrap()
+    }
+
+    /// The leader part of the leading station, while it runs.
+    fn leader(&self) -> Option<&Leader> {
+        self.st[self.leader_index()]
+            .fw
+            .as_ref()
+            .and_then(|f| f.leader())
     }
 
     fn next_wake(&self) -> Option<Instant> {
         let mut t = None;
         for s in &self.st {
-            t = earliest(t, s.cp.poll_timeout());
+            t = earliest(t, s.fw.as_ref().and_then(|f| f.poll_timeout()));
             t = earliest(t, s.car.next.map(|n| n.0));
-            t = earliest(
-                t,
-                match &s.role {
-                    Role::Leader(l) => l.poll_timeout(),
-                    Role::Follower(f) => f.poll_timeout(),
-                    Role::Down => None,
-                },
-            );
         }
         for b in &self.bus {
             t = earliest(t, Some(b.0));
@@ -179,7 +242,7 @@ impl Site {
         }
         self.check_invariant();
         if std::env::var("DEBUG_SIM").is_ok() {
-            if let Role::Leader(l) = &self.st[0].role {
+            if let Some(l) = self.leader() {
                 eprintln!(
                     "{} ms offers {:?} draws {:?} (granted, reserved, target) {:?} meter {:?}",
                     self.now.ticks() / 1000,
@@ -213,18 +276,19 @@ impl Site {
                 if to == from || self.rx_down.contains(&to) {
                     continue;
                 }
-                match &mut self.st[to].role {
-                    Role::Leader(l) => l.handle_rx(now, &bytes),
-                    Role::Follower(f) => f.handle_rx(now, &bytes),
-                    Role::Down => {}
+                if let Some(fw) = self.st[to].fw.as_mut() {
+                    fw.handle_link_rx(now, &bytes);
+                    follow_pins(fw, now);
                 }
             }
         }
         // Meter answers.
         if let Some((t, bytes)) = self.meter_pending.take() {
             if t <= now {
-                if let Role::Leader(l) = &mut self.st[0].role {
-                    l.handle_meter_rx(now, &bytes);
+                let l = self.leader_index();
+                if let Some(fw) = self.st[l].fw.as_mut() {
+                    fw.handle_meter_rx(now, &bytes);
+                    follow_pins(fw, now);
                 }
             } else {
                 self.meter_pending = Some((t, bytes));
@@ -245,68 +309,58 @@ impl Site {
         self.check_invariant();
     }
 
+    /// Station `i`'s board at `now`: it samples its inputs, runs the
+    /// station's timers when due, follows its pins, sends what it queued
+    /// and drains its debug channel; the car reacts to the offer.
     fn drive(&mut self, i: usize) {
         let now = self.now;
+        let leads = i == self.leader_index();
         let s = &mut self.st[i];
-        // Pilot levels from the car and what the station drives.
-        let out = s.cp.pilot_output();
-        let levels = match out {
-            crate::charge_point::PilotOutput::MinusTwelve => PilotLevels {
-                high_mv: -12_000,
-                low_mv: -12_000,
-            },
-            _ => {
-                let high = if !s.car.plugged {
-                    12_000
-                } else if s.car.wants {
-                    6_000
-                } else {
-                    9_000
-                };
-                let low = if matches!(out, crate::charge_point::PilotOutput::Pwm { .. }) {
-                    -12_000
-                } else {
-                    high
-                };
-                PilotLevels {
-                    high_mv: high,
-                    low_mv: low,
-                }
+        let mut frames = Vec::new();
+        let mut meter_req = None;
+        let mut lines = Vec::new();
+        if let Some(fw) = s.fw.as_mut() {
+            let levels = pilot_levels(fw.pilot_output(), &s.car);
+            if s.levels != Some(levels) {
+                s.levels = Some(levels);
+                fw.handle_pilot(now, levels);
+                follow_pins(fw, now);
             }
-        };
-        if s.levels != Some(levels) {
-            s.levels = Some(levels);
-            s.cp.handle_pilot(now, levels);
+            fw.handle_current(now, [s.car.draw_da, 0, 0]);
+            follow_pins(fw, now);
+            if fw.poll_timeout().is_some_and(|t| t <= now) {
+                fw.handle_timeout(now);
+                follow_pins(fw, now);
+            }
+            if let Some(t) = fw.poll_timeout() {
+                assert!(
+                    t > now,
+                    "station {i} asks to be woken at {} us, having handled {} us",
+                    t.ticks(),
+                    now.ticks()
+                );
+            }
+            let mut buf = [0u8; MAX_FRAME];
+            while let Some(n) = fw.poll_transmit(&mut buf) {
+                frames.push(buf[..n].to_vec());
+            }
+            meter_req = fw.poll_meter_transmit();
+            assert!(
+                meter_req.is_none() || leads,
+                "station {i} is no leader but asked the meter"
+            );
+            while let Some(t) = fw.poll_telemetry() {
+                lines.push(t);
+            }
         }
-        s.cp.handle_current(now, [s.car.draw_da, 0, 0]);
-        s.cp.handle_timeout(now);
-        // Role timers and allocation.
-        match &mut s.role {
-            Role::Leader(l) => {
-                l.handle_timeout(now);
-                if let Some(a) = l.poll_local_allocation() {
-                    s.cp.handle_allocation(now, a);
-                }
-            }
-            Role::Follower(f) => {
-                f.handle_timeout(now);
-                if let Some(a) = f.poll_allocation() {
-                    s.cp.handle_allocation(now, a);
-                }
-            }
-            Role::Down => s.cp.handle_allocation(now, 0),
-        }
-        while let Some(e) = s.cp.poll_event() {
-            if let Event::Contactor(c) = e {
-                s.cp.handle_relay_sense(now, c);
-            }
+        for t in lines {
+            Self::check_line(s, i, now, t);
         }
         // The car reacts to the offer.
-        let st = s.cp.status();
-        let want = if st.contactor_closed && s.car.wants {
-            st.offered_da.min(s.car.max_da)
-        } else {
-            0
+        let st = s.fw.as_ref().and_then(|f| f.status());
+        let want = match st {
+            Some(st) if st.contactor_closed && s.car.wants => st.offered_da.min(s.car.max_da),
+            _ => 0,
         };
         let target_pending = s.car.next.map(|n| n.1);
         if want != s.car.draw_da && target_pending != Some(want) {
@@ -321,55 +375,73 @@ impl Site {
         } else if want == s.car.draw_da {
             s.car.next = None;
         }
-        // Status and transmit.
-        let mut buf = [0u8; MAX_FRAME];
-        let mut frames = Vec::new();
-        match &mut s.role {
-            Role::Leader(l) => {
-                l.handle_local_status(now, &st);
-                while let Some(n) = l.poll_transmit(&mut buf) {
-                    frames.push(buf[..n].to_vec());
-                }
-                if let Some(req) = l.poll_meter_transmit() {
-                    if !self.meter_silent {
-                        let _ = req;
-                        // The meter sits on its node: it sees the other
-                        // loads there and the stations under it only.
-                        let metered = self.cfg.dynamic.map_or(0, |d| usize::from(d.node));
-                        let total = self.other_da
-                            + self
-                                .st
-                                .iter()
-                                .zip(self.cfg.stations.iter())
-                                .filter(|(x, c)| {
-                                    x.car.plugged && self.cfg.is_under(c.node, metered)
-                                })
-                                .map(|(x, _)| i32::from(x.car.draw_da))
-                                .sum::<i32>();
-                        self.meter_pending = Some((now + ms(20), meter_answer(&req, total)));
-                    }
-                }
+        if let Some(req) = meter_req {
+            if !self.meter_silent {
+                // The meter sits on its node: it sees the other loads
+                // there and the stations under it only.
+                let metered = self.cfg.dynamic.map_or(0, |d| usize::from(d.node));
+                let total = self.other_da
+                    + self
+                        .st
+                        .iter()
+                        .zip(self.cfg.stations.iter())
+                        .filter(|(x, c)| x.car.plugged && self.cfg.is_under(c.node, metered))
+                        .map(|(x, _)| i32::from(x.car.draw_da))
+                        .sum::<i32>();
+                self.meter_pending = Some((now + ms(20), meter_answer(&req, total)));
             }
-            Role::Follower(f) => {
-                f.handle_local_status(&st);
-                while let Some(n) = f.poll_transmit(&mut buf) {
-                    frames.push(buf[..n].to_vec());
-                }
-            }
-            Role::Down => {}
         }
         if !self.tx_down.contains(&i) {
             for f in frames {
                 self.bus.push((now + self.latency, i, f));
             }
         }
+        self.check_said(i);
+    }
+
+    /// Station `i`'s telemetry line `t`, drained at `now`, is true to what
+    /// it does: nothing lost, a grant reported once per change.
+    fn check_line(s: &mut Station, i: usize, now: Instant, t: Telemetry) {
+        match t {
+            Telemetry::Boot { .. } => s.said = Some(0),
+            Telemetry::Grant { da } => {
+                assert_ne!(
+                    s.said,
+                    Some(da),
+                    "station {i} reported grant {da} twice at {} ms: {:?}",
+                    now.ticks() / 1000,
+                    s.log
+                );
+                s.said = Some(da);
+            }
+            Telemetry::FallbackEntered { da } => s.said = Some(da),
+            Telemetry::Lost { count } => {
+                panic!("station {i} lost {count} telemetry lines: {:?}", s.log)
+            }
+            _ => {}
+        }
+        s.log.push((now, t));
+    }
+
+    /// Station `i` never offers more than the last grant or fallback it
+    /// reported.
+    fn check_said(&self, i: usize) {
+        let s = &self.st[i];
+        let offered = s.offered_da();
+        assert!(
+            offered <= s.said.unwrap_or(0),
+            "at {} ms station {i} offers {offered} dA above what it reported ({:?}): {:?}",
+            self.now.ticks() / 1000,
+            s.said,
+            s.log
+        );
     }
 
     fn check_invariant(&self) {
         // The leader never grants more than a node allows, either. (What it
         // holds may exceed it right after its own boot, when it does not yet
         // know what the followers offer: then it grants nothing more.)
-        if let Role::Leader(l) = &self.st[0].role {
+        if let Some(l) = self.leader() {
             let views: Vec<_> = l.peers().collect();
             for (ni, n) in self.cfg.nodes.iter().enumerate() {
                 let mut granted = [0u32; 3];
@@ -395,7 +467,7 @@ impl Site {
                 if self.cfg.is_under(c.node, ni) {
                     for (p, on) in c.loads().into_iter().enumerate() {
                         if on {
-                            sum[p] += u32::from(s.cp.offered_da());
+                            sum[p] += u32::from(s.offered_da());
                         }
                     }
                 }
@@ -415,7 +487,7 @@ impl Site {
     }
 
     fn offers(&self) -> Vec<u16> {
-        self.st.iter().map(|s| s.cp.offered_da()).collect()
+        self.st.iter().map(Station::offered_da).collect()
     }
 
     fn draws(&self) -> Vec<u16> {
@@ -435,9 +507,8 @@ impl Site {
     }
 
     fn crash(&mut self, i: usize) {
-        self.st[i].role = Role::Down;
         // A crashed station's pins drop: PWM stops, the contactor opens.
-        self.st[i].cp = ChargePoint::new(ChargePointConfig::new(480)).unwrap();
+        self.st[i].fw = None;
         self.st[i].levels = None;
         self.st[i].car.draw_da = 0;
         self.st[i].car.next = None;
@@ -447,22 +518,43 @@ impl Site {
         self.st[i].boots += 1;
         let boot = 1000 + i as u32 + 100 * self.st[i].boots;
         let id = self.cfg.stations[i].id;
-        self.st[i].role = if id == self.cfg.leader {
-            Role::Leader(Box::new(
-                Leader::new(self.cfg.clone(), boot, self.now).unwrap(),
-            ))
-        } else {
-            Role::Follower(Box::new(
-                Follower::new(self.cfg.clone(), id, boot, self.now).unwrap(),
-            ))
-        };
+        self.st[i].fw = Some(Box::new(
+            Firmware::new(self.cfg.clone(), id, boot, self.now).unwrap(),
+        ));
+        self.drive(i);
     }
 
     fn follower(&self, i: usize) -> &Follower {
-        match &self.st[i].role {
-            Role::Follower(f) => f,
-            _ => panic!("station {i} is not a follower"),
+        match self.st[i].fw.as_ref().and_then(|f| f.follower()) {
+            Some(f) => f,
+            None => panic!("station {i} is not a running follower"),
         }
+    }
+
+    /// What each station last reported it may offer (its grant, or its
+    /// fallback), 0 for one that reported nothing.
+    fn said(&self) -> Vec<u16> {
+        self.st.iter().map(|s| s.said.unwrap_or(0)).collect()
+    }
+
+    /// When station `i` first reported a line matching `f`, at or after
+    /// `since`.
+    fn first(&self, i: usize, since: Instant, f: impl Fn(&Telemetry) -> bool) -> Option<Instant> {
+        self.st[i]
+            .log
+            .iter()
+            .find(|(at, t)| *at >= since && f(t))
+            .map(|(at, _)| *at)
+    }
+
+    /// Station `i`'s telemetry since the instant `since`.
+    fn log_since(&self, i: usize, since: Instant) -> Vec<Telemetry> {
+        self.st[i]
+            .log
+            .iter()
+            .filter(|(at, _)| *at >= since)
+            .map(|(_, t)| *t)
+            .collect()
     }
 }
 
@@ -490,6 +582,30 @@ fn four_on_a_48_a_circuit_arrive_and_leave() {
     for i in 0..4 {
         assert!(i == 0 || site.follower(i).joined(), "follower {i} joined");
     }
+    assert_eq!(
+        site.log_since(0, us(0)),
+        vec![Telemetry::Boot {
+            role: RoleKind::Leader
+        }]
+    );
+    for i in 1..4 {
+        let log = site.log_since(i, us(0));
+        assert_eq!(
+            log[..2],
+            [
+                Telemetry::Boot {
+                    role: RoleKind::Follower
+                },
+                Telemetry::Joined
+            ],
+            "station {i}"
+        );
+        assert!(
+            !log.iter()
+                .any(|t| matches!(t, Telemetry::Left | Telemetry::FallbackEntered { .. })),
+            "station {i}: {log:?}"
+        );
+    }
     let expect = [
         [480, 0, 0, 0],
         [240, 240, 0, 0],
@@ -500,11 +616,23 @@ fn four_on_a_48_a_circuit_arrive_and_leave() {
         site.plug(n);
         site.run_for(secs(30));
         assert_eq!(site.offers(), want.to_vec(), "{} cars", n + 1);
+        assert_eq!(
+            site.said(),
+            want.to_vec(),
+            "grants reported, {} cars",
+            n + 1
+        );
     }
     for (n, want) in expect.iter().rev().skip(1).enumerate() {
         site.unplug(3 - n);
         site.run_for(secs(30));
         assert_eq!(site.offers(), want.to_vec(), "after car {} left", 3 - n);
+        assert_eq!(
+            site.said(),
+            want.to_vec(),
+            "grants reported after car {} left",
+            3 - n
+        );
     }
 }
 
@@ -517,6 +645,22 @@ fn nothing_charges_until_sharing_is_enabled() {
     site.plug(1);
     site.run_for(secs(30));
     assert_eq!(site.offers(), vec![0, 0]);
+    // Nothing granted, so nothing reported but the boots and the join.
+    assert_eq!(
+        site.log_since(0, us(0)),
+        vec![Telemetry::Boot {
+            role: RoleKind::Leader
+        }]
+    );
+    assert_eq!(
+        site.log_since(1, us(0)),
+        vec![
+            Telemetry::Boot {
+                role: RoleKind::Follower
+            },
+            Telemetry::Joined
+        ]
+    );
 }
 
 #[test]
@@ -533,6 +677,7 @@ fn make_before_break_cut_confirm_then_give() {
     site.run_for(secs(20));
     assert_eq!(site.offers()[0], 640);
     site.plug(1);
+    let plugged_at = site.now;
     // Step finely: station 1 must not be offered anything before station 0's cut.
     let mut cut_at = None;
     let mut given_at = None;
@@ -553,6 +698,12 @@ fn make_before_break_cut_confirm_then_give() {
     }
     assert!(given_at.unwrap() > cut_at.unwrap());
     assert_eq!(site.offers(), vec![320, 320, 0, 0]);
+    // The telemetry shows it too: station 0 reports its cut before
+    // station 1 reports a grant above what it was held at on joining.
+    let cut = site.first(0, plugged_at, |t| *t == Telemetry::Grant { da: 320 });
+    let give = site.first(1, plugged_at, |t| *t == Telemetry::Grant { da: 320 });
+    assert!(cut.unwrap() < give.unwrap(), "cut {cut:?}, give {give:?}");
+    assert_eq!(site.said(), vec![320, 320, 0, 0]);
 }
 
 #[test]
@@ -573,6 +724,15 @@ fn a_silent_follower_keeps_its_grant_reserved() {
     let o = site.offers();
     assert!(o[1] <= 160, "{o:?}");
     assert!(o.iter().map(|&x| u32::from(x)).sum::<u32>() <= 480);
+    // It still hears the leader: cut by a grant, never fallen back.
+    assert_eq!(site.said()[1], o[1]);
+    assert_eq!(
+        site.first(1, us(0), |t| matches!(
+            t,
+            Telemetry::FallbackEntered { .. } | Telemetry::Left
+        )),
+        None
+    );
     // Repair: the share is rebalanced.
     site.tx_down.clear();
     site.run_for(secs(60));
@@ -587,13 +747,34 @@ fn one_way_loss_leader_to_follower_is_safe() {
     site.plug(1);
     site.run_for(secs(30));
     site.rx_down.insert(1);
+    let cut_off = site.now;
     site.plug(2);
     site.run_for(secs(60));
     assert!(site.follower(1).fallen_back());
     assert!(site.offers()[1] <= 160);
+    assert_eq!(
+        site.log_since(1, cut_off),
+        vec![Telemetry::FallbackEntered { da: 160 }, Telemetry::Left]
+    );
     site.rx_down.clear();
+    let repaired = site.now;
     site.run_for(secs(60));
     assert_eq!(site.offers(), vec![160, 160, 160]);
+    assert_eq!(
+        site.log_since(1, repaired),
+        vec![Telemetry::Joined, Telemetry::FallbackLeft]
+    );
+    // The others heard the leader all along.
+    for i in [0, 2] {
+        assert_eq!(
+            site.first(i, us(0), |t| matches!(
+                t,
+                Telemetry::FallbackEntered { .. } | Telemetry::Left
+            )),
+            None,
+            "station {i}"
+        );
+    }
 }
 
 #[test]
@@ -605,15 +786,29 @@ fn follower_crash_and_reboot_starts_from_zero() {
     site.run_for(secs(30));
     assert_eq!(site.offers(), vec![240, 240]);
     site.crash(1);
+    let crashed = site.now;
     site.run_for(secs(5));
     // Not freed early: the leader still holds station 1's share.
     assert_eq!(site.offers()[0], 240);
     site.run_for(secs(30));
+    // Nor later: the leader's own grant never changed.
+    assert_eq!(site.log_since(0, crashed), vec![]);
     site.reboot(1);
+    let rebooted = site.now;
     site.run_for(ms(1));
     assert_eq!(site.offers()[1], 0, "a rebooted follower starts from 0");
     site.run_for(secs(40));
     assert_eq!(site.offers(), vec![240, 240]);
+    assert_eq!(
+        site.log_since(1, rebooted),
+        vec![
+            Telemetry::Boot {
+                role: RoleKind::Follower
+            },
+            Telemetry::Joined,
+            Telemetry::Grant { da: 240 }
+        ]
+    );
 }
 
 #[test]
@@ -628,17 +823,44 @@ fn leader_lost_followers_fall_back() {
     site.run_for(secs(30));
     assert_eq!(site.offers(), vec![240, 240, 0]);
     site.crash(0);
+    let crashed = site.now;
     site.run_for(secs(10));
     assert!(site.follower(1).fallen_back());
     assert_eq!(site.offers()[1], 160, "min(grant, fallback)");
+    // Both followers report the leader lost, each with its own fallback
+    // offer: min(grant, fallback), 0 for the one with no car.
+    assert_eq!(
+        site.log_since(1, crashed),
+        vec![Telemetry::FallbackEntered { da: 160 }, Telemetry::Left]
+    );
+    assert_eq!(
+        site.log_since(2, crashed),
+        vec![Telemetry::FallbackEntered { da: 0 }, Telemetry::Left]
+    );
     // A car arriving while the leader is lost gets nothing (no grant, safety first).
     site.plug(2);
     site.run_for(secs(10));
     assert_eq!(site.offers()[2], 0);
     // The leader comes back (its own car still plugged); everyone rejoins.
     site.reboot(0);
+    let rebooted = site.now;
     site.run_for(secs(60));
     assert_eq!(site.offers(), vec![160, 160, 160]);
+    assert_eq!(
+        site.log_since(0, rebooted)[0],
+        Telemetry::Boot {
+            role: RoleKind::Leader
+        }
+    );
+    for i in 1..3 {
+        let log = site.log_since(i, rebooted);
+        assert_eq!(
+            log[..2],
+            [Telemetry::Joined, Telemetry::FallbackLeft],
+            "station {i}"
+        );
+    }
+    assert_eq!(site.said(), vec![160, 160, 160]);
 }
 
 #[test]
@@ -669,8 +891,10 @@ fn forged_and_replayed_frames_change_nothing() {
     };
     let n = frame::encode(&KEY, &h, &Message::Grant { grant_da: 60 }, &mut buf);
     site.bus.push((site.now, 5, buf[..n].to_vec()));
+    let injected = site.now;
     site.run_for(secs(10));
     assert_eq!(site.offers(), vec![0, 480]);
+    assert_eq!(site.log_since(1, injected), vec![], "no grant changed");
     let stats = site.follower(1).stats();
     assert_eq!(stats.mac_errors, 1);
     assert_eq!(stats.replays, 1);
@@ -824,14 +1048,11 @@ fn a_wild_current_report_neither_panics_nor_loses_the_share() {
     // A broken sensor reports 0xFFFF dA on the leader's own point: before
     // saturating arithmetic, `measured + 5` overflowed here.
     let now = site.now;
-    site.st[0].cp.handle_current(now, [u16::MAX; 3]);
-    let st = site.st[0].cp.status();
-    if let Role::Leader(l) = &mut site.st[0].role {
-        l.handle_local_status(now, &st);
-        let me = l.peers().next().unwrap();
-        assert!(
-            me.demand_cap_da >= 240,
-            "a wild reading is not a reason to cut: {me:?}"
-        );
-    }
+    let fw = site.st[0].fw.as_mut().unwrap();
+    fw.handle_current(now, [u16::MAX; 3]);
+    let me = fw.leader().unwrap().peers().next().unwrap();
+    assert!(
+        me.demand_cap_da >= 240,
+        "a wild reading is not a reason to cut: {me:?}"
+    );
 }
