@@ -16,7 +16,7 @@
 //! resistor switches and load bank; the virtual bench does the same with
 //! its models.
 
-use firmware::time::{ms, secs, Duration, Instant};
+use crate::time::{ms, secs, Duration, Instant};
 use heapless::{Deque, String, Vec};
 
 use crate::capture::{current_for_duty, CaptureConfig, CaptureEvent, ChannelCapture};
@@ -521,7 +521,7 @@ impl<const N: usize> Fixture<N> {
     #[must_use]
     pub fn channel_timeout(&self, ch: usize) -> Option<Instant> {
         let c = self.chans.get(ch)?;
-        firmware::time::earliest(c.car.poll_timeout(), c.cap.poll_timeout())
+        crate::time::earliest(c.car.poll_timeout(), c.cap.poll_timeout())
     }
 
     /// Run channel `ch`'s car and capture timers.
@@ -587,8 +587,8 @@ impl<const N: usize> Fixture<N> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t = Some(self.next_hb);
         for c in &self.chans {
-            t = firmware::time::earliest(t, c.car.poll_timeout());
-            t = firmware::time::earliest(t, c.cap.poll_timeout());
+            t = crate::time::earliest(t, c.car.poll_timeout());
+            t = crate::time::earliest(t, c.cap.poll_timeout());
         }
         t
     }
@@ -605,7 +605,7 @@ impl<const N: usize> Fixture<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use firmware::time::us;
+    use crate::time::us;
 
     fn cmd(f: &mut Fixture<4>, seq: u32, c: Command) {
         let mut s = String::new();

@@ -6,6 +6,9 @@
 //! outputs are drained with `poll_*`. One fixture serves many channels, one
 //! per station under test.
 //!
+//! - [`time`]: the fixture timer's types (`fugit`, as the station's).
+//! - [`iec`]: IEC 61851-1 Annex A as the fixture reads it (states, level
+//!   windows, duty to current), independent of the firmware it measures.
 //! - [`pilot`]: pilot line electrics (source, resistors, diode).
 //! - [`vehicle`]: an emulated car: states, draw, battery, misbehaviours.
 //! - [`capture`]: duty, frequency, levels, contactor instants, current.
@@ -19,11 +22,13 @@
 
 pub mod capture;
 pub mod fixture;
+pub mod iec;
 pub mod loads;
 pub mod meter;
 pub mod pilot;
 pub mod protocol;
 pub mod rng;
+pub mod time;
 pub mod vehicle;
 
 pub const NO_STD_MARKER: u8 = 0;

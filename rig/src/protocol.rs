@@ -24,8 +24,8 @@
 
 use core::fmt::Write as _;
 
+use crate::iec::PilotState;
 use crc::{Crc, CRC_16_XMODEM};
-use firmware::pilot::PilotState;
 use heapless::String;
 use nom::bytes::streaming::take_until;
 use nom::combinator::all_consuming;
