@@ -313,6 +313,20 @@ impl ChannelCapture {
         usize::from(held) >= WINDOW
     }
 
+    /// The measurement behind the reported duty, at full resolution: the
+    /// periods in the averaging window (up to 32), and the sums of their
+    /// high times and of their lengths, microseconds. `None` before the
+    /// first whole period. The self-test ([`crate::selftest`]) judges this.
+    #[must_use]
+    pub fn window_us(&self) -> Option<(u32, u64, u64)> {
+        let (mut p, mut h) = (0u64, 0u64);
+        for &(pp, hh) in &self.periods {
+            p = p.saturating_add(u64::from(pp));
+            h = h.saturating_add(u64::from(hh));
+        }
+        (p > 0).then(|| (self.periods.len() as u32, h, p))
+    }
+
     /// Mean duty (0.01 %) and frequency (mHz) over the window.
     fn average(&self) -> Option<(u16, u32)> {
         let (mut p, mut h) = (0u64, 0u64);

@@ -14,6 +14,7 @@
 //! - [`capture`]: duty, frequency, levels, contactor instants, current.
 //! - [`loads`]: other site loads on the mains.
 //! - [`meter`]: an SDM630 Modbus RTU server with fault injection.
+//! - [`selftest`]: the fixture's own PWM looped into its capture.
 //! - [`protocol`]: the host <-> fixture lines (the only definition).
 //! - [`fixture`]: all of it together behind the protocol.
 #![cfg_attr(not(test), no_std)]
@@ -28,6 +29,7 @@ pub mod meter;
 pub mod pilot;
 pub mod protocol;
 pub mod rng;
+pub mod selftest;
 pub mod time;
 pub mod vehicle;
 
