@@ -515,6 +515,101 @@ fn two_runs_on_one_bench_queue_on_its_lock() {
     );
 }
 
+/// The virtual bench meets its fixture as the serial bench does: HELLO
+/// tells channels, version and capabilities, and the self-test goes through
+/// the protocol.
+#[test]
+fn the_virtual_fixture_says_what_it_can_and_self_tests() {
+    use harness::bench::Bench as _;
+    let sc = scenario("");
+    let mut vb = harness::sim::VirtualBench::new(&sc, 1).expect("bench");
+    let info = vb.fixture().expect("HELLO answered").clone();
+    assert_eq!(usize::from(info.channels), sc.stations.len());
+    assert_eq!(info.caps, rig::protocol::Caps::ALL);
+    let (ch, r) = vb.self_test(2, &mut |_| {}).expect("self-test");
+    assert_eq!(ch, 2);
+    assert!(r.pass(), "{r:?}");
+    assert!(r.duty_err_ppm <= 500, "{r:?}");
+}
+
+/// Through a real tty: `sharebench selftest` against the virtual fixture,
+/// and `sharebench run` refusing (exit 2, before anything runs) scenarios
+/// that need more channels, or a capability the fixture does not announce.
+#[test]
+fn selftest_and_capability_refusal_through_a_pty() {
+    let dir = std::env::temp_dir().join(format!("sharebench-caps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("caps.toml");
+    std::fs::write(&file, SITE).expect("write");
+    let mut server = sharebench()
+        .arg("virtual-fixture")
+        .arg(&file)
+        .args(["--pty", "--time-scale", "20", "--stop-after", "60s"])
+        .args(["--caps", "pwm,levels,relay,current,car,misbehave,selftest"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("virtual fixture starts");
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("pty path");
+    let bench = format!("serial:{}", line.trim());
+    let selftest = sharebench()
+        .args(["selftest", "--bench", &bench])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&selftest.stdout).to_string();
+    let run = |scenario: &str| {
+        sharebench()
+            .arg("run")
+            .arg(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("fixtures/scenarios")
+                    .join(scenario),
+            )
+            .args(["--bench", &bench])
+            .arg("--out")
+            .arg(dir.join("out"))
+            .arg("--no-golden")
+            .output()
+            .expect("runs")
+    };
+    let meter = run("meter-sub-panel.toml");
+    let eight = run("panel-8x48.toml");
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        selftest.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&selftest.stderr)
+    );
+    assert!(
+        stdout.contains("3 channels, caps=pwm,levels,relay,current,car,misbehave,selftest"),
+        "{stdout}"
+    );
+    for ch in 0..3 {
+        assert!(
+            stdout.contains(&format!("channel {ch}: duty error 0.0")),
+            "{stdout}"
+        );
+    }
+    assert_eq!(stdout.matches(" periods: pass").count(), 3, "{stdout}");
+    let err = String::from_utf8_lossy(&meter.stderr);
+    assert_eq!(meter.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("refused: the fixture cannot run this scenario: it needs the fixture capabilities meter"),
+        "{err}"
+    );
+    let err = String::from_utf8_lossy(&eight.stderr);
+    assert_eq!(eight.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("it needs 8 channels (one per station), the fixture has 3"),
+        "{err}"
+    );
+}
+
 /// A misbehaving fixture on a pseudo-terminal, served by a thread of the
 /// test: it answers every command, and between answers sends what
 /// `chatter` makes every 20 ms, until dropped.
@@ -552,16 +647,21 @@ impl FakeFixture {
                         Parsed::Incomplete => break,
                         Parsed::Line(n, l) => {
                             rx.drain(..n);
-                            if let Line::Command { seq, .. } = l {
+                            if let Line::Command { seq, cmd } = l {
+                                // HELLO gets a full answer, the rest a bare OK.
+                                let mut info = heapless::String::new();
+                                if let protocol::Command::Hello { .. } = cmd {
+                                    protocol::FixtureInfo {
+                                        proto: protocol::PROTOCOL_VERSION,
+                                        fw: heapless::String::try_from("fake").expect("fits"),
+                                        channels: 16,
+                                        caps: protocol::Caps::ALL,
+                                    }
+                                    .emit(&mut info)
+                                    .expect("fits");
+                                }
                                 let mut ok = heapless::String::new();
-                                protocol::encode(
-                                    &Line::Ok {
-                                        seq,
-                                        info: heapless::String::new(),
-                                    },
-                                    &mut ok,
-                                )
-                                .expect("fits");
+                                protocol::encode(&Line::Ok { seq, info }, &mut ok).expect("fits");
                                 out.extend_from_slice(ok.as_bytes());
                             }
                         }

@@ -7,7 +7,8 @@
 //! scenario that needs them is skipped there.
 
 use firmware::telemetry::{Refusal, Telemetry};
-use rig::protocol::{Command, Event};
+use rig::protocol::{Command, Event, FixtureInfo};
+use rig::selftest::SelfTestReport;
 
 /// Something the harness learned, stamped with fixture time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +123,10 @@ pub enum BenchError {
         holder: String,
         waited_s: u64,
     },
+    /// The fixture cannot run the scenario: too few channels, or a
+    /// capability it does not announce. Nothing ran.
+    #[error("the fixture cannot run this scenario: {0}")]
+    Lacks(String),
     /// A station refused the site plan it was commissioned with.
     #[error("scenario line {line}: station {station} refused its configuration: {reason}")]
     ConfigRefused {
@@ -167,6 +172,24 @@ pub trait Bench {
 
     /// Whether time is virtual (a simulation), for the speed-up figure.
     fn is_virtual(&self) -> bool;
+
+    /// What the fixture announced in its HELLO answer (channels, firmware
+    /// version, capabilities); `None` for a bench that says no HELLO (a
+    /// test double), which is then not checked.
+    fn fixture(&self) -> Option<&FixtureInfo> {
+        None
+    }
+
+    /// Run the fixture's self-test on channel `ch` and read its report.
+    fn self_test(
+        &mut self,
+        ch: u8,
+        _sink: &mut dyn FnMut(Record),
+    ) -> Result<(u8, SelfTestReport), BenchError> {
+        Err(BenchError::Lacks(format!(
+            "this bench cannot run a self-test (SELFTEST {ch})"
+        )))
+    }
 
     /// Give station `i` its site plan: `message` (commissioning lines, see
     /// `firmware::commission`) on the station's debug channel, and wait for

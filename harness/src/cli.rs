@@ -3,11 +3,14 @@
 //! ```text
 //! sharebench run [PATH...] [--bench sim|serial:PORT[@BAUD]] [--seed N] [--out DIR] [--filter TEXT] [--time-scale X]
 //! sharebench check FILE...
-//! sharebench virtual-fixture SCENARIO [--pty] [--time-scale X] [--seed N]
+//! sharebench virtual-fixture SCENARIO [--pty] [--time-scale X] [--seed N] [--caps WORD,..]
+//! sharebench selftest --bench serial:PORT[@BAUD] [--channel N]
 //! ```
 //!
 //! Exit codes: 0 every scenario passed; 1 a check failed or a golden trace
-//! differs; 2 setup error (a bad scenario file, no scenario, no fixture);
+//! differs (or a self-test failed); 2 setup error (a bad scenario file, no
+//! scenario, no fixture, a fixture without the channels or capabilities a
+//! scenario needs);
 //! 3 a bench stopped answering, made no progress in fixture time, or the
 //! fixture lost data (the run is incomplete).
 
@@ -27,6 +30,7 @@ use crate::runner::{self, ScenarioRun, Verdict};
 use crate::scenario::Scenario;
 use crate::serial::{SerialBench, Timeouts};
 use crate::sim::VirtualBench;
+use rig::protocol::{Capability, Caps};
 
 /// Documented exit codes.
 pub mod exit {
@@ -55,6 +59,19 @@ enum Cmd {
     Check(CheckArgs),
     /// Serve a scenario's virtual site as a fixture on a pseudo-terminal.
     VirtualFixture(VirtualFixtureArgs),
+    /// Run the fixture's PWM loopback self-test and report its error.
+    Selftest(SelftestArgs),
+}
+
+/// Options of `selftest`.
+#[derive(Debug, Args)]
+struct SelftestArgs {
+    /// `serial:PORT[@BAUD]`: the fixture to test.
+    #[arg(long, env = "SHAREBENCH_BENCH")]
+    bench: String,
+    /// Only this channel (default: every channel the fixture has).
+    #[arg(long)]
+    channel: Option<u8>,
 }
 
 /// Options of `run`.
@@ -116,6 +133,10 @@ struct VirtualFixtureArgs {
     /// Stop after this long (wall time), e.g. "2min".
     #[arg(long)]
     stop_after: Option<String>,
+    /// Announce only these capabilities (comma-separated words, `-` for
+    /// none), as a fixture board with less hardware would.
+    #[arg(long)]
+    caps: Option<String>,
 }
 
 /// Entry point of the binary.
@@ -126,6 +147,7 @@ pub fn main() -> ExitCode {
         Cmd::Run(a) => run(&a),
         Cmd::Check(a) => check(&a),
         Cmd::VirtualFixture(a) => virtual_fixture(&a),
+        Cmd::Selftest(a) => selftest(&a),
     };
     ExitCode::from(code)
 }
@@ -408,7 +430,12 @@ fn report_failure(r: &ScenarioRun, out: &Path) {
         r.seed
     );
     if let Some(why) = &r.trace.incomplete {
-        eprintln!("  incomplete: {why}");
+        let label = if r.verdict == Verdict::Refused {
+            "refused"
+        } else {
+            "incomplete"
+        };
+        eprintln!("  {label}: {why}");
     }
     for c in r.checks.iter().filter(|c| !c.ok()) {
         if c.known_violation {
@@ -536,6 +563,15 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
             return exit::SETUP;
         }
     };
+    if let Some(words) = &a.caps {
+        match parse_caps(words) {
+            Ok(c) => vb.set_fixture_caps(c),
+            Err(e) => {
+                eprintln!("error: --caps {words}: {e}");
+                return exit::SETUP;
+            }
+        }
+    }
     let stop_after = match a
         .stop_after
         .as_deref()
@@ -596,4 +632,106 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
             }
         }
     }
+}
+
+/// Capability words as `caps=` writes them.
+fn parse_caps(words: &str) -> Result<Caps, String> {
+    let mut caps = Caps::NONE;
+    for w in words.split(',').filter(|w| !w.is_empty() && *w != "-") {
+        let c = Capability::from_word(w).ok_or_else(|| {
+            let known: Vec<_> = Capability::ALL.iter().map(|c| c.word()).collect();
+            format!(
+                "unknown capability \"{w}\"; expected some of {}",
+                known.join(", ")
+            )
+        })?;
+        caps = caps.with(c);
+    }
+    Ok(caps)
+}
+
+fn selftest(a: &SelftestArgs) -> u8 {
+    let line = a
+        .bench
+        .parse::<BenchSpec>()
+        .and_then(|spec| {
+            let inventory = crate::inventory::Inventory::from_args(None)?;
+            crate::inventory::resolve(spec, inventory.as_ref()).map(|(line, _)| line)
+        })
+        .and_then(|line| match line {
+            BenchSpec::Serial { .. } | BenchSpec::Tcp { .. } | BenchSpec::Rfc2217 { .. } => {
+                Ok(line)
+            }
+            other => Err(format!(
+                "--bench {other}: the self-test needs a fixture (serial:, tcp: or rfc2217://)"
+            )),
+        });
+    let line = match line {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::SETUP;
+        }
+    };
+    let mut bench = match SerialBench::open(&line, Timeouts::default()) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::SETUP;
+        }
+    };
+    let Some(info) = bench.fixture().cloned() else {
+        eprintln!("error: the fixture did not say what it is");
+        return exit::SETUP;
+    };
+    println!(
+        "fixture fw {} (protocol {}), {} channels, caps={}",
+        info.fw, info.proto, info.channels, info.caps
+    );
+    if !info.caps.has(Capability::SelfTest) {
+        eprintln!("error: this fixture has no selftest capability");
+        return exit::SETUP;
+    }
+    let channels: Vec<u8> = match a.channel {
+        Some(c) if u16::from(c) < info.channels => vec![c],
+        Some(c) => {
+            eprintln!(
+                "error: --channel {c}: the fixture has channels 0..{}",
+                info.channels
+            );
+            return exit::SETUP;
+        }
+        None => (0..info.channels)
+            .filter_map(|c| u8::try_from(c).ok())
+            .collect(),
+    };
+    let mut code = exit::PASS;
+    for ch in channels {
+        match bench.self_test(ch, &mut |_| {}) {
+            Ok((_, r)) => {
+                let pct = |ppm: u32| f64::from(ppm) / 10_000.0;
+                println!(
+                    "channel {ch}: duty error {:.4} % (worst 32-period window {:.4} %), frequency error {} ppm, {} periods: {}",
+                    pct(r.duty_err_ppm),
+                    pct(r.window_duty_err_ppm),
+                    r.freq_err_ppm,
+                    r.periods,
+                    if r.pass() { "pass" } else { "FAIL" }
+                );
+                if !r.pass() {
+                    code = exit::FAILED;
+                }
+            }
+            Err(e) => {
+                eprintln!("error: channel {ch}: {e}");
+                return match e {
+                    BenchError::Timeout { .. } | BenchError::Stalled { .. } | BenchError::Io(_) => {
+                        exit::INCOMPLETE
+                    }
+                    _ => exit::SETUP,
+                };
+            }
+        }
+    }
+    code
 }

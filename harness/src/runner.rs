@@ -3,7 +3,7 @@
 
 use std::time::Instant as WallClock;
 
-use rig::protocol::{CarSetting, Command};
+use rig::protocol::{Capability, Caps, CarSetting, Command, FixtureInfo};
 
 use crate::bench::{Bench, BenchError, Record, SimFault};
 use crate::checks::{self, CheckResult};
@@ -120,11 +120,66 @@ fn describe(sc: &Scenario, a: &Action) -> String {
     }
 }
 
+/// What a fixture must have to run `sc`: channels (one per station) and
+/// capabilities (see `docs/fixture-protocol.md`, Capabilities).
+#[must_use]
+pub fn fixture_needs(sc: &Scenario) -> (usize, Caps) {
+    let mut caps = [
+        Capability::Pwm,
+        Capability::Levels,
+        Capability::Relay,
+        Capability::Current,
+        Capability::Car,
+    ]
+    .into_iter()
+    .fold(Caps::NONE, Caps::with);
+    if sc.meter.is_some() {
+        caps = caps.with(Capability::Meter);
+    }
+    for step in &sc.timeline {
+        caps = match step.action {
+            Action::Load { .. } => caps.with(Capability::Loads),
+            Action::Meter(_) => caps.with(Capability::Meter),
+            Action::Misbehave(..) => caps.with(Capability::Misbehave),
+            _ => caps,
+        };
+    }
+    (sc.stations.len(), caps)
+}
+
+/// Refuse, before anything runs, a scenario the fixture cannot run: more
+/// stations than it has channels, or a capability it did not announce.
+pub fn check_fixture(sc: &Scenario, fixture: &FixtureInfo) -> Result<(), BenchError> {
+    let (channels, caps) = fixture_needs(sc);
+    let mut lacks = Vec::new();
+    if channels > usize::from(fixture.channels) {
+        lacks.push(format!(
+            "it needs {channels} channels (one per station), the fixture has {}",
+            fixture.channels
+        ));
+    }
+    let missing = fixture.caps.missing(caps);
+    if !missing.is_empty() {
+        lacks.push(format!(
+            "it needs the fixture capabilities {missing}, which the fixture (fw {}, caps={}) does not announce",
+            fixture.fw, fixture.caps
+        ));
+    }
+    if lacks.is_empty() {
+        Ok(())
+    } else {
+        Err(BenchError::Lacks(lacks.join("; ")))
+    }
+}
+
 fn setup(
     sc: &Scenario,
     bench: &mut dyn Bench,
     sink: &mut dyn FnMut(Record),
 ) -> Result<(), BenchError> {
+    if let Some(f) = bench.fixture() {
+        check_fixture(sc, f)?;
+    }
     bench.command(Command::Reset, sink)?;
     // Every station gets the scenario's site plan before anything runs; a
     // station never charges on a plan it has not validated.
@@ -291,7 +346,10 @@ pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
     }
     trace.finish(end);
     let checks = checks::run_all(sc, &trace);
-    let verdict = if matches!(outcome, Err(BenchError::ConfigRefused { .. })) {
+    let verdict = if matches!(
+        outcome,
+        Err(BenchError::ConfigRefused { .. } | BenchError::Lacks(_))
+    ) {
         Verdict::Refused
     } else if trace.incomplete.is_some() {
         Verdict::Incomplete
@@ -374,6 +432,7 @@ mod tests {
     struct Lossy {
         now: u64,
         report: Vec<Record>,
+        info: Option<FixtureInfo>,
     }
 
     impl Bench for Lossy {
@@ -399,11 +458,18 @@ mod tests {
         fn is_virtual(&self) -> bool {
             true
         }
+        fn fixture(&self) -> Option<&FixtureInfo> {
+            self.info.as_ref()
+        }
     }
 
     fn run_with(report: Vec<Record>) -> ScenarioRun {
         let sc = crate::scenario::tests::tiny();
-        let mut bench = Lossy { now: 0, report };
+        let mut bench = Lossy {
+            now: 0,
+            report,
+            info: None,
+        };
         run(&sc, &mut bench, 1)
     }
 
@@ -456,5 +522,73 @@ mod tests {
             event: Event::Heartbeat,
         }]);
         assert!(r.trace.incomplete.is_none(), "{:?}", r.trace.incomplete);
+    }
+
+    fn fixture_with(channels: u16, caps: Caps) -> FixtureInfo {
+        FixtureInfo {
+            proto: 1,
+            fw: heapless::String::try_from("0.9").unwrap(),
+            channels,
+            caps,
+        }
+    }
+
+    #[test]
+    fn a_scenario_the_fixture_cannot_run_is_refused_before_anything_runs() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/scenarios/meter-sub-panel.toml");
+        let sc = Scenario::load(&path).unwrap();
+        let (channels, needs) = fixture_needs(&sc);
+        assert!(needs.has(Capability::Meter), "{needs}");
+        assert!(check_fixture(&sc, &fixture_with(16, Caps::ALL)).is_ok());
+        let mut bench = Lossy {
+            now: 0,
+            report: Vec::new(),
+            info: Some(fixture_with(
+                u16::try_from(channels - 1).unwrap(),
+                Caps::ALL.without(Capability::Meter),
+            )),
+        };
+        let r = run(&sc, &mut bench, 1);
+        assert_eq!(r.verdict, Verdict::Refused);
+        let why = r.trace.incomplete.clone().unwrap_or_default();
+        assert!(
+            why.contains(&format!(
+                "the fixture cannot run this scenario: it needs {channels} channels (one per station), the fixture has {}",
+                channels - 1
+            )) && why.contains("it needs the fixture capabilities meter, which the fixture (fw 0.9, caps=pwm,levels,relay,current,car,misbehave,loads,selftest) does not announce"),
+            "{why}"
+        );
+        assert_eq!(bench.now, 0, "nothing ran");
+    }
+
+    #[test]
+    fn every_corpus_scenario_states_its_needs() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/scenarios");
+        let mut some_without_meter = false;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().and_then(|x| x.to_str()) != Some("toml") {
+                continue;
+            }
+            let sc = Scenario::load(&p).unwrap();
+            let (channels, needs) = fixture_needs(&sc);
+            assert_eq!(channels, sc.stations.len());
+            assert_eq!(
+                needs.has(Capability::Meter),
+                sc.meter.is_some()
+                    || sc
+                        .timeline
+                        .iter()
+                        .any(|s| matches!(s.action, Action::Meter(_))),
+                "{}",
+                p.display()
+            );
+            assert!(!needs.has(Capability::SelfTest));
+            some_without_meter |= !needs.has(Capability::Meter);
+            // The virtual fixture can run every one of them.
+            assert!(Caps::ALL.missing(needs).is_empty());
+        }
+        assert!(some_without_meter);
     }
 }

@@ -259,8 +259,11 @@ pub struct Station {
 }
 
 impl Station {
-    /// The station as the firmware is commissioned with it: the one place
-    /// its phases, rotation and caps are interpreted.
+    /// The station as the firmware is commissioned with it: the one
+    /// conversion to the firmware's config (commissioning and the virtual
+    /// bench). The checks and the reference allocator read the scenario
+    /// itself ([`Station::loads`], [`Station::cap_da`]), so a wrong reading
+    /// in the firmware's config code is not mirrored by the instrument.
     #[must_use]
     pub fn config(&self) -> fw::StationConfig {
         fw::StationConfig {
@@ -285,20 +288,32 @@ impl Station {
     #[must_use]
     pub fn charge_point_config(&self) -> ChargePointConfig {
         let mut cpc = ChargePointConfig::new(self.nameplate_da);
-        cpc.max_current_da = self.cap_da();
+        cpc.max_current_da = self.config().cap_da();
         cpc
     }
 
-    /// Grid phases loaded.
+    /// Grid phases loaded, as the instrument reads the scenario (not the
+    /// firmware's config code): a three-phase station loads L1-L3, a
+    /// single-phase one the grid phase its rotation names.
     #[must_use]
     pub fn loads(&self) -> [bool; 3] {
-        self.config().loads()
+        if self.phases >= 3 {
+            [true; 3]
+        } else {
+            let mut l = [false; 3];
+            l[usize::from(self.rotation % 3)] = true;
+            l
+        }
     }
 
-    /// Its own cap: nameplate and own breaker.
+    /// Its own cap, as the instrument reads the scenario: the nameplate,
+    /// or the station's own breaker when that is lower.
     #[must_use]
     pub fn cap_da(&self) -> u16 {
-        self.config().cap_da()
+        match self.breaker_da {
+            Some(b) if b < self.nameplate_da => b,
+            _ => self.nameplate_da,
+        }
     }
 }
 

@@ -16,13 +16,18 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use heapless::String as HString;
-use rig::protocol::{self, Command, Line, Parsed, MAX_LINE, PROTOCOL_VERSION};
+use rig::protocol::{self, Command, FixtureInfo, Line, Parsed, MAX_LINE, PROTOCOL_VERSION};
+use rig::selftest::SelfTestReport;
 
 use crate::bench::{Bench, BenchError, BenchSpec, EventSeq, Record, SimFault};
 
 /// A byte link to a fixture: a serial port, a pty, or a test double.
 pub trait Link: Read + Write + Send {}
 impl<T: Read + Write + Send> Link for T {}
+
+/// How long a fixture may take to measure its self-test, on top of the
+/// acknowledgement timeout.
+const SELFTEST_TIME: Duration = Duration::from_secs(3);
 
 /// Timeouts of the serial bench: the wall-clock bounds of its waits.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +88,8 @@ pub struct SerialBench {
     pending: Vec<Record>,
     /// The fixture's event sequence: a gap is a loss.
     event_seq: EventSeq,
+    /// What the fixture announced in its HELLO answer.
+    info: Option<FixtureInfo>,
 }
 
 /// A read that ended without bytes but without a failure either: the
@@ -119,15 +126,21 @@ impl SerialBench {
             garbled_since: 0,
             pending: Vec::new(),
             event_seq: EventSeq::default(),
+            info: None,
         };
         let mut early = Vec::new();
-        b.command(
+        let answer = b.exchange(
             Command::Hello {
                 version: PROTOCOL_VERSION,
             },
             &mut |r| early.push(r),
         )?;
         b.pending = early;
+        b.info = Some(FixtureInfo::parse(&answer).map_err(|what| {
+            BenchError::Setup(format!(
+                "the fixture's HELLO answer \"{answer}\" is not understood: expected {what}"
+            ))
+        })?);
         Ok(b)
     }
 
@@ -185,34 +198,22 @@ impl SerialBench {
         Ok(())
     }
 
-    fn event(&mut self, l: Line, sink: &mut dyn FnMut(Record)) {
-        if let Line::Event { seq, t_us, event } = l {
-            self.now_us = self.now_us.max(t_us);
-            if let Some(loss) = self.event_seq.check(seq, t_us) {
-                sink(loss);
-            }
-            sink(Record::Event { t_us, event });
-        }
-    }
-}
-
-impl Bench for SerialBench {
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-
-    fn is_virtual(&self) -> bool {
-        false
-    }
-
-    fn now_us(&self) -> u64 {
-        self.now_us
-    }
-
-    fn command(&mut self, cmd: Command, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+    /// Send a command and wait for its answer (within the ack timeout):
+    /// the `OK` info, or the refusal. Events that arrive meanwhile go to
+    /// `sink`.
+    fn exchange(
+        &mut self,
+        cmd: Command,
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<String, BenchError> {
+        let ack = match cmd {
+            // A board measures 1280 periods (about 1.3 s) before it answers.
+            Command::SelfTest(_) => self.timeouts.ack + SELFTEST_TIME,
+            _ => self.timeouts.ack,
+        };
         let what = format!("{cmd:?}");
         let seq = self.send(cmd)?;
-        let deadline = Instant::now() + self.timeouts.ack;
+        let deadline = Instant::now() + ack;
         for r in std::mem::take(&mut self.pending) {
             sink(r);
         }
@@ -225,7 +226,9 @@ impl Bench for SerialBench {
             let mut answer = None;
             for l in lines {
                 match l {
-                    Line::Ok { seq: s, .. } if s == seq => answer = Some(Ok(())),
+                    Line::Ok { seq: s, info } if s == seq => {
+                        answer = Some(Ok(info.as_str().to_string()))
+                    }
                     Line::Err {
                         seq: s,
                         code,
@@ -246,10 +249,55 @@ impl Bench for SerialBench {
             if Instant::now() > deadline {
                 return Err(BenchError::Timeout {
                     what: format!("the acknowledgement of {what}"),
-                    timeout_ms: self.timeouts.ack.as_millis() as u64,
+                    timeout_ms: ack.as_millis() as u64,
                 });
             }
         }
+    }
+
+    fn event(&mut self, l: Line, sink: &mut dyn FnMut(Record)) {
+        if let Line::Event { seq, t_us, event } = l {
+            self.now_us = self.now_us.max(t_us);
+            if let Some(loss) = self.event_seq.check(seq, t_us) {
+                sink(loss);
+            }
+            sink(Record::Event { t_us, event });
+        }
+    }
+}
+
+impl Bench for SerialBench {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn fixture(&self) -> Option<&FixtureInfo> {
+        self.info.as_ref()
+    }
+
+    fn self_test(
+        &mut self,
+        ch: u8,
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<(u8, SelfTestReport), BenchError> {
+        let answer = self.exchange(Command::SelfTest(ch), sink)?;
+        protocol::parse_selftest(&answer).map_err(|what| {
+            BenchError::Io(format!(
+                "the fixture's SELFTEST answer \"{answer}\" is not understood: expected {what}"
+            ))
+        })
+    }
+
+    fn is_virtual(&self) -> bool {
+        false
+    }
+
+    fn now_us(&self) -> u64 {
+        self.now_us
+    }
+
+    fn command(&mut self, cmd: Command, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+        self.exchange(cmd, sink).map(drop)
     }
 
     fn fault(&mut self, fault: &SimFault) -> Result<(), BenchError> {
@@ -324,6 +372,30 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
+    /// What a fake fixture answers to the command line `b`: a full HELLO
+    /// answer (16 channels, every capability), otherwise nothing.
+    fn answer_info(b: &[u8]) -> HString<{ protocol::MAX_INFO }> {
+        let mut info = HString::new();
+        if let Parsed::Line(
+            _,
+            Line::Command {
+                cmd: Command::Hello { .. },
+                ..
+            },
+        ) = protocol::parse_next(b)
+        {
+            FixtureInfo {
+                proto: PROTOCOL_VERSION,
+                fw: HString::try_from("fake").unwrap(),
+                channels: 16,
+                caps: protocol::Caps::ALL,
+            }
+            .emit(&mut info)
+            .unwrap();
+        }
+        info
+    }
+
     /// A link that never answers: reads time out, writes vanish.
     struct Silent;
     impl Read for Silent {
@@ -380,7 +452,7 @@ mod tests {
             protocol::encode(
                 &Line::Ok {
                     seq,
-                    info: HString::new(),
+                    info: answer_info(b),
                 },
                 &mut l,
             )
@@ -473,7 +545,7 @@ mod tests {
                 protocol::encode(
                     &Line::Ok {
                         seq,
-                        info: HString::new(),
+                        info: answer_info(b),
                     },
                     &mut l,
                 )
@@ -509,7 +581,7 @@ mod tests {
             let seq: u32 = text.split(' ').nth(1).unwrap().parse().unwrap();
             let mut lines = vec![Line::Ok {
                 seq,
-                info: HString::new(),
+                info: answer_info(b),
             }];
             if seq == 2 {
                 for (seq, t_us) in [(1, 1_000_000), (2, 2_000_000), (5, 3_000_000)] {
@@ -701,6 +773,91 @@ mod tests {
             e.to_string()
                 .starts_with("failed to open fixture port /dev/does-not-exist"),
             "{e}"
+        );
+    }
+
+    /// A fixture that answers each command with `info(cmd)`.
+    struct Answers {
+        out: Vec<u8>,
+        info: fn(&Command) -> &'static str,
+    }
+    impl Read for Answers {
+        fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+            if self.out.is_empty() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            let n = self.out.len().min(b.len());
+            b[..n].copy_from_slice(&self.out[..n]);
+            self.out.drain(..n);
+            Ok(n)
+        }
+    }
+    impl Write for Answers {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if let Parsed::Line(_, Line::Command { seq, cmd }) = protocol::parse_next(b) {
+                let mut l: HString<MAX_LINE> = HString::new();
+                let info = HString::try_from((self.info)(&cmd)).unwrap();
+                protocol::encode(&Line::Ok { seq, info }, &mut l).unwrap();
+                self.out.extend_from_slice(l.as_bytes());
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn answering(info: fn(&Command) -> &'static str) -> Result<SerialBench, BenchError> {
+        let t = Timeouts {
+            ack: Duration::from_millis(200),
+            ..Timeouts::default()
+        };
+        SerialBench::over(
+            "test".into(),
+            Box::new(Answers {
+                out: Vec::new(),
+                info,
+            }),
+            t,
+        )
+    }
+
+    #[test]
+    fn hello_tells_channels_version_and_capabilities() {
+        let b = answering(|_| {
+            "sharebench-fixture proto=1 fw=0.3.1 channels=4 caps=pwm,levels,relay,current,car"
+        })
+        .unwrap();
+        let f = b.fixture().expect("HELLO answered");
+        assert_eq!((f.channels, f.fw.as_str()), (4, "0.3.1"));
+        assert!(!f.caps.has(protocol::Capability::Meter));
+        // A fixture too old to announce them is a setup error saying so.
+        let err = answering(|_| "sharebench-fixture proto=1 channels=16")
+            .err()
+            .expect("refused");
+        assert!(matches!(err, BenchError::Setup(_)), "{err}");
+        assert!(
+            err.to_string().contains("HELLO answer \"sharebench-fixture proto=1 channels=16\" is not understood: expected fw="),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn selftest_answers_are_read_and_checked() {
+        let mut b = answering(|c| match c {
+            Command::Hello { .. } => "sharebench-fixture proto=1 fw=1 channels=2 caps=selftest",
+            Command::SelfTest(0) => "selftest ch=0 duty_err_ppm=120 window_err_ppm=300 freq_err_ppm=20 periods=1280 pass",
+            _ => "selftest ch=1 duty_err_ppm=900 window_err_ppm=900 freq_err_ppm=20 periods=1280 pass",
+        })
+        .unwrap();
+        let (ch, r) = b.self_test(0, &mut |_| {}).unwrap();
+        assert_eq!((ch, r.duty_err_ppm, r.pass()), (0, 120, true));
+        // A verdict that contradicts its figures is not believed.
+        let err = b.self_test(1, &mut |_| {}).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("expected a verdict that agrees with the figures"),
+            "{err}"
         );
     }
 }

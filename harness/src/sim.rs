@@ -29,8 +29,9 @@ use firmware::time::us;
 use heapless::String as HString;
 use rig::fixture::{Fixture, FixtureConfig};
 use rig::pilot::Source;
-use rig::protocol::{self, Command, Line, Parsed, MAX_LINE};
+use rig::protocol::{self, Caps, Command, FixtureInfo, Line, Parsed, MAX_LINE};
 use rig::rng::SplitMix64;
+use rig::selftest::SelfTestReport;
 
 use crate::bench::{Bench, BenchError, EventSeq, Record, SimFault};
 use crate::scenario::Scenario;
@@ -213,6 +214,9 @@ pub struct VirtualBench {
     steps: u64,
     /// The instant being processed and how many steps it took so far.
     stuck_at: (u64, u64),
+    /// The `OK` info of the last command answered, and what HELLO said.
+    last_info: String,
+    info: Option<FixtureInfo>,
 }
 
 /// Periods of a new PWM fed to the fixture's capture (then it holds): the
@@ -279,6 +283,8 @@ impl VirtualBench {
             event_seq: EventSeq::default(),
             steps: 0,
             stuck_at: (u64::MAX, 0),
+            last_info: String::new(),
+            info: None,
         };
         for i in 0..sc.stations.len() {
             let st = vb.boot_station(i, 0)?;
@@ -299,6 +305,9 @@ impl VirtualBench {
             &mut |r| early.push(r),
         )?;
         vb.records.extend(early);
+        vb.info = Some(FixtureInfo::parse(&vb.last_info).map_err(|what| {
+            BenchError::Setup(format!("the virtual fixture's HELLO answer lacks {what}"))
+        })?);
         Ok(vb)
     }
 
@@ -752,6 +761,12 @@ impl VirtualBench {
     /// Server mode: bytes from a host (a real tty), straight to the fixture.
     /// Every channel and station is brought up to date afterwards, since a
     /// command may have changed any car. Returns the fixture's lines.
+    /// Announce (and honour) only these capabilities from now on, as a
+    /// fixture board with less hardware would (`virtual-fixture --caps`).
+    pub fn set_fixture_caps(&mut self, caps: Caps) {
+        self.fixture.set_caps(caps);
+    }
+
     pub fn serve_input(&mut self, bytes: &[u8]) -> Vec<String> {
         self.fixture.handle_host_rx(us(self.now), bytes);
         for i in 0..self.stations.len() {
@@ -864,6 +879,23 @@ impl Bench for VirtualBench {
         "sim".into()
     }
 
+    fn fixture(&self) -> Option<&FixtureInfo> {
+        self.info.as_ref()
+    }
+
+    fn self_test(
+        &mut self,
+        ch: u8,
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<(u8, SelfTestReport), BenchError> {
+        self.command(Command::SelfTest(ch), sink)?;
+        protocol::parse_selftest(&self.last_info).map_err(|what| {
+            BenchError::Io(format!(
+                "the virtual fixture's SELFTEST answer lacks {what}"
+            ))
+        })
+    }
+
     fn is_virtual(&self) -> bool {
         true
     }
@@ -902,7 +934,10 @@ impl Bench for VirtualBench {
         });
         while self.fixture.poll_line(&mut out) {
             match protocol::parse_next(out.as_bytes()) {
-                Parsed::Line(_, Line::Ok { seq: s, .. }) if s == seq => acked = Ok(()),
+                Parsed::Line(_, Line::Ok { seq: s, info }) if s == seq => {
+                    self.last_info = info.as_str().to_string();
+                    acked = Ok(());
+                }
                 Parsed::Line(
                     _,
                     Line::Err {

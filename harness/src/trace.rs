@@ -10,8 +10,8 @@
 
 use std::fmt::Write as _;
 
-use firmware::pilot::PilotState;
 use rig::capture::current_for_duty;
+use rig::iec::PilotState;
 use rig::protocol::Event;
 
 use crate::bench::Record;

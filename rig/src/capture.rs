@@ -39,12 +39,14 @@
 //! change is dropped and counted in [`ChannelCapture::lost_events`], which
 //! the fixture reports on the protocol.
 //!
-//! The decoding of duty to current here is the car's, written apart from
-//! the firmware's encoder on purpose: the fixture must catch a station
-//! whose table is wrong. Nothing here panics or allocates.
+//! Pilot states and the decoding of duty to current are the fixture's own
+//! ([`crate::iec`]), written apart from the firmware's encoder on purpose:
+//! the fixture must catch a station whose table is wrong. Nothing here
+//! panics or allocates.
 
-use firmware::pilot::PilotState;
-use firmware::time::{Duration, Instant};
+pub use crate::iec::current_for_duty;
+use crate::iec::PilotState;
+use crate::time::{Duration, Instant};
 use heapless::Deque;
 
 /// Capture settings.
@@ -74,10 +76,10 @@ impl Default for CaptureConfig {
             duty_threshold_bp: 5,
             confirm_periods: 8,
             glitch_us: 5,
-            pwm_timeout: Some(firmware::time::ms(3)),
+            pwm_timeout: Some(crate::time::ms(3)),
             current_threshold_da: 2,
-            current_settle: firmware::time::secs(1),
-            level_window_mv: 1_100,
+            current_settle: crate::time::secs(1),
+            level_window_mv: crate::iec::LEVEL_WINDOW_MV,
         }
     }
 }
@@ -311,6 +313,20 @@ impl ChannelCapture {
         usize::from(held) >= WINDOW
     }
 
+    /// The measurement behind the reported duty, at full resolution: the
+    /// periods in the averaging window (up to 32), and the sums of their
+    /// high times and of their lengths, microseconds. `None` before the
+    /// first whole period. The self-test ([`crate::selftest`]) judges this.
+    #[must_use]
+    pub fn window_us(&self) -> Option<(u32, u64, u64)> {
+        let (mut p, mut h) = (0u64, 0u64);
+        for &(pp, hh) in &self.periods {
+            p = p.saturating_add(u64::from(pp));
+            h = h.saturating_add(u64::from(hh));
+        }
+        (p > 0).then(|| (self.periods.len() as u32, h, p))
+    }
+
     /// Mean duty (0.01 %) and frequency (mHz) over the window.
     fn average(&self) -> Option<(u16, u32)> {
         let (mut p, mut h) = (0u64, 0u64);
@@ -363,16 +379,7 @@ impl ChannelCapture {
     }
 
     fn classify(&self, high_mv: i32) -> Option<PilotState> {
-        [
-            PilotState::A,
-            PilotState::B,
-            PilotState::C,
-            PilotState::D,
-            PilotState::E,
-            PilotState::F,
-        ]
-        .into_iter()
-        .find(|s| (high_mv - s.nominal_mv()).abs() <= self.cfg.level_window_mv)
+        PilotState::classify(high_mv, self.cfg.level_window_mv)
     }
 
     /// Relay sense changed, at this exact timer value.
@@ -435,7 +442,7 @@ impl ChannelCapture {
             }
             _ => None,
         };
-        firmware::time::earliest(pwm, self.settle_due())
+        crate::time::earliest(pwm, self.settle_due())
     }
 
     /// The next change to report, with its timer timestamp.
@@ -443,21 +450,6 @@ impl ChannelCapture {
     pub fn poll_event(&mut self) -> Option<(u64, CaptureEvent)> {
         self.events.pop_front()
     }
-}
-
-/// The car's reading of a duty cycle (IEC 61851-1 Annex A): deciamps, or
-/// `None` when the duty allows no current.
-#[must_use]
-pub fn current_for_duty(duty_bp: u16) -> Option<u16> {
-    let d = u32::from(duty_bp);
-    let da = match d {
-        800..=999 => 60,
-        1_000..=8_500 => (d * 6 + 50) / 100,
-        8_501..=9_600 => (d - 6_400 + 2) / 4,
-        9_601..=9_700 => 800,
-        _ => return None,
-    };
-    u16::try_from(da).ok()
 }
 
 #[cfg(test)]

@@ -15,8 +15,16 @@
 //! ADC and applies [`Fixture::car_load`] and [`Fixture::car_draw_da`] to its
 //! resistor switches and load bank; the virtual bench does the same with
 //! its models.
+//!
+//! `HELLO` is answered with the channel count, the fixture firmware's
+//! version and its capabilities ([`FixtureConfig::caps`]); a command that
+//! needs a capability the fixture lacks is refused (`ERR unsupported`).
+//! `SELFTEST <ch>` runs [`crate::selftest`] here over a generated loopback
+//! (1 kHz, 1 us edge jitter, seeded) through the same capture code; a board
+//! with a real loopback drives [`crate::selftest::SelfTest`] from its own
+//! PWM generator and capture timer instead.
 
-use firmware::time::{ms, secs, Duration, Instant};
+use crate::time::{ms, secs, Duration, Instant};
 use heapless::{Deque, String, Vec};
 
 use crate::capture::{current_for_duty, CaptureConfig, CaptureEvent, ChannelCapture};
@@ -24,8 +32,8 @@ use crate::loads::SiteLoads;
 use crate::meter::{MeterEmulator, MeterFault};
 use crate::pilot::CarLoad;
 use crate::protocol::{
-    self, CarSetting, Command, ErrorCode, Event, Line, Misbehave, Parsed, MAX_LINE,
-    PROTOCOL_VERSION,
+    self, Caps, CarSetting, Command, ErrorCode, Event, FixtureInfo, Line, Misbehave, Parsed,
+    MAX_INFO, MAX_LINE, PROTOCOL_VERSION,
 };
 use crate::vehicle::{CarParams, Misbehaviour, ResponseDelay, Vehicle};
 
@@ -40,7 +48,16 @@ pub struct FixtureConfig {
     pub voltage_v: u16,
     /// Seeds the cars' response delays and the meter's garbage.
     pub seed: u64,
+    /// What this fixture can do, announced in the HELLO answer.
+    pub caps: Caps,
+    /// The fixture firmware's version, announced in the HELLO answer.
+    pub fw_version: &'static str,
 }
+
+/// This build's version, the default [`FixtureConfig::fw_version`].
+pub const FIXTURE_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Edge jitter of the virtual self-test's loopback, nanoseconds either way.
+pub const VIRTUAL_LOOPBACK_JITTER_NS: u64 = 1_000;
 
 impl Default for FixtureConfig {
     fn default() -> Self {
@@ -51,6 +68,8 @@ impl Default for FixtureConfig {
             meter_unit: 1,
             voltage_v: 230,
             seed: 0,
+            caps: Caps::ALL,
+            fw_version: FIXTURE_VERSION,
         }
     }
 }
@@ -125,6 +144,24 @@ impl<const N: usize> Fixture<N> {
         self.chans.len()
     }
 
+    /// Change the capabilities announced and honoured (a board learns
+    /// which daughter boards are fitted; the virtual fixture is told).
+    pub fn set_caps(&mut self, caps: Caps) {
+        self.cfg.caps = caps;
+    }
+
+    /// What the HELLO answer says.
+    #[must_use]
+    pub fn info(&self) -> FixtureInfo {
+        FixtureInfo {
+            proto: PROTOCOL_VERSION,
+            // A version over 16 characters is announced empty, not cut.
+            fw: String::try_from(self.cfg.fw_version).unwrap_or_default(),
+            channels: u16::try_from(self.chans.len()).unwrap_or(u16::MAX),
+            caps: self.cfg.caps,
+        }
+    }
+
     /// Lines lost because the host did not read them (0 on a healthy link).
     #[must_use]
     pub fn dropped_lines(&self) -> u32 {
@@ -182,7 +219,7 @@ impl<const N: usize> Fixture<N> {
 
     fn ok(&mut self, seq: u32, info: &str) {
         let mut s = String::new();
-        let _ = s.push_str(&info[..info.len().min(96)]);
+        let _ = s.push_str(&info[..info.len().min(MAX_INFO)]);
         self.queue(Line::Ok { seq, info: s });
     }
 
@@ -240,30 +277,22 @@ impl<const N: usize> Fixture<N> {
                 return self.err(seq, ErrorCode::Version, &m);
             }
             self.hello = true;
-            let mut info: String<96> = String::new();
-            let _ = core::fmt::write(
-                &mut info,
-                format_args!(
-                    "sharebench-fixture proto={PROTOCOL_VERSION} channels={}",
-                    self.chans.len()
-                ),
-            );
+            let mut info: String<MAX_INFO> = String::new();
+            let _ = self.info().emit(&mut info);
             return self.ok(seq, &info);
         }
         if !self.hello {
             return self.err(seq, ErrorCode::NoHello, "say HELLO first");
         }
-        let channel_of = |c: &Command| match *c {
-            Command::Plug(c)
-            | Command::Unplug(c)
-            | Command::Request(c)
-            | Command::Stop(c)
-            | Command::Pause(c)
-            | Command::Query(c)
-            | Command::Car(c, _)
-            | Command::Misbehave(c, _) => Some(usize::from(c)),
-            _ => None,
-        };
+        if let Some(cap) = cmd.needs().filter(|c| !self.cfg.caps.has(*c)) {
+            let mut m: String<96> = String::new();
+            let _ = core::fmt::write(
+                &mut m,
+                format_args!("this fixture has no {} capability", cap.word()),
+            );
+            return self.err(seq, ErrorCode::Unsupported, &m);
+        }
+        let channel_of = |c: &Command| c.channel().map(usize::from);
         if let Some(c) = channel_of(&cmd) {
             if c >= self.chans.len() {
                 let mut m: String<96> = String::new();
@@ -371,6 +400,17 @@ impl<const N: usize> Fixture<N> {
                 }
             }
             Command::Meter(f) => self.meter.set_fault(f),
+            Command::SelfTest(c) => {
+                let seed = self.cfg.seed ^ u64::from(c).wrapping_add(0x5E1F);
+                let r = crate::selftest::run_virtual(
+                    self.cfg.capture,
+                    seed,
+                    VIRTUAL_LOOPBACK_JITTER_NS,
+                );
+                let mut info: String<MAX_INFO> = String::new();
+                let _ = protocol::emit_selftest(c, &r, &mut info);
+                return self.ok(seq, &info);
+            }
         }
         self.ok(seq, "");
     }
@@ -521,7 +561,7 @@ impl<const N: usize> Fixture<N> {
     #[must_use]
     pub fn channel_timeout(&self, ch: usize) -> Option<Instant> {
         let c = self.chans.get(ch)?;
-        firmware::time::earliest(c.car.poll_timeout(), c.cap.poll_timeout())
+        crate::time::earliest(c.car.poll_timeout(), c.cap.poll_timeout())
     }
 
     /// Run channel `ch`'s car and capture timers.
@@ -587,8 +627,8 @@ impl<const N: usize> Fixture<N> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t = Some(self.next_hb);
         for c in &self.chans {
-            t = firmware::time::earliest(t, c.car.poll_timeout());
-            t = firmware::time::earliest(t, c.cap.poll_timeout());
+            t = crate::time::earliest(t, c.car.poll_timeout());
+            t = crate::time::earliest(t, c.cap.poll_timeout());
         }
         t
     }
@@ -605,7 +645,7 @@ impl<const N: usize> Fixture<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use firmware::time::us;
+    use crate::time::us;
 
     fn cmd(f: &mut Fixture<4>, seq: u32, c: Command) {
         let mut s = String::new();
@@ -964,5 +1004,83 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    #[test]
+    fn hello_announces_channels_version_and_caps_and_a_missing_cap_is_refused() {
+        let mut f = Fixture::<4>::new(
+            FixtureConfig {
+                channels: 3,
+                caps: Caps::ALL.without(protocol::Capability::Meter),
+                ..FixtureConfig::default()
+            },
+            us(0),
+        );
+        cmd(&mut f, 1, Command::Hello { version: 1 });
+        let [Line::Ok { seq: 1, info }] = &lines(&mut f)[..] else {
+            panic!("HELLO answered")
+        };
+        let hello = FixtureInfo::parse(info).unwrap();
+        assert_eq!(hello.channels, 3);
+        assert_eq!(hello.fw.as_str(), FIXTURE_VERSION);
+        assert!(!hello.caps.has(protocol::Capability::Meter));
+        assert!(hello.caps.has(protocol::Capability::SelfTest));
+        cmd(&mut f, 2, Command::Meter(MeterFault::Silent));
+        assert!(matches!(
+            &lines(&mut f)[..],
+            [Line::Err { seq: 2, code: ErrorCode::Unsupported, message }]
+                if message.contains("no meter capability")
+        ));
+        assert_eq!(f.meter.fault(), MeterFault::None, "not carried out");
+        cmd(&mut f, 3, Command::Plug(0));
+        assert!(matches!(&lines(&mut f)[..], [Line::Ok { seq: 3, .. }]));
+    }
+
+    #[test]
+    fn selftest_loops_the_generator_through_the_capture() {
+        let mut f = Fixture::<4>::new(FixtureConfig::default(), us(0));
+        cmd(&mut f, 1, Command::Hello { version: 1 });
+        cmd(&mut f, 2, Command::SelfTest(1));
+        cmd(&mut f, 3, Command::SelfTest(9));
+        let l = lines(&mut f);
+        let Line::Ok { seq: 2, info } = &l[1] else {
+            panic!("{l:?}")
+        };
+        let (ch, r) = protocol::parse_selftest(info).unwrap();
+        assert_eq!(ch, 1);
+        assert!(r.pass(), "{r:?}");
+        assert!(r.duty_err_ppm <= crate::selftest::DUTY_LIMIT_PPM, "{r:?}");
+        assert!(r.periods >= 1_000, "{r:?}");
+        assert!(matches!(
+            &l[2],
+            Line::Err {
+                seq: 3,
+                code: ErrorCode::Channel,
+                ..
+            }
+        ));
+        // Deterministic: the same seed, the same figures.
+        let mut g = Fixture::<4>::new(FixtureConfig::default(), us(0));
+        cmd(&mut g, 1, Command::Hello { version: 1 });
+        cmd(&mut g, 2, Command::SelfTest(1));
+        assert_eq!(lines(&mut g)[1], l[1]);
+        // A fixture without the capability refuses it.
+        let mut h = Fixture::<4>::new(
+            FixtureConfig {
+                caps: Caps::ALL.without(protocol::Capability::SelfTest),
+                ..FixtureConfig::default()
+            },
+            us(0),
+        );
+        cmd(&mut h, 1, Command::Hello { version: 1 });
+        cmd(&mut h, 2, Command::SelfTest(0));
+        assert!(matches!(
+            &lines(&mut h)[1],
+            Line::Err {
+                seq: 2,
+                code: ErrorCode::Unsupported,
+                ..
+            }
+        ));
     }
 }

@@ -24,8 +24,8 @@
 
 use core::fmt::Write as _;
 
+use crate::iec::PilotState;
 use crc::{Crc, CRC_16_XMODEM};
-use firmware::pilot::PilotState;
 use heapless::String;
 use nom::bytes::streaming::take_until;
 use nom::combinator::all_consuming;
@@ -37,6 +37,8 @@ use crate::meter::MeterFault;
 pub const PROTOCOL_VERSION: u16 = 1;
 /// Longest line either side sends, newline included.
 pub const MAX_LINE: usize = 192;
+/// Longest `OK` info (the HELLO answer is the longest).
+pub const MAX_INFO: usize = 128;
 
 const CRC16: Crc<u16> = Crc::<u16>::new(&CRC_16_XMODEM);
 
@@ -105,6 +107,289 @@ pub enum Command {
     },
     Meter(MeterFault),
     Query(Channel),
+    /// Loop the fixture's PWM generator into channel `ch`'s capture and
+    /// report the measurement error ([`crate::selftest`]).
+    SelfTest(Channel),
+}
+
+impl Command {
+    /// The capability a fixture needs to carry this command out, if any.
+    #[must_use]
+    pub fn needs(&self) -> Option<Capability> {
+        match self {
+            Self::Hello { .. } | Self::Reset => None,
+            Self::Plug(_)
+            | Self::Unplug(_)
+            | Self::Request(_)
+            | Self::Stop(_)
+            | Self::Pause(_)
+            | Self::Query(_)
+            | Self::Car(..) => Some(Capability::Car),
+            Self::Misbehave(..) => Some(Capability::Misbehave),
+            Self::Load { .. } => Some(Capability::Loads),
+            Self::Meter(_) => Some(Capability::Meter),
+            Self::SelfTest(_) => Some(Capability::SelfTest),
+        }
+    }
+
+    /// The channel the command addresses, if any.
+    #[must_use]
+    pub fn channel(&self) -> Option<Channel> {
+        match *self {
+            Self::Plug(c)
+            | Self::Unplug(c)
+            | Self::Request(c)
+            | Self::Stop(c)
+            | Self::Pause(c)
+            | Self::Query(c)
+            | Self::SelfTest(c)
+            | Self::Car(c, _)
+            | Self::Misbehave(c, _) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// Something a fixture can do, announced in its `HELLO` answer (`caps=`).
+/// The one table of capability words: the protocol, the harness's refusal
+/// messages and `docs/fixture-protocol.md` (checked by a test) use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Capability {
+    /// Pilot PWM capture: `DUTY`, `PWMOFF`.
+    Pwm,
+    /// Pilot plateau sampling: `PILOT` states and levels.
+    Levels,
+    /// Contactor sense from the relay's auxiliary contact: `CONTACTOR`.
+    Relay,
+    /// Per-phase station current (CT or electronic load): `CURRENT`.
+    Current,
+    /// The SDM630 emulation on the leader's meter line: `METER`.
+    Meter,
+    /// An emulated car: `PLUG`, `UNPLUG`, `REQUEST`, `STOP`, `PAUSE`, `CAR`, `QUERY`.
+    Car,
+    /// Car misbehaviours (diode, short, overdraw...): `MISBEHAVE`.
+    Misbehave,
+    /// Other site loads on the mains: `LOAD`.
+    Loads,
+    /// PWM loopback self-test: `SELFTEST`.
+    SelfTest,
+}
+
+impl Capability {
+    /// Every capability, in announcement order.
+    pub const ALL: [Self; 9] = [
+        Self::Pwm,
+        Self::Levels,
+        Self::Relay,
+        Self::Current,
+        Self::Meter,
+        Self::Car,
+        Self::Misbehave,
+        Self::Loads,
+        Self::SelfTest,
+    ];
+
+    /// The word on the protocol.
+    #[must_use]
+    pub const fn word(self) -> &'static str {
+        match self {
+            Self::Pwm => "pwm",
+            Self::Levels => "levels",
+            Self::Relay => "relay",
+            Self::Current => "current",
+            Self::Meter => "meter",
+            Self::Car => "car",
+            Self::Misbehave => "misbehave",
+            Self::Loads => "loads",
+            Self::SelfTest => "selftest",
+        }
+    }
+
+    /// Parse a capability word.
+    #[must_use]
+    pub fn from_word(w: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.word() == w)
+    }
+
+    const fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+/// A set of capabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Caps(u16);
+
+impl Caps {
+    /// No capability.
+    pub const NONE: Self = Self(0);
+    /// Every capability (the virtual fixture's).
+    pub const ALL: Self = Self(0x1FF);
+
+    #[must_use]
+    pub const fn with(self, c: Capability) -> Self {
+        Self(self.0 | c.bit())
+    }
+
+    #[must_use]
+    pub const fn without(self, c: Capability) -> Self {
+        Self(self.0 & !c.bit())
+    }
+
+    #[must_use]
+    pub const fn has(self, c: Capability) -> bool {
+        self.0 & c.bit() != 0
+    }
+
+    /// The capabilities in `needed` this set lacks.
+    #[must_use]
+    pub const fn missing(self, needed: Self) -> Self {
+        Self(needed.0 & !self.0)
+    }
+
+    #[must_use]
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The capabilities in the set, in announcement order.
+    pub fn iter(self) -> impl Iterator<Item = Capability> {
+        Capability::ALL.into_iter().filter(move |c| self.has(*c))
+    }
+}
+
+impl core::fmt::Display for Caps {
+    /// Comma-separated words, as in `caps=`; `-` for none.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.is_empty() {
+            return f.write_str("-");
+        }
+        for (i, c) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(c.word())?;
+        }
+        Ok(())
+    }
+}
+
+/// The fixture's answer to `HELLO`:
+/// `sharebench-fixture proto=<n> fw=<version> channels=<n> caps=<word,..>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixtureInfo {
+    /// The protocol version spoken.
+    pub proto: u16,
+    /// The fixture firmware's version.
+    pub fw: String<16>,
+    /// Channels: stations under test one fixture serves.
+    pub channels: u16,
+    pub caps: Caps,
+}
+
+impl FixtureInfo {
+    /// Write the `OK` info of the HELLO answer.
+    pub fn emit(&self, out: &mut String<MAX_INFO>) -> core::fmt::Result {
+        out.clear();
+        write!(
+            out,
+            "sharebench-fixture proto={} fw={} channels={} caps={}",
+            self.proto, self.fw, self.channels, self.caps
+        )
+    }
+
+    /// Read the `OK` info of a HELLO answer. Unknown keys and unknown
+    /// capability words are skipped (a newer fixture may know more).
+    pub fn parse(info: &str) -> Result<Self, &'static str> {
+        let mut f = info.split(' ');
+        if f.next() != Some("sharebench-fixture") {
+            return Err("a HELLO answer starting sharebench-fixture");
+        }
+        let (mut proto, mut fw, mut channels, mut caps) = (None, None, None, None);
+        for kv in f {
+            let Some((k, v)) = kv.split_once('=') else {
+                return Err("key=value fields in the HELLO answer");
+            };
+            match k {
+                "proto" => proto = Some(num::<u16>(v).ok_or("proto=<number>")?),
+                "fw" => {
+                    fw = Some(String::try_from(v).map_err(|_| "fw=<version> under 16 characters")?)
+                }
+                "channels" => channels = Some(num::<u16>(v).ok_or("channels=<number>")?),
+                "caps" => {
+                    let mut c = Caps::NONE;
+                    for w in v.split(',').filter(|w| *w != "-") {
+                        if let Some(cap) = Capability::from_word(w) {
+                            c = c.with(cap);
+                        }
+                    }
+                    caps = Some(c);
+                }
+                _ => {}
+            }
+        }
+        Ok(Self {
+            proto: proto.ok_or("proto= in the HELLO answer")?,
+            fw: fw.ok_or("fw= in the HELLO answer")?,
+            channels: channels.ok_or("channels= in the HELLO answer")?,
+            caps: caps.ok_or(
+                "caps= in the HELLO answer (a fixture too old to announce its capabilities?)",
+            )?,
+        })
+    }
+}
+
+/// Write the `OK` info of a `SELFTEST` answer:
+/// `selftest ch=<n> duty_err_ppm=<n> window_err_ppm=<n> freq_err_ppm=<n> periods=<n> pass|fail`.
+pub fn emit_selftest(
+    ch: Channel,
+    r: &crate::selftest::SelfTestReport,
+    out: &mut String<MAX_INFO>,
+) -> core::fmt::Result {
+    out.clear();
+    write!(
+        out,
+        "selftest ch={ch} duty_err_ppm={} window_err_ppm={} freq_err_ppm={} periods={} {}",
+        r.duty_err_ppm,
+        r.window_duty_err_ppm,
+        r.freq_err_ppm,
+        r.periods,
+        if r.pass() { "pass" } else { "fail" }
+    )
+}
+
+/// Read the `OK` info of a `SELFTEST` answer. The verdict word must agree
+/// with the figures (judged again here by [`crate::selftest`]'s limits).
+pub fn parse_selftest(
+    info: &str,
+) -> Result<(Channel, crate::selftest::SelfTestReport), &'static str> {
+    let mut f = info.split(' ');
+    if f.next() != Some("selftest") {
+        return Err("a SELFTEST answer starting selftest");
+    }
+    let mut field = |key: &'static str| -> Result<u32, &'static str> {
+        let kv = f.next().ok_or(key)?;
+        match kv.split_once('=') {
+            Some((k, v)) if k == key => num::<u32>(v).ok_or(key),
+            _ => Err(key),
+        }
+    };
+    let ch = Channel::try_from(field("ch")?).map_err(|_| "ch")?;
+    let r = crate::selftest::SelfTestReport {
+        duty_err_ppm: field("duty_err_ppm")?,
+        window_duty_err_ppm: field("window_err_ppm")?,
+        freq_err_ppm: field("freq_err_ppm")?,
+        periods: field("periods")?,
+    };
+    let verdict = f.next().ok_or("pass or fail")?;
+    if f.next().is_some() {
+        return Err("nothing after pass or fail");
+    }
+    match (verdict, r.pass()) {
+        ("pass", true) | ("fail", false) => Ok((ch, r)),
+        ("pass" | "fail", _) => Err("a verdict that agrees with the figures"),
+        _ => Err("pass or fail"),
+    }
 }
 
 /// Fixture -> host, stamped with fixture time.
@@ -166,6 +451,8 @@ pub enum ErrorCode {
     Version,
     Channel,
     NoHello,
+    /// The fixture lacks the capability the command needs.
+    Unsupported,
 }
 
 impl ErrorCode {
@@ -176,6 +463,7 @@ impl ErrorCode {
             Self::Version => "version",
             Self::Channel => "channel",
             Self::NoHello => "no-hello",
+            Self::Unsupported => "unsupported",
         }
     }
 
@@ -186,6 +474,7 @@ impl ErrorCode {
             "version" => Self::Version,
             "channel" => Self::Channel,
             "no-hello" => Self::NoHello,
+            "unsupported" => Self::Unsupported,
             _ => return None,
         })
     }
@@ -205,7 +494,7 @@ pub enum Line {
     },
     Ok {
         seq: u32,
-        info: String<96>,
+        info: String<MAX_INFO>,
     },
     Err {
         seq: u32,
@@ -317,7 +606,7 @@ pub fn parse_line(raw: &[u8]) -> Result<Line, LineError> {
         "A" => match f.next() {
             Some("OK") => Ok(Line::Ok {
                 seq,
-                info: join(f).ok_or(syntax("info under 96 characters"))?,
+                info: join(f).ok_or(syntax("info under 128 characters"))?,
             }),
             Some("ERR") => {
                 let code = f
@@ -337,7 +626,7 @@ pub fn parse_line(raw: &[u8]) -> Result<Line, LineError> {
 }
 
 /// The remaining words, single-spaced; `None` if they do not fit.
-fn join<'a>(f: impl Iterator<Item = &'a str>) -> Option<String<96>> {
+fn join<'a, const N: usize>(f: impl Iterator<Item = &'a str>) -> Option<String<N>> {
     let mut s = String::new();
     for (i, w) in f.enumerate() {
         if i > 0 {
@@ -383,6 +672,7 @@ fn parse_command<'a>(f: &mut impl Iterator<Item = &'a str>) -> Result<Command, &
         "STOP" => Command::Stop(ch(f)?),
         "PAUSE" => Command::Pause(ch(f)?),
         "QUERY" => Command::Query(ch(f)?),
+        "SELFTEST" => Command::SelfTest(ch(f)?),
         "CAR" => {
             let c = ch(f)?;
             let (k, v) = f
@@ -583,6 +873,7 @@ fn write_command(cmd: &Command, out: &mut String<MAX_LINE>) -> core::fmt::Result
         Command::Stop(c) => write!(out, "STOP {c}"),
         Command::Pause(c) => write!(out, "PAUSE {c}"),
         Command::Query(c) => write!(out, "QUERY {c}"),
+        Command::SelfTest(c) => write!(out, "SELFTEST {c}"),
         Command::Car(c, s) => match s {
             CarSetting::MaxDa(v) => write!(out, "CAR {c} max={v}"),
             CarSetting::Phases(v) => write!(out, "CAR {c} phases={v}"),

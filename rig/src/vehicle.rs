@@ -12,7 +12,7 @@
 //!
 //! Sans-IO, time passed in; nothing panics.
 
-use firmware::time::{ms, secs, Duration, Instant};
+use crate::time::{ms, secs, Duration, Instant};
 
 use crate::pilot::{CarLoad, Diode};
 use crate::rng::SplitMix64;
@@ -311,7 +311,7 @@ impl Vehicle {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t = self.pending.map(|p| p.0);
         for c in [self.next_step, self.next_taper, self.full_at()] {
-            t = firmware::time::earliest(t, c);
+            t = crate::time::earliest(t, c);
         }
         t
     }
@@ -387,7 +387,7 @@ impl Vehicle {
         let m = self.misbehaviour;
         let asks = self.plugged && self.requesting && !self.paused && !self.done;
         let offered = match self.offer_da {
-            Some(o) if o >= firmware::pilot::MIN_CURRENT_DA => o,
+            Some(o) if o >= crate::iec::MIN_CURRENT_DA => o,
             _ => 0,
         };
         if !self.power {
@@ -460,7 +460,7 @@ impl Vehicle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use firmware::time::us;
+    use crate::time::us;
 
     fn charging(params: CarParams) -> Vehicle {
         let mut v = Vehicle::new(params, 1, us(0));

@@ -5,8 +5,8 @@
 use std::io::Write;
 
 use ::vcd::{IdCode, SimulationCommand, TimescaleUnit, Value, VarType, Writer};
-use firmware::pilot::PilotState;
 use rig::capture::current_for_duty;
+use rig::iec::PilotState;
 use rig::protocol::Event;
 
 use crate::scenario::Scenario;

@@ -4,7 +4,7 @@
 //! relay sense, so each row's budget adds the contactor's own mechanical
 //! time from the scenario's `[bench]`.
 
-use firmware::pilot::PilotState;
+use rig::iec::PilotState;
 
 use super::{s, when, CheckResult};
 use crate::scenario::Scenario;

@@ -110,7 +110,7 @@ fn a_contactor_that_is_too_slow_fails_iec() {
                 S,
                 Event::Pilot {
                     ch: 0,
-                    state: Some(firmware::pilot::PilotState::B),
+                    state: Some(rig::iec::PilotState::B),
                     high_mv: 9_000,
                     low_mv: -12_000,
                 },
@@ -120,7 +120,7 @@ fn a_contactor_that_is_too_slow_fails_iec() {
                 3 * S,
                 Event::Pilot {
                     ch: 0,
-                    state: Some(firmware::pilot::PilotState::C),
+                    state: Some(rig::iec::PilotState::C),
                     high_mv: 6_000,
                     low_mv: -12_000,
                 },
@@ -136,7 +136,7 @@ fn a_contactor_that_is_too_slow_fails_iec() {
                 10 * S,
                 Event::Pilot {
                     ch: 0,
-                    state: Some(firmware::pilot::PilotState::B),
+                    state: Some(rig::iec::PilotState::B),
                     high_mv: 9_000,
                     low_mv: -12_000,
                 },

@@ -457,3 +457,52 @@ fn a_binary_or_non_utf8_file_gets_a_position() {
     assert_eq!((e.line, e.column), (2, 1), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The instrument's reading of a station (phases, rotation, cap) and the
+/// firmware's config built from the same station agree on every station of
+/// the corpus, and on every combination the format allows.
+#[test]
+fn instrument_and_firmware_read_stations_alike() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/scenarios");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let sc = Scenario::load(&path).unwrap();
+        for st in &sc.stations {
+            let fw = st.config();
+            assert_eq!(
+                st.loads(),
+                fw.loads(),
+                "{}: station {}",
+                path.display(),
+                st.id
+            );
+            assert_eq!(
+                st.cap_da(),
+                fw.cap_da(),
+                "{}: station {}",
+                path.display(),
+                st.id
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen > 100, "the corpus has stations: {seen}");
+    let mut st = tiny().stations[0].clone();
+    for phases in [1, 3] {
+        for rotation in 0..3 {
+            for breaker_da in [None, Some(100), Some(160), Some(320)] {
+                st.phases = phases;
+                st.rotation = rotation;
+                st.breaker_da = breaker_da;
+                st.nameplate_da = 160;
+                let fw = st.config();
+                assert_eq!(st.loads(), fw.loads(), "{st:?}");
+                assert_eq!(st.cap_da(), fw.cap_da(), "{st:?}");
+            }
+        }
+    }
+}

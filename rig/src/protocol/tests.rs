@@ -157,6 +157,7 @@ fn any_command() -> impl Strategy<Value = Command> {
         any::<u8>().prop_map(Command::Stop),
         any::<u8>().prop_map(Command::Pause),
         any::<u8>().prop_map(Command::Query),
+        any::<u8>().prop_map(Command::SelfTest),
         (any::<u8>(), setting).prop_map(|(c, s)| Command::Car(c, s)),
         (any::<u8>(), misbehave).prop_map(|(c, m)| Command::Misbehave(c, m)),
         (
@@ -216,10 +217,14 @@ fn any_line() -> impl Strategy<Value = Line> {
             t_us,
             event
         }),
-        (any::<u32>(), "[A-Za-z0-9=._-]{0,20}").prop_map(|(seq, i)| Line::Ok {
-            seq,
-            info: String::try_from(i.as_str()).unwrap()
-        }),
+        (
+            any::<u32>(),
+            "([A-Za-z0-9=._,-]{1,20}( [A-Za-z0-9=._,-]{1,20}){0,4})?"
+        )
+            .prop_map(|(seq, i)| Line::Ok {
+                seq,
+                info: String::try_from(i.as_str()).unwrap()
+            }),
         (
             any::<u32>(),
             prop_oneof![
@@ -227,7 +232,8 @@ fn any_line() -> impl Strategy<Value = Line> {
                 Just(ErrorCode::Parse),
                 Just(ErrorCode::Version),
                 Just(ErrorCode::Channel),
-                Just(ErrorCode::NoHello)
+                Just(ErrorCode::NoHello),
+                Just(ErrorCode::Unsupported)
             ],
             "[a-z]{1,10}( [a-z]{1,10}){0,3}"
         )
@@ -356,4 +362,143 @@ fn the_loss_example_in_the_docs_parses() {
             Event::Heartbeat
         ]
     );
+}
+
+#[test]
+fn hello_answer_round_trips_and_reads_older_and_newer_fixtures() {
+    let info = FixtureInfo {
+        proto: 1,
+        fw: String::try_from("0.1.0").unwrap(),
+        channels: 16,
+        caps: Caps::ALL,
+    };
+    let mut s = String::new();
+    info.emit(&mut s).unwrap();
+    assert_eq!(
+        s.as_str(),
+        "sharebench-fixture proto=1 fw=0.1.0 channels=16 caps=pwm,levels,relay,current,meter,car,misbehave,loads,selftest"
+    );
+    assert_eq!(FixtureInfo::parse(&s), Ok(info.clone()));
+    // The whole answer fits a line and round-trips.
+    let l = Line::Ok {
+        seq: u32::MAX,
+        info: s.clone(),
+    };
+    let text = line(&l);
+    assert_eq!(parse_next(text.as_bytes()), Parsed::Line(text.len(), l));
+    // A newer fixture's unknown keys and capabilities are skipped.
+    let newer = FixtureInfo::parse(
+        "sharebench-fixture proto=1 fw=2.0 channels=4 caps=pwm,teleport serial=77",
+    )
+    .unwrap();
+    assert_eq!(newer.caps, Caps::NONE.with(Capability::Pwm));
+    assert_eq!(newer.channels, 4);
+    // None at all is `-`.
+    let mut none = info.clone();
+    none.caps = Caps::NONE;
+    none.emit(&mut s).unwrap();
+    assert!(s.ends_with(" caps=-"), "{s}");
+    assert_eq!(FixtureInfo::parse(&s).unwrap().caps, Caps::NONE);
+    // An old answer without caps is an error that says so.
+    assert_eq!(
+        FixtureInfo::parse("sharebench-fixture proto=1 channels=16"),
+        Err("fw= in the HELLO answer")
+    );
+    assert!(
+        FixtureInfo::parse("sharebench-fixture proto=1 fw=0.1 channels=16")
+            .unwrap_err()
+            .contains("caps=")
+    );
+    assert!(FixtureInfo::parse("hello proto=1").is_err());
+    assert!(FixtureInfo::parse("sharebench-fixture proto=x fw=1 channels=1 caps=-").is_err());
+}
+
+#[test]
+fn capability_words_are_one_table() {
+    for c in Capability::ALL {
+        assert_eq!(Capability::from_word(c.word()), Some(c));
+        assert!(Caps::ALL.has(c));
+        assert!(!Caps::NONE.has(c));
+        assert!(!Caps::ALL.without(c).has(c));
+    }
+    let need = Caps::NONE.with(Capability::Meter).with(Capability::Car);
+    let have = Caps::ALL.without(Capability::Meter);
+    assert_eq!(have.missing(need), Caps::NONE.with(Capability::Meter));
+    assert!(Caps::ALL.missing(need).is_empty());
+    // Every command that needs one names it.
+    assert_eq!(
+        Command::Meter(MeterFault::Silent).needs(),
+        Some(Capability::Meter)
+    );
+    assert_eq!(Command::SelfTest(2).needs(), Some(Capability::SelfTest));
+    assert_eq!(Command::SelfTest(2).channel(), Some(2));
+    assert_eq!(Command::Reset.needs(), None);
+}
+
+#[test]
+fn the_docs_list_every_capability() {
+    let doc = include_str!("../../../docs/fixture-protocol.md");
+    for c in Capability::ALL {
+        assert!(
+            doc.contains(&format!("| `{}` |", c.word())),
+            "docs/fixture-protocol.md has no row for capability {}",
+            c.word()
+        );
+    }
+}
+
+#[test]
+fn selftest_answer_round_trips_and_its_verdict_must_agree() {
+    let r = crate::selftest::SelfTestReport {
+        duty_err_ppm: 120,
+        window_duty_err_ppm: 480,
+        freq_err_ppm: 40,
+        periods: 1_280,
+    };
+    let mut s = String::new();
+    emit_selftest(3, &r, &mut s).unwrap();
+    assert_eq!(
+        s.as_str(),
+        "selftest ch=3 duty_err_ppm=120 window_err_ppm=480 freq_err_ppm=40 periods=1280 pass"
+    );
+    assert_eq!(parse_selftest(&s), Ok((3, r)));
+    assert_eq!(
+        parse_selftest(
+            "selftest ch=3 duty_err_ppm=900 window_err_ppm=900 freq_err_ppm=40 periods=1280 pass"
+        ),
+        Err("a verdict that agrees with the figures")
+    );
+    assert_eq!(
+        parse_selftest("selftest ch=3 duty_err_ppm=1 freq_err_ppm=40 periods=1280 pass"),
+        Err("window_err_ppm")
+    );
+    let c = line(&Line::Command {
+        seq: 5,
+        cmd: Command::SelfTest(3),
+    });
+    assert!(c.starts_with("C 5 SELFTEST 3*"), "{c}");
+}
+
+#[test]
+fn the_selftest_example_in_the_docs_parses() {
+    let doc = include_str!("../../../docs/fixture-protocol.md");
+    let start = doc
+        .find("```text\nC 9 SELFTEST")
+        .expect("self-test example");
+    let body = &doc[start + 8..];
+    let body = &body[..body.find("```").expect("end of example")];
+    let lines: std::vec::Vec<_> = body.lines().map(|l| parse_line(l.as_bytes())).collect();
+    assert_eq!(
+        lines[0],
+        Ok(Line::Command {
+            seq: 9,
+            cmd: Command::SelfTest(0)
+        })
+    );
+    let Ok(Line::Ok { seq: 9, info }) = &lines[1] else {
+        panic!("{lines:?}")
+    };
+    let (ch, r) = parse_selftest(info).unwrap();
+    assert_eq!(ch, 0);
+    assert!(r.pass());
 }
