@@ -61,6 +61,9 @@ enum Cmd {
     VirtualFixture(VirtualFixtureArgs),
     /// Run the fixture's PWM loopback self-test and report its error.
     Selftest(SelftestArgs),
+    /// Search random faulted sites for a broken invariant, and shrink what
+    /// breaks one to a scenario file.
+    Explore(crate::explore::ExploreArgs),
 }
 
 /// Options of `selftest`.
@@ -148,6 +151,7 @@ pub fn main() -> ExitCode {
         Cmd::Check(a) => check(&a),
         Cmd::VirtualFixture(a) => virtual_fixture(&a),
         Cmd::Selftest(a) => selftest(&a),
+        Cmd::Explore(a) => explore(&a),
     };
     ExitCode::from(code)
 }
@@ -648,6 +652,84 @@ fn parse_caps(words: &str) -> Result<Caps, String> {
         caps = caps.with(c);
     }
     Ok(caps)
+}
+
+fn explore(a: &crate::explore::ExploreArgs) -> u8 {
+    use crate::explore;
+    let deadline = match a.time.as_deref().map(crate::units::duration).transpose() {
+        Ok(d) => d.map(|d| std::time::Instant::now() + d),
+        Err(e) => {
+            eprintln!("error: --time: {e}");
+            return exit::SETUP;
+        }
+    };
+    let seeds = a
+        .seeds
+        .unwrap_or(if deadline.is_some() { u64::MAX } else { 200 });
+    let bar = indicatif::ProgressBar::new(if seeds == u64::MAX { 0 } else { seeds });
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{pos} runs {msg} [{elapsed}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let progress = |n: u64, bad: u64| {
+        bar.set_position(n);
+        bar.set_message(format!("{bad} violation(s)"));
+    };
+    let s = explore::search(a, seeds, deadline, explore::invariants, &progress);
+    bar.finish_and_clear();
+    let paths = match explore::write_failures(&a.out, &s, a) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: failed to write to {}: {e}", a.out.display());
+            return exit::SETUP;
+        }
+    };
+    let minutes = s.wall.as_secs_f64() / 60.0;
+    println!(
+        "{} runs, {:.1} site-hours simulated in {:.1} s: {:.0} site-hours per wall minute",
+        s.runs,
+        s.site_hours,
+        s.wall.as_secs_f64(),
+        if minutes > 0.0 {
+            s.site_hours / minutes
+        } else {
+            0.0
+        }
+    );
+    let mut kinds: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for (_, _, v) in &s.failures {
+        *kinds.entry(v.invariant.as_str()).or_default() += 1;
+    }
+    println!("{:<20} {:>6}", "violation", "count");
+    for k in [
+        "breaker-offered",
+        "iec-61851",
+        "incomplete",
+        "panic",
+        "setup",
+    ] {
+        println!("{k:<20} {:>6}", kinds.get(k).copied().unwrap_or(0));
+    }
+    for ((seed, site, v), path) in s.failures.iter().zip(&paths) {
+        println!(
+            "\nseed {seed}: {} ({}); shrunk to {} stations, {} steps, {} s:\n  {}\n  rerun: sharebench run {}",
+            v.invariant,
+            v.detail,
+            site.stations.len(),
+            site.steps.len(),
+            site.duration_s,
+            path.display(),
+            path.display()
+        );
+    }
+    if s.failures.is_empty() {
+        exit::PASS
+    } else {
+        exit::FAILED
+    }
 }
 
 fn selftest(a: &SelftestArgs) -> u8 {

@@ -18,6 +18,7 @@ pub mod artefacts;
 pub mod bench;
 pub mod checks;
 pub mod cli;
+pub mod explore;
 pub mod golden;
 pub mod inventory;
 pub mod link;

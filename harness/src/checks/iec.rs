@@ -210,8 +210,15 @@ pub fn conformance(sc: &Scenario, series: &Series) -> CheckResult {
                 let opened = cont.iter().find(|p| p.0 >= t && !p.1).map(|p| p.0);
                 let resumed = offers.iter().find(|p| p.0 > t && p.1 > 0).map(|p| p.0);
                 let limit = t + 6_000 * MS + open_mech;
+                // As for the rows above: a contactor that did not open is
+                // acceptable only if the station saw it and said so (F for
+                // a welded contact, once its open allowance has run).
+                let f_shown = pilot
+                    .iter()
+                    .any(|p| p.0 >= t && p.0 <= limit + 1_000 * MS && p.1 == Some(PilotState::F));
                 let ok = opened.is_some_and(|o| o <= limit)
                     || resumed.is_some_and(|r| r <= limit)
+                    || f_shown
                     || limit >= series.end_us;
                 if !ok {
                     c.fail(format!("{name}: PWM removed at {} while charging, contactor still closed 6 s later", when(t)));

@@ -259,3 +259,53 @@ fn an_overload_that_outlasts_its_allowance_fails_breaker_measured() {
         c.failures
     );
 }
+
+/// PWM removed while charging: the contactor must open within 6 s, unless
+/// the station shows F (a welded contact it saw and reported). Found by
+/// `sharebench explore` (seed 678 of `--sites tree`): a weld reported 0.5 s
+/// after the 6 s open command was taken for a missed opening.
+#[test]
+fn pwm_removed_while_charging_needs_an_opening_or_a_reported_weld() {
+    let sc = tiny();
+    let pilot = |t: u64, state, high_mv| {
+        (
+            t,
+            Event::Pilot {
+                ch: 0,
+                state: Some(state),
+                high_mv,
+                low_mv: if high_mv > 0 { -12_000 } else { high_mv },
+            },
+        )
+    };
+    let base = vec![
+        pilot(S, rig::iec::PilotState::C, 6_000),
+        (2 * S, duty(0, 160)),
+        (
+            2 * S + 200_000,
+            Event::Contactor {
+                ch: 0,
+                closed: true,
+            },
+        ),
+        (8 * S, Event::PwmOff { ch: 0 }),
+    ];
+    // Never opens, says nothing: a failure.
+    let cs = run_all(&sc, &trace(&base, 60));
+    let c = find(&cs, "iec-61851");
+    assert!(
+        c.failures.iter().any(|f| f.contains("PWM removed at")),
+        "{:?}",
+        c.failures
+    );
+    // Opened at 6 s + its open command's 0.5 s weld allowance: F shown.
+    let mut welded = base.clone();
+    welded.push(pilot(14 * S + 503_000, rig::iec::PilotState::F, -12_000));
+    let cs = run_all(&sc, &trace(&welded, 60));
+    let c = find(&cs, "iec-61851");
+    assert!(
+        !c.failures.iter().any(|f| f.contains("PWM removed at")),
+        "{:?}",
+        c.failures
+    );
+}
