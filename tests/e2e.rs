@@ -208,7 +208,7 @@ fn exit_codes_are_as_documented() {
         &std::fs::read_to_string(dir.join("out/report.json")).expect("report"),
     )
     .expect("json");
-    assert_eq!(report["schema"], "sharebench-report/1");
+    assert_eq!(report["schema"], "sharebench-report/2");
     assert_eq!(report["scenarios"][0]["verdict"], "pass");
 
     // A failing check: the file expects a split the firmware does not make
