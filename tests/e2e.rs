@@ -181,6 +181,7 @@ fn exit_codes_are_as_documented() {
         .arg("--out")
         .arg(dir.join("out"))
         .arg("--no-golden")
+        .env("SHAREBENCH_REVISION", "e2e-revision")
         .output()
         .expect("runs");
     assert_eq!(
@@ -210,6 +211,9 @@ fn exit_codes_are_as_documented() {
     .expect("json");
     assert_eq!(report["schema"], "sharebench-report/2");
     assert_eq!(report["scenarios"][0]["verdict"], "pass");
+    assert_eq!(report["run"]["revision"], "e2e-revision");
+    // Not a terminal: the scenario's line came as it finished.
+    assert!(stdout.starts_with("[1/1] pass e2e ("), "{stdout}");
 
     // A failing check: the file expects a split the firmware does not make
     // (an expectation over the circuit's limit is refused at load instead).

@@ -159,8 +159,8 @@ fn git_head(wait: Duration) -> Option<String> {
 }
 
 /// The JUnit `classname` of a scenario: `sharebench.` and its `system`
-/// slugged (lower-case ASCII letters and digits, runs of anything else one
-/// `-`), so CI groups scenarios by system under names that do not change
+/// slugged (lower-case ASCII letters and digits, apostrophes dropped, runs
+/// of anything else one `-`), so CI groups scenarios by system under names that do not change
 /// with punctuation. `sharebench.unclassified` when the scenario names no
 /// system.
 #[must_use]
@@ -169,6 +169,8 @@ pub fn classname(system: &str) -> String {
     for c in system.chars().flat_map(char::to_lowercase) {
         if c.is_ascii_alphanumeric() {
             slug.push(c);
+        } else if matches!(c, '\'' | '\u{2019}') {
+            // "station's" is one word: "stations".
         } else if !slug.is_empty() && !slug.ends_with('-') {
             slug.push('-');
         }
@@ -519,6 +521,10 @@ mod tests {
         assert_eq!(
             classname("Circuit-level sharing above 51 A (duty above 85 %)"),
             "sharebench.circuit-level-sharing-above-51-a-duty-above-85"
+        );
+        assert_eq!(
+            classname("Bench: a real station's pilot and contactor timing"),
+            "sharebench.bench-a-real-stations-pilot-and-contactor-timing"
         );
         assert_eq!(classname(""), "sharebench.unclassified");
         assert_eq!(classname(" -- "), "sharebench.unclassified");
