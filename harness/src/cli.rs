@@ -493,11 +493,14 @@ fn finished_line(r: &ScenarioRun, done: usize, total: usize) -> String {
     );
     if let Some(why) = artefacts::report::reason(r) {
         line.push_str(&format!(": {why}"));
-    } else {
+    } else if r.sim_s > 0.0 {
         line.push_str(&format!(
             " ({:.0} s simulated in {:.2} s)",
             r.sim_s, r.wall_s
         ));
+    } else {
+        // A line bench runs in real time: no simulated time to show.
+        line.push_str(&format!(" ({:.1} s)", r.wall_s));
     }
     line
 }
@@ -720,6 +723,12 @@ mod tests {
         assert_eq!(
             finished_line(&r, 5, 5),
             format!("[5/5] pass {} (600 s simulated in 0.25 s)", r.scenario.name)
+        );
+        r.sim_s = 0.0;
+        r.wall_s = 612.34;
+        assert_eq!(
+            finished_line(&r, 5, 5),
+            format!("[5/5] pass {} (612.3 s)", r.scenario.name)
         );
     }
 }
