@@ -11,6 +11,32 @@ use harness::cli::run_sim;
 use harness::runner::Verdict;
 use harness::scenario::Scenario;
 
+#[path = "../harness/tests/xsd_subset/mod.rs"]
+mod xsd_subset;
+
+/// The CLI's own `report.json` and `junit.xml` in `out`, checked against
+/// the schemas `harness/tests/ci_files.rs` checks the library's against.
+fn assert_ci_files_valid(out: &Path) {
+    let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("harness/tests/schemas");
+    let read =
+        |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let schema: serde_json::Value =
+        serde_json::from_str(&read(&schemas.join("report.schema.json"))).expect("schema");
+    let validator = jsonschema::validator_for(&schema).expect("a JSON Schema");
+    let report: serde_json::Value =
+        serde_json::from_str(&read(&out.join("report.json"))).expect("report.json is JSON");
+    let errors: Vec<String> = validator
+        .iter_errors(&report)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "report.json: {errors:#?}");
+    let xsd = xsd_subset::Schema::parse(&read(&schemas.join("junit.xsd"))).expect("xsd");
+    let errors = xsd
+        .validate(&read(&out.join("junit.xml")))
+        .expect("junit.xml is XML");
+    assert!(errors.is_empty(), "junit.xml: {errors:#?}");
+}
+
 const SITE: &str = r#"
 name = "e2e"
 duration = "6min"
@@ -181,6 +207,7 @@ fn exit_codes_are_as_documented() {
         .arg("--out")
         .arg(dir.join("out"))
         .arg("--no-golden")
+        .env("SHAREBENCH_REVISION", "e2e-revision")
         .output()
         .expect("runs");
     assert_eq!(
@@ -208,8 +235,12 @@ fn exit_codes_are_as_documented() {
         &std::fs::read_to_string(dir.join("out/report.json")).expect("report"),
     )
     .expect("json");
-    assert_eq!(report["schema"], "sharebench-report/1");
+    assert_eq!(report["schema"], "sharebench-report/2");
     assert_eq!(report["scenarios"][0]["verdict"], "pass");
+    assert_eq!(report["run"]["revision"], "e2e-revision");
+    assert_ci_files_valid(&dir.join("out"));
+    // Not a terminal: the scenario's line came as it finished.
+    assert!(stdout.starts_with("[1/1] pass e2e ("), "{stdout}");
 
     // A failing check: the file expects a split the firmware does not make
     // (an expectation over the circuit's limit is refused at load instead).
@@ -228,6 +259,7 @@ fn exit_codes_are_as_documented() {
         String::from_utf8_lossy(&out.stderr).contains("--seed 7"),
         "a failing run prints its seed"
     );
+    assert_ci_files_valid(&dir.join("out2"));
 
     // A time scale under which fixture time never advances.
     for cmd in [

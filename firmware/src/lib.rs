@@ -20,6 +20,9 @@
 // iterator chains would hide which index is which.
 #![allow(clippy::needless_range_loop)]
 
+/// This firmware's version (its crate's), as run reports name it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub mod bridge;
 pub mod charge_point;
 pub mod commission;

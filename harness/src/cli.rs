@@ -338,8 +338,12 @@ fn run(a: &RunArgs) -> u8 {
         return exit::SETUP;
     }
 
+    let info = artefacts::report::RunInfo::collect(&a.bench, serial.is_none(), a.seed, &a.out);
     let bar = indicatif::ProgressBar::new(scenarios.len() as u64);
-    if !std::io::stderr().is_terminal() {
+    // Without a terminal there is no bar: each scenario gets a line as it
+    // finishes instead.
+    let line_per_scenario = !std::io::stderr().is_terminal();
+    if line_per_scenario {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     bar.set_style(
@@ -382,8 +386,11 @@ fn run(a: &RunArgs) -> u8 {
             ));
         }
         if r.verdict != Verdict::Skipped {
-            if let Err(e) = artefacts::write_scenario(&a.out, &r) {
-                bar.suspend(|| eprintln!("error: failed to write artefacts of {}: {e}", sc.name));
+            match artefacts::write_scenario(&a.out, &r) {
+                Ok(files) => r.artefacts = files,
+                Err(e) => bar.suspend(|| {
+                    eprintln!("error: failed to write artefacts of {}: {e}", sc.name);
+                }),
             }
         }
         if matches!(
@@ -392,23 +399,39 @@ fn run(a: &RunArgs) -> u8 {
         ) {
             bar.suspend(|| report_failure(&r, &a.out));
         }
+        if line_per_scenario {
+            println!("{}", finished_line(&r, runs.len() + 1, scenarios.len()));
+            let _ = std::io::stdout().flush();
+        }
         runs.push(r);
         bar.inc(1);
     }
     bar.finish_and_clear();
 
-    let report = artefacts::report::json(&a.bench, &runs);
-    let _ = std::fs::write(
-        a.out.join("report.json"),
-        serde_json::to_string_pretty(&report).unwrap_or_default(),
-    );
-    match artefacts::report::junit(&runs) {
+    let report = artefacts::report::json(&info, &runs);
+    let json_path = a.out.join("report.json");
+    let written = serde_json::to_string_pretty(&report)
+        .map_err(|e| e.to_string())
+        .and_then(|text| std::fs::write(&json_path, text).map_err(|e| e.to_string()));
+    if let Err(e) = written {
+        eprintln!("error: failed to write {}: {e}", json_path.display());
+    }
+    match artefacts::report::junit(&info, &runs) {
         Ok(x) => {
-            let _ = std::fs::write(a.out.join("junit.xml"), x);
+            let path = a.out.join("junit.xml");
+            if let Err(e) = std::fs::write(&path, x) {
+                eprintln!("error: failed to write {}: {e}", path.display());
+            }
         }
         Err(e) => eprintln!("error: {e}"),
     }
-    print_table(&runs);
+    print_table(
+        &runs,
+        use_colour(
+            std::io::stdout().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ),
+    );
     println!("artefacts: {}", a.out.display());
 
     let golden_differs = runs
@@ -465,22 +488,72 @@ fn report_failure(r: &ScenarioRun, out: &Path) {
     }
 }
 
-fn print_table(runs: &[ScenarioRun]) {
-    println!(
+/// Whether to colour what goes to a terminal: only to a terminal, and not
+/// when `NO_COLOR` is set to anything non-empty (<https://no-color.org>).
+fn use_colour(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
+}
+
+/// A scenario's verdict as the table shows it, padded to `width` and, with
+/// `colour`, in ANSI colour (green pass, yellow skipped, red otherwise).
+fn verdict_cell(r: &ScenarioRun, width: usize, colour: bool) -> String {
+    let v = artefacts::report::verdict(r);
+    let shown = match v {
+        "pass" | "skipped" | "golden-diff" => v.to_string(),
+        other => other.to_uppercase(),
+    };
+    let cell = format!("{shown:<width$}");
+    if !colour {
+        return cell;
+    }
+    let code = match v {
+        "pass" => "32",
+        "skipped" => "33",
+        _ => "1;31",
+    };
+    format!("\u{1b}[{code}m{cell}\u{1b}[0m")
+}
+
+/// One line for a scenario that just finished, for runs whose output is
+/// not a terminal (no progress bar): CI logs show each as it ends.
+fn finished_line(r: &ScenarioRun, done: usize, total: usize) -> String {
+    let mut line = format!(
+        "[{done}/{total}] {} {}",
+        artefacts::report::verdict(r),
+        r.scenario.name
+    );
+    if let Some(why) = artefacts::report::reason(r) {
+        line.push_str(&format!(": {why}"));
+    } else if r.sim_s > 0.0 {
+        line.push_str(&format!(
+            " ({:.0} s simulated in {:.2} s)",
+            r.sim_s, r.wall_s
+        ));
+    } else {
+        // A line bench runs in real time: no simulated time to show.
+        line.push_str(&format!(" ({:.1} s)", r.wall_s));
+    }
+    line
+}
+
+fn print_table(runs: &[ScenarioRun], colour: bool) {
+    print!("{}", table(runs, colour));
+}
+
+/// The summary table of a run; a skipped, incomplete or refused scenario
+/// has its reason on the line below it.
+fn table(runs: &[ScenarioRun], colour: bool) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "{:<34} {:<11} {:>13} {:>13} {:>14} {:>10}",
         "scenario", "verdict", "slowest conv", "offered/limit", "measured/limit", "speed-up"
     );
     let mut sim = 0.0;
     let mut wall = 0.0;
     for r in runs {
-        let verdict = match (r.verdict, &r.golden) {
-            (Verdict::Pass, Some(GoldenOutcome::Differs { .. })) => "golden-diff",
-            (Verdict::Pass, _) => "pass",
-            (Verdict::Fail, _) => "FAIL",
-            (Verdict::Skipped, _) => "skipped",
-            (Verdict::Incomplete, _) => "INCOMPLETE",
-            (Verdict::Refused, _) => "REFUSED",
-        };
+        let verdict = verdict_cell(r, 11, colour);
         let conv = r
             .slowest_convergence_s()
             .map_or("-".into(), |s| format!("{s:.1} s"));
@@ -491,46 +564,39 @@ fn print_table(runs: &[ScenarioRun]) {
         let offered = ratio("breaker-offered");
         let measured = ratio("breaker-measured");
         let speed = r.speedup().map_or("-".into(), |s| format!("{s:.0}x"));
-        println!(
-            "{:<34} {:<11} {:>13} {:>13} {:>14} {:>10}",
+        let _ = writeln!(
+            out,
+            "{:<34} {} {:>13} {:>13} {:>14} {:>10}",
             r.scenario.name, verdict, conv, offered, measured, speed
         );
+        if let Some(why) = artefacts::report::reason(r) {
+            let _ = writeln!(out, "  {}: {why}", artefacts::report::verdict(r));
+        }
         sim += r.sim_s;
         wall += r.wall_s;
     }
-    let passed = runs
-        .iter()
-        .filter(|r| {
-            r.verdict == Verdict::Pass && !matches!(r.golden, Some(GoldenOutcome::Differs { .. }))
-        })
-        .count();
-    println!(
-        "{passed} passed, {} failed, {} skipped",
+    let count = |f: &dyn Fn(&str) -> bool| {
         runs.iter()
-            .filter(|r| {
-                matches!(
-                    r.verdict,
-                    Verdict::Fail | Verdict::Incomplete | Verdict::Refused
-                )
-            })
+            .filter(|r| f(artefacts::report::verdict(r)))
             .count()
-            + runs
-                .iter()
-                .filter(|r| r.verdict == Verdict::Pass
-                    && matches!(r.golden, Some(GoldenOutcome::Differs { .. })))
-                .count(),
-        runs.iter()
-            .filter(|r| r.verdict == Verdict::Skipped)
-            .count()
+    };
+    let _ = writeln!(
+        out,
+        "{} passed, {} failed, {} skipped",
+        count(&|v| v == "pass"),
+        count(&|v| !matches!(v, "pass" | "skipped")),
+        count(&|v| v == "skipped"),
     );
     if wall > 0.0 && sim > 0.0 {
-        println!(
+        let _ = writeln!(
+            out,
             "simulated {:.0} s in {:.2} s of wall time: {:.0}x real time",
             sim,
             wall,
             sim / wall
         );
     }
+    out
 }
 
 /// A time scale that lets fixture time advance: a positive finite number.
@@ -816,4 +882,73 @@ fn selftest(a: &SelftestArgs) -> u8 {
         }
     }
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skipped_run() -> ScenarioRun {
+        let sc = crate::scenario::tests::tiny();
+        runner::skipped(
+            &sc,
+            4,
+            "needs a bench fixture: run with --bench serial:PORT".into(),
+        )
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(false, None));
+    }
+
+    #[test]
+    fn the_table_says_why_a_scenario_was_skipped() {
+        let r = skipped_run();
+        let plain = table(std::slice::from_ref(&r), false);
+        assert!(
+            plain.contains("  skipped: needs a bench fixture: run with --bench serial:PORT\n"),
+            "{plain}"
+        );
+        assert!(plain.contains("0 passed, 0 failed, 1 skipped"), "{plain}");
+        assert!(
+            !plain.contains('\u{1b}'),
+            "no colour when not asked: {plain}"
+        );
+        let coloured = table(std::slice::from_ref(&r), true);
+        assert!(
+            coloured.contains("\u{1b}[33mskipped    \u{1b}[0m"),
+            "{coloured}"
+        );
+    }
+
+    #[test]
+    fn a_finished_scenario_gets_one_line_with_its_verdict() {
+        let mut r = skipped_run();
+        assert_eq!(
+            finished_line(&r, 2, 5),
+            format!(
+                "[2/5] skipped {}: needs a bench fixture: run with --bench serial:PORT",
+                r.scenario.name
+            )
+        );
+        r.verdict = Verdict::Pass;
+        r.skipped = None;
+        r.sim_s = 600.0;
+        r.wall_s = 0.25;
+        assert_eq!(
+            finished_line(&r, 5, 5),
+            format!("[5/5] pass {} (600 s simulated in 0.25 s)", r.scenario.name)
+        );
+        r.sim_s = 0.0;
+        r.wall_s = 612.34;
+        assert_eq!(
+            finished_line(&r, 5, 5),
+            format!("[5/5] pass {} (612.3 s)", r.scenario.name)
+        );
+    }
 }

@@ -37,6 +37,8 @@ pub struct ScenarioRun {
     pub wall_s: f64,
     /// Golden comparison, filled in by the caller.
     pub golden: Option<crate::golden::GoldenOutcome>,
+    /// The artefact files written for this run, filled in by the caller.
+    pub artefacts: Vec<std::path::PathBuf>,
 }
 
 impl ScenarioRun {
@@ -373,6 +375,7 @@ pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
         },
         wall_s,
         golden: None,
+        artefacts: Vec::new(),
     }
 }
 
@@ -419,6 +422,7 @@ pub fn skipped(sc: &Scenario, seed: u64, why: String) -> ScenarioRun {
         sim_s: 0.0,
         wall_s: 0.0,
         golden: None,
+        artefacts: Vec::new(),
     }
 }
 
