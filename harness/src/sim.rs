@@ -405,6 +405,12 @@ impl VirtualBench {
         let source = self.stations[i].source;
         let (hi, lo) = rig::pilot::levels(source, &load);
         let now = us(self.now);
+        if hi == lo && self.stations[i].pwm_feed.is_some() {
+            // A pilot with no swing (shorted) carries no PWM edges: what ran
+            // before is captured, nothing after (a station may still turn
+            // PWM on; no fixture can see it on a shorted line).
+            self.flush_pwm(i, self.now);
+        }
         if let Some(b) = self.stations[i].board.as_mut() {
             b.inputs_mut().0.levels = PilotLevels {
                 high_mv: hi,

@@ -284,9 +284,20 @@ impl Trace {
             contactor: vec![vec![(0, false)]; n],
             pilot: vec![vec![]; n],
             meter: vec![],
+            weld_reported: vec![vec![]; n],
             end_us: self.end_us,
         };
+        let welded = firmware::telemetry::Telemetry::Fault(firmware::charge_point::Fault::Welded)
+            .to_string();
         for e in &self.entries {
+            if let What::Telemetry { station, text } = &e.what {
+                if *text == welded {
+                    if let Some(i) = self.station_ids.iter().position(|id| id == station) {
+                        s.weld_reported[i].push(e.t_us);
+                    }
+                }
+                continue;
+            }
             let What::Event(ev) = &e.what else { continue };
             let t = e.t_us;
             match *ev {
@@ -346,6 +357,8 @@ pub struct Series {
     pub contactor: Vec<Vec<(u64, bool)>>,
     pub pilot: Vec<Vec<PilotPoint>>,
     pub meter: Vec<(u64, [i32; 3])>,
+    /// When each station said (telemetry) that its contactor is welded.
+    pub weld_reported: Vec<Vec<u64>>,
     pub end_us: u64,
 }
 

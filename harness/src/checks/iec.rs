@@ -160,6 +160,17 @@ pub fn conformance(sc: &Scenario, series: &Series) -> CheckResult {
             }
         }
 
+        // A contactor that did not open in time is acceptable only if the
+        // station saw it and said so, within a second of the deadline: F on
+        // the pilot, or (when the pilot cannot show F: shorted) its own
+        // report of a welded contact.
+        let weld_shown = |t: u64, limit: u64| {
+            let window = |at: u64| at >= t && at <= limit + 1_000 * MS;
+            pilot
+                .iter()
+                .any(|p| window(p.0) && p.1 == Some(PilotState::F))
+                || series.weld_reported[i].iter().any(|&at| window(at))
+        };
         // Opens: within 100 ms of C->B or ->A, 3 s of E, 6 s of PWM off.
         for k in 0..pilot.len() {
             let (t, state, _, _) = pilot[k];
@@ -176,9 +187,7 @@ pub fn conformance(sc: &Scenario, series: &Series) -> CheckResult {
             let limit = t + budget + open_mech;
             // A contactor that did not open in time is acceptable only if
             // the station saw it and said so: state F (a welded contact).
-            let f_shown = pilot
-                .iter()
-                .any(|p| p.0 >= t && p.0 <= limit + 1_000 * MS && p.1 == Some(PilotState::F));
+            let f_shown = weld_shown(t, limit);
             match opened {
                 Some(o) if o <= limit && budget == 100 * MS => worst_open_after_b = worst_open_after_b.max(o - t),
                 Some(o) if o <= limit => {}
@@ -213,9 +222,7 @@ pub fn conformance(sc: &Scenario, series: &Series) -> CheckResult {
                 // As for the rows above: a contactor that did not open is
                 // acceptable only if the station saw it and said so (F for
                 // a welded contact, once its open allowance has run).
-                let f_shown = pilot
-                    .iter()
-                    .any(|p| p.0 >= t && p.0 <= limit + 1_000 * MS && p.1 == Some(PilotState::F));
+                let f_shown = weld_shown(t, limit);
                 let ok = opened.is_some_and(|o| o <= limit)
                     || resumed.is_some_and(|r| r <= limit)
                     || f_shown
