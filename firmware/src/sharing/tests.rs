@@ -1056,3 +1056,46 @@ fn a_wild_current_report_neither_panics_nor_loses_the_share() {
         "a wild reading is not a reason to cut: {me:?}"
     );
 }
+
+/// Found by the `commissioning` fuzz target: a cycle over half of u64's
+/// microseconds made `validate` overflow `cycle + cycle` and panic (fugit's
+/// add panics, in release builds too), so one authenticated commissioning
+/// message could stop a station. Timings over 7 days are refused instead,
+/// which also keeps every `now + timing` of the leader, follower and meter
+/// client far from overflowing.
+#[test]
+fn validate_refuses_timings_too_long_to_add() {
+    let huge = Duration::from_ticks(u64::MAX / 2 + 1);
+    let mut cfg = circuit(2, 480, 0);
+    cfg.timing.cycle = huge;
+    assert_eq!(
+        cfg.validate(),
+        Err(GroupConfigError::TimingTooLong {
+            field: "cycle",
+            us: huge.ticks()
+        })
+    );
+
+    // Each timing is bounded, the meter's delays too; 7 days is allowed.
+    let week = secs(7 * 24 * 3600);
+    let mut cfg = circuit(2, 480, 0);
+    cfg.timing.rotation_period = Some(week);
+    assert!(cfg.validate().is_ok());
+    cfg.timing.rotation_period = Some(week + Duration::from_ticks(1));
+    assert!(matches!(
+        cfg.validate(),
+        Err(GroupConfigError::TimingTooLong {
+            field: "rotation_period",
+            ..
+        })
+    ));
+    let mut cfg = circuit(2, 480, 0);
+    cfg.timing.leader_timeout = Duration::from_ticks(u64::MAX);
+    assert!(matches!(
+        cfg.validate(),
+        Err(GroupConfigError::TimingTooLong {
+            field: "leader_timeout",
+            ..
+        })
+    ));
+}
