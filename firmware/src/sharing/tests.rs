@@ -1099,3 +1099,35 @@ fn validate_refuses_timings_too_long_to_add() {
         })
     ));
 }
+
+/// Found by the `station` fuzz target: the leader's start current with a
+/// meter, `MIN_DA + resume_margin_da` (and, for solar, `MIN_DA +
+/// solar_start_margin_da`), overflowed u16 for a margin near u16::MAX and
+/// panicked in the leader's cycle. Such a margin now means the car is never
+/// started (no 6 A + margin is ever there), which is what it says.
+#[test]
+fn a_start_margin_near_u16_max_never_starts_a_car_and_does_not_overflow() {
+    for mode in [DynamicMode::Headroom, DynamicMode::SolarSurplus] {
+        let mut cfg = circuit(2, 400, 0);
+        cfg.dynamic = Some(DynamicConfig {
+            mode,
+            node: 0,
+            meter: MeterConfig::default(),
+            worst_case_other_da: 0,
+            margin_da: 0,
+            resume_margin_da: u16::MAX,
+            min_pause: secs(60),
+            peak_hold_readings: 1,
+            solar_start_margin_da: u16::MAX,
+            solar_start_delay: secs(0),
+            solar_stop_margin_da: 0,
+            solar_stop_delay: secs(0),
+        });
+        let mut site = Site::new(cfg);
+        site.run_for(secs(3));
+        site.plug(0);
+        site.plug(1);
+        site.run_for(secs(30));
+        assert_eq!(site.offers(), vec![0, 0], "{mode:?}");
+    }
+}
