@@ -270,7 +270,7 @@ impl PilotSense {
     pub fn classify(&self, high_mv: i32) -> Option<PilotState> {
         PilotState::ALL
             .into_iter()
-            .find(|s| (high_mv - s.nominal_mv()).abs() <= self.config.enter_window_mv)
+            .find(|s| within(high_mv, s.nominal_mv(), self.config.enter_window_mv))
     }
 
     /// Feed one sample. `pwm_on` says whether the station was running PWM
@@ -286,8 +286,11 @@ impl PilotSense {
             self.diode = Some(levels.low_mv <= self.config.diode_low_max_mv);
         }
         // Hysteresis: stay while within the wider window.
-        let within_stable =
-            (levels.high_mv - self.stable.nominal_mv()).abs() <= self.config.stay_window_mv;
+        let within_stable = within(
+            levels.high_mv,
+            self.stable.nominal_mv(),
+            self.config.stay_window_mv,
+        );
         let seen = if within_stable {
             Some(self.stable)
         } else {
@@ -344,6 +347,12 @@ impl PilotSense {
             self.config.debounce
         }
     }
+}
+
+/// `level_mv` is within `window_mv` of `nominal_mv`. In i64: a measured
+/// level may be any i32, and the difference of two i32 may not fit one.
+fn within(level_mv: i32, nominal_mv: i32, window_mv: i32) -> bool {
+    (i64::from(level_mv) - i64::from(nominal_mv)).abs() <= i64::from(window_mv)
 }
 
 #[cfg(test)]
@@ -438,6 +447,26 @@ mod tests {
         assert_eq!(s.classify(200), Some(PilotState::E));
         assert_eq!(s.classify(-12_000), Some(PilotState::F));
         assert_eq!(s.classify(7_500), None, "between B and C is no state");
+    }
+
+    /// Found by the `charge_point` fuzz target: `high_mv - nominal` overflowed
+    /// i32 for a level near its ends (an ADC glitch, or a `PILOT` line on the
+    /// wire bridge, which carries any i32) and panicked.
+    #[test]
+    fn levels_at_the_ends_of_i32_fit_no_state_and_do_not_overflow() {
+        let mut s = PilotSense::new(SenseConfig::default());
+        assert_eq!(s.classify(i32::MIN), None);
+        assert_eq!(s.classify(i32::MAX), None);
+        for high_mv in [i32::MIN, i32::MAX, i32::MIN + 1, i32::MAX - 1] {
+            s.reset(PilotState::A);
+            assert_eq!(s.handle_sample(us(0), levels(high_mv), true), None);
+            // A level that fits no state for the debounce is a pilot fault.
+            assert_eq!(
+                s.handle_timeout(us(1_000_000)),
+                Some(PilotState::E),
+                "{high_mv}"
+            );
+        }
     }
 
     #[test]

@@ -1403,6 +1403,9 @@ impl Ctx<'_> {
                 None,
             ),
             E::UnknownMeterNode { .. } => (raw.meter.as_ref().map(|m| m.node.span().start), None),
+            // Not reached from a scenario: every duration in one is refused
+            // over 7 days (`MAX_DURATION_US`) before the firmware sees it.
+            E::TimingTooLong { .. } => (None, None),
             E::TimingUnsafe => {
                 let t = &sc.sharing;
                 let key = if t.silent_after_us < t.cycle_us.saturating_mul(2) {

@@ -17,6 +17,10 @@ use crate::time::{secs, Duration};
 pub const MAX_STATIONS: usize = 256;
 /// Most nodes in a supply tree.
 pub const MAX_NODES: usize = 128;
+/// The longest period, timeout or delay a group may set: 7 days (the most
+/// a scenario may take). Longer is a typo, and the bound keeps every
+/// `now + timing` far from overflowing a u64 of microseconds.
+pub const MAX_TIMING: Duration = secs(7 * 24 * 60 * 60);
 
 /// A grid phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -231,6 +235,12 @@ pub enum GroupConfigError {
     UnknownMeterNode {
         node: u16,
     },
+    /// A timing (named as in [`Timing`], [`DynamicConfig`] or
+    /// [`MeterConfig`]) over [`MAX_TIMING`].
+    TimingTooLong {
+        field: &'static str,
+        us: u64,
+    },
     TimingUnsafe,
 }
 
@@ -258,6 +268,11 @@ impl core::fmt::Display for GroupConfigError {
                 phase + 1
             ),
             Self::UnknownMeterNode { node } => write!(f, "dynamic load names unknown node {node}"),
+            Self::TimingTooLong { field, us } => write!(
+                f,
+                "timing: {field} is {us} us; expected at most {} us (7 days)",
+                MAX_TIMING.ticks()
+            ),
             Self::TimingUnsafe => f.write_str(
                 "timing: silent_after must be at least two cycles and leader_timeout longer than silent_after",
             ),
@@ -340,7 +355,14 @@ impl<const S: usize, const N: usize> GroupConfig<S, N> {
                 return Err(GroupConfigError::UnknownMeterNode { node: d.node });
             }
         }
+        if let Some((field, d)) = self.timings().find(|&(_, d)| d > MAX_TIMING) {
+            return Err(GroupConfigError::TimingTooLong {
+                field,
+                us: d.ticks(),
+            });
+        }
         let t = &self.timing;
+        // Bounded by MAX_TIMING above, so the sum cannot overflow.
         if t.silent_after < t.cycle + t.cycle || t.leader_timeout <= t.silent_after {
             return Err(GroupConfigError::TimingUnsafe);
         }
@@ -394,6 +416,31 @@ impl<const S: usize, const N: usize> GroupConfig<S, N> {
             }
         }
         Ok(warnings)
+    }
+
+    /// Every timing of the group, by its field name.
+    fn timings(&self) -> impl Iterator<Item = (&'static str, Duration)> + '_ {
+        let t = &self.timing;
+        let d = self.dynamic.as_ref();
+        [
+            ("cycle", Some(t.cycle)),
+            ("silent_after", Some(t.silent_after)),
+            ("leader_timeout", Some(t.leader_timeout)),
+            ("car_allowance", Some(t.car_allowance)),
+            ("join_interval", Some(t.join_interval)),
+            ("rotation_period", t.rotation_period),
+            ("min_pause", d.map(|d| d.min_pause)),
+            ("solar_start_delay", d.map(|d| d.solar_start_delay)),
+            ("solar_stop_delay", d.map(|d| d.solar_stop_delay)),
+            ("meter period", d.map(|d| d.meter.period)),
+            (
+                "meter response_timeout",
+                d.map(|d| d.meter.response_timeout),
+            ),
+            ("meter stale_after", d.map(|d| d.meter.stale_after)),
+        ]
+        .into_iter()
+        .filter_map(|(name, d)| d.map(|d| (name, d)))
     }
 
     /// Whether `node` is `ancestor` or below it.

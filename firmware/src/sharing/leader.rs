@@ -628,7 +628,7 @@ impl<const S: usize, const N: usize> Leader<S, N> {
                     None => [0; 3],
                 };
                 let best = surplus.into_iter().max().unwrap_or(0);
-                let start = u32::from(MIN_DA + d.solar_start_margin_da);
+                let start = u32::from(MIN_DA) + u32::from(d.solar_start_margin_da);
                 let stop = u32::from(MIN_DA.saturating_sub(d.solar_stop_margin_da));
                 let (cond, delay) = if self.solar_on {
                     (best < stop, d.solar_stop_delay)
@@ -712,7 +712,7 @@ impl<const S: usize, const N: usize> Leader<S, N> {
                 0
             };
             let start_da = match dynamic {
-                Some(d) if p.granted_da == 0 => MIN_DA + d.resume_margin_da,
+                Some(d) if p.granted_da == 0 => MIN_DA.saturating_add(d.resume_margin_da),
                 _ => MIN_DA,
             };
             let _ = self.slots.push(StationSlot::new(Demand {

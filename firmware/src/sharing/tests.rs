@@ -1056,3 +1056,78 @@ fn a_wild_current_report_neither_panics_nor_loses_the_share() {
         "a wild reading is not a reason to cut: {me:?}"
     );
 }
+
+/// Found by the `commissioning` fuzz target: a cycle over half of u64's
+/// microseconds made `validate` overflow `cycle + cycle` and panic (fugit's
+/// add panics, in release builds too), so one authenticated commissioning
+/// message could stop a station. Timings over 7 days are refused instead,
+/// which also keeps every `now + timing` of the leader, follower and meter
+/// client far from overflowing.
+#[test]
+fn validate_refuses_timings_too_long_to_add() {
+    let huge = Duration::from_ticks(u64::MAX / 2 + 1);
+    let mut cfg = circuit(2, 480, 0);
+    cfg.timing.cycle = huge;
+    assert_eq!(
+        cfg.validate(),
+        Err(GroupConfigError::TimingTooLong {
+            field: "cycle",
+            us: huge.ticks()
+        })
+    );
+
+    // Each timing is bounded, the meter's delays too; 7 days is allowed.
+    let week = secs(7 * 24 * 3600);
+    let mut cfg = circuit(2, 480, 0);
+    cfg.timing.rotation_period = Some(week);
+    assert!(cfg.validate().is_ok());
+    cfg.timing.rotation_period = Some(week + Duration::from_ticks(1));
+    assert!(matches!(
+        cfg.validate(),
+        Err(GroupConfigError::TimingTooLong {
+            field: "rotation_period",
+            ..
+        })
+    ));
+    let mut cfg = circuit(2, 480, 0);
+    cfg.timing.leader_timeout = Duration::from_ticks(u64::MAX);
+    assert!(matches!(
+        cfg.validate(),
+        Err(GroupConfigError::TimingTooLong {
+            field: "leader_timeout",
+            ..
+        })
+    ));
+}
+
+/// Found by the `station` fuzz target: the leader's start current with a
+/// meter, `MIN_DA + resume_margin_da` (and, for solar, `MIN_DA +
+/// solar_start_margin_da`), overflowed u16 for a margin near u16::MAX and
+/// panicked in the leader's cycle. Such a margin now means the car is never
+/// started (no 6 A + margin is ever there), which is what it says.
+#[test]
+fn a_start_margin_near_u16_max_never_starts_a_car_and_does_not_overflow() {
+    for mode in [DynamicMode::Headroom, DynamicMode::SolarSurplus] {
+        let mut cfg = circuit(2, 400, 0);
+        cfg.dynamic = Some(DynamicConfig {
+            mode,
+            node: 0,
+            meter: MeterConfig::default(),
+            worst_case_other_da: 0,
+            margin_da: 0,
+            resume_margin_da: u16::MAX,
+            min_pause: secs(60),
+            peak_hold_readings: 1,
+            solar_start_margin_da: u16::MAX,
+            solar_start_delay: secs(0),
+            solar_stop_margin_da: 0,
+            solar_stop_delay: secs(0),
+        });
+        let mut site = Site::new(cfg);
+        site.run_for(secs(3));
+        site.plug(0);
+        site.plug(1);
+        site.run_for(secs(30));
+        assert_eq!(site.offers(), vec![0, 0], "{mode:?}");
+    }
+}
