@@ -164,8 +164,15 @@ pub fn conformance(sc: &Scenario, series: &Series) -> CheckResult {
         // station saw it and said so, within a second of the deadline: F on
         // the pilot, or (when the pilot cannot show F: shorted) its own
         // report of a welded contact.
+        // A weld already reported since the contact last closed counts
+        // too: a station says it once, whatever the pilot does next.
         let weld_shown = |t: u64, limit: u64| {
-            let window = |at: u64| at >= t && at <= limit + 1_000 * MS;
+            let closed_at = series.contactor[i]
+                .iter()
+                .rev()
+                .find(|p| p.0 <= t && p.1)
+                .map_or(0, |p| p.0);
+            let window = |at: u64| at >= closed_at.min(t) && at <= limit + 1_000 * MS;
             pilot
                 .iter()
                 .any(|p| window(p.0) && p.1 == Some(PilotState::F))
