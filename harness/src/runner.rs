@@ -3,7 +3,7 @@
 
 use std::time::Instant as WallClock;
 
-use rig::protocol::{Capability, Caps, CarSetting, Command, FixtureInfo};
+use rig::protocol::{Capability, Caps, CarSetting, Command, FixtureInfo, Misbehave};
 
 use crate::bench::{Bench, BenchError, Record, SimFault};
 use crate::checks::{self, CheckResult};
@@ -81,7 +81,9 @@ pub fn effective_seed(sc: &Scenario, cli_seed: Option<u64>) -> u64 {
     cli_seed.unwrap_or(sc.seed)
 }
 
-fn describe(sc: &Scenario, a: &Action) -> String {
+/// A timeline action in the scenario's own words, with the station ids.
+#[must_use]
+pub fn describe(sc: &Scenario, a: &Action) -> String {
     let st = |i: &usize| format!("st{}", sc.stations[*i].id);
     match a {
         Action::Arrive(i) => format!("arrive {}", st(i)),
@@ -97,8 +99,16 @@ fn describe(sc: &Scenario, a: &Action) -> String {
                 format!("load {name} off")
             }
         }
-        Action::Meter(f) => format!("meter {f:?}"),
-        Action::Misbehave(i, m) => format!("misbehave {} {m:?}", st(i)),
+        Action::Meter(f) => format!("meter {}", f.word()),
+        Action::Misbehave(i, m) => match m {
+            Misbehave::OverdrawDa(da) => format!(
+                "misbehave {} overdraw {} A",
+                st(i),
+                crate::units::amps(i64::from(*da))
+            ),
+            Misbehave::SlowMs(ms) => format!("misbehave {} slow {} ms", st(i), ms),
+            m => format!("misbehave {} {}", st(i), m.word()),
+        },
         Action::LinkDown => "link down".into(),
         Action::OneWay { from, to } => format!("frames from {} to {} lost", st(from), st(to)),
         Action::Partition(g) => format!(

@@ -231,6 +231,15 @@ pub enum BreakerStandard {
     Ul489,
 }
 
+impl core::fmt::Display for BreakerStandard {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Iec60898 => "IEC 60898-1",
+            Self::Ul489 => "UL 489",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     pub name: String,

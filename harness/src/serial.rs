@@ -211,7 +211,7 @@ impl SerialBench {
             Command::SelfTest(_) => self.timeouts.ack + SELFTEST_TIME,
             _ => self.timeouts.ack,
         };
-        let what = format!("{cmd:?}");
+        let what = cmd.to_string();
         let seq = self.send(cmd)?;
         let deadline = Instant::now() + ack;
         for r in std::mem::take(&mut self.pending) {
@@ -236,7 +236,7 @@ impl SerialBench {
                     } if s == seq => {
                         answer = Some(Err(BenchError::Refused {
                             what: what.clone(),
-                            reason: format!("{code:?}: {message}"),
+                            reason: format!("{code}: {message}"),
                         }));
                     }
                     // Events keep their order, also those after the answer.

@@ -923,7 +923,7 @@ impl Bench for VirtualBench {
             Command::Car(c, _) | Command::Misbehave(c, _) => Some(usize::from(*c)),
             _ => None,
         };
-        let what = format!("{cmd:?}");
+        let what = cmd.to_string();
         let mut line: HString<MAX_LINE> = HString::new();
         protocol::encode(&Line::Command { seq, cmd }, &mut line)
             .map_err(|_| BenchError::Io("command line too long".into()))?;
@@ -954,7 +954,7 @@ impl Bench for VirtualBench {
                 ) if s == seq => {
                     acked = Err(BenchError::Refused {
                         what: what.clone(),
-                        reason: format!("{code:?}: {message}"),
+                        reason: format!("{code}: {message}"),
                     });
                 }
                 Parsed::Line(_, Line::Event { seq, t_us, event }) => {

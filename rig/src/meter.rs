@@ -30,6 +30,20 @@ pub enum MeterFault {
     Implausible,
 }
 
+impl MeterFault {
+    /// The word of the protocol and of scenario files (`mode = "..."`).
+    #[must_use]
+    pub const fn word(self) -> &'static str {
+        match self {
+            Self::None => "ok",
+            Self::Silent => "silent",
+            Self::Garbage => "garbage",
+            Self::Stale => "stale",
+            Self::Implausible => "implausible",
+        }
+    }
+}
+
 type Storage = ModbusStorage<8, 8, 64, 8>;
 
 /// The emulated SDM630.

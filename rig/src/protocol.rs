@@ -456,7 +456,9 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    fn word(self) -> &'static str {
+    /// The word on the wire (`ERR <word> ...`).
+    #[must_use]
+    pub fn word(self) -> &'static str {
         match self {
             Self::Checksum => "checksum",
             Self::Parse => "parse",
@@ -861,6 +863,38 @@ pub fn encode(line: &Line, out: &mut String<MAX_LINE>) -> core::fmt::Result {
     }
     let crc = CRC16.checksum(out.as_bytes());
     writeln!(out, "*{crc:04X}")
+}
+
+impl core::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+/// A command as its line says it (`PLUG 0`), for messages.
+impl core::fmt::Display for Command {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut s: String<MAX_LINE> = String::new();
+        write_command(self, &mut s)?;
+        f.write_str(&s)
+    }
+}
+
+impl Misbehave {
+    /// The word of the protocol and of scenario files (`kind = "..."`).
+    #[must_use]
+    pub const fn word(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::IgnoreReductions => "ignore-reductions",
+            Self::OverdrawDa(_) => "overdraw",
+            Self::SlowMs(_) => "slow",
+            Self::DrawsInB => "draws-in-b",
+            Self::NoDiode => "no-diode",
+            Self::ShortedDiode => "shorted-diode",
+            Self::ShortPilot => "short-pilot",
+        }
+    }
 }
 
 fn write_command(cmd: &Command, out: &mut String<MAX_LINE>) -> core::fmt::Result {

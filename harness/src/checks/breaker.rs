@@ -358,7 +358,7 @@ pub fn thermal(sc: &Scenario, series: &Series) -> CheckResult {
         }
         if let Some((t, cur)) = tripped_at {
             c.fail(format!(
-                "breaker of node {} ({} A, {:?}) would have tripped at {} carrying {} A",
+                "breaker of node {} ({} A, {}) would have tripped at {} carrying {} A",
                 node.name,
                 amps(i64::from(rating)),
                 node.standard,

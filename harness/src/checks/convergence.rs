@@ -86,19 +86,19 @@ pub fn convergence(sc: &Scenario, series: &Series, failover: bool) -> CheckResul
                 }
             }
             Some(t) => c.fail(format!(
-                "step at {} (line {}, {:?}): settled only after {:.1} s, deadline {:.1} s; {kind} {}",
+                "step at {} (line {}, {}): settled only after {:.1} s, deadline {:.1} s; {kind} {}",
                 when(start),
                 step.line,
-                step.action,
+                crate::runner::describe(sc, &step.action),
                 s(t - start),
                 s(exp.within_us),
                 fmt_list(&want)
             )),
             None => c.fail(format!(
-                "step at {} (line {}, {:?}): never settled before {}; {kind} {}, seen {}",
+                "step at {} (line {}, {}): never settled before {}; {kind} {}, seen {}",
                 when(start),
                 step.line,
-                step.action,
+                crate::runner::describe(sc, &step.action),
                 when(end),
                 fmt_list(&want),
                 fmt_list(&seen_at_end)

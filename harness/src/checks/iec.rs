@@ -15,6 +15,11 @@ const MS: u64 = 1_000;
 /// Reports of one duty change by the fixture's averaging come within this.
 const CAPTURE_SETTLE_US: u64 = 100 * MS;
 
+/// A sensed pilot state for a message: its letter, or "unclassified".
+fn state_name(s: Option<PilotState>) -> String {
+    s.map_or_else(|| "unclassified".into(), |s| s.to_string())
+}
+
 pub fn conformance(sc: &Scenario, series: &Series) -> CheckResult {
     let mut c = CheckResult::new("iec-61851");
     if !sc.expect.iec {
@@ -119,9 +124,9 @@ pub fn conformance(sc: &Scenario, series: &Series) -> CheckResult {
                 }
                 if !matches!(state, Some(PilotState::C | PilotState::D)) {
                     c.fail(format!(
-                        "{name} at {}: contactor closed in pilot state {:?}, expected C or D",
+                        "{name} at {}: contactor closed in pilot state {}, expected C or D",
                         when(t),
-                        state
+                        state_name(state)
                     ));
                 }
                 if low_at(cmd) > -11_000 {
@@ -200,8 +205,8 @@ pub fn conformance(sc: &Scenario, series: &Series) -> CheckResult {
                 Some(o) if o <= limit => {}
                 _ if f_shown => {}
                 Some(o) => c.fail(format!(
-                    "{name}: pilot {:?} at {} while charging, contactor opened only at {} ({:.0} ms; limit {:.0} ms + {:.0} ms mechanical)",
-                    state,
+                    "{name}: pilot {} at {} while charging, contactor opened only at {} ({:.0} ms; limit {:.0} ms + {:.0} ms mechanical)",
+                    state_name(state),
                     when(t),
                     when(o),
                     (o - t) as f64 / 1e3,
@@ -209,8 +214,8 @@ pub fn conformance(sc: &Scenario, series: &Series) -> CheckResult {
                     open_mech as f64 / 1e3
                 )),
                 None if limit < series.end_us => c.fail(format!(
-                    "{name}: pilot {:?} at {} while charging, contactor never opened and no fault (F) shown",
-                    state,
+                    "{name}: pilot {} at {} while charging, contactor never opened and no fault (F) shown",
+                    state_name(state),
                     when(t)
                 )),
                 None => {}
