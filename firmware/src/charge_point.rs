@@ -364,6 +364,12 @@ impl ChargePoint {
         }
     }
 
+    /// What the auxiliary contact last read (closed `true`).
+    #[must_use]
+    pub fn relay_closed(&self) -> bool {
+        self.relay_closed
+    }
+
     /// What the pilot offers now, in deciamps.
     #[must_use]
     pub fn offered_da(&self) -> u16 {

@@ -246,6 +246,17 @@ impl<const S: usize, const N: usize> Station<S, N> {
         Ok(())
     }
 
+    /// Charging, holding its contactor (coil or contact closed) or a
+    /// fault: it takes no new plan now (a swap must not open a loaded
+    /// contactor, nor forget a weld or a latched fault).
+    #[must_use]
+    pub fn busy(&self) -> bool {
+        self.run.as_ref().is_some_and(|r| {
+            let st = r.point.status();
+            st.contactor_closed || r.point.relay_closed() || st.fault.is_some()
+        })
+    }
+
     /// This station's id, once it has a plan.
     #[must_use]
     pub fn id(&self) -> Option<u8> {
@@ -304,6 +315,11 @@ impl<const S: usize, const N: usize> Station<S, N> {
     pub fn handle_debug_rx(&mut self, now: Instant, bytes: &[u8]) {
         for &b in bytes {
             match self.receiver.handle_byte(b) {
+                Some(Ok(_)) if self.busy() => {
+                    // Only an idle station takes a new plan: a swap must not
+                    // open a loaded contactor or forget a weld or a latch.
+                    self.io.report(Telemetry::ConfigRefused(Refusal::Busy));
+                }
                 Some(Ok(c)) => {
                     let accepted = Telemetry::ConfigAccepted {
                         stations: u16::try_from(c.group.stations.len()).unwrap_or(u16::MAX),

@@ -61,16 +61,21 @@ pub enum Refusal {
     Invalid,
     /// The charge point configuration failed validation.
     InvalidPoint,
+    /// The station is charging, holds its contactor or a fault: a new plan
+    /// is taken only when it is idle (a plan swap must not open a loaded
+    /// contactor, nor forget a weld or a latched fault).
+    Busy,
 }
 
 impl Refusal {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::Malformed,
         Self::BadMac,
         Self::NotInGroup,
         Self::TooLarge,
         Self::Invalid,
         Self::InvalidPoint,
+        Self::Busy,
     ];
 
     /// The word on the wire.
@@ -83,6 +88,7 @@ impl Refusal {
             Self::TooLarge => "too-large",
             Self::Invalid => "invalid",
             Self::InvalidPoint => "invalid-point",
+            Self::Busy => "busy",
         }
     }
 }
@@ -96,6 +102,7 @@ impl fmt::Display for Refusal {
             Self::TooLarge => "the site plan has more stations or nodes than this image holds",
             Self::Invalid => "the site plan fails validation",
             Self::InvalidPoint => "the charge point settings fail validation",
+            Self::Busy => "the station is charging or holds a fault; stop the car first",
         })
     }
 }

@@ -152,6 +152,26 @@ pub enum SimFault {
     Forge,
 }
 
+impl core::fmt::Display for SimFault {
+    /// The fault in the scenario's words (station indices, as the bench
+    /// knows them).
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::LinkDown => f.write_str("link-down"),
+            Self::OneWay { from, to } => write!(f, "one-way from station #{from} to #{to}"),
+            Self::Partition(g) => write!(f, "partition into {} groups", g.len()),
+            Self::Noise { loss, corrupt } => write!(f, "noise (loss {loss}, corruption {corrupt})"),
+            Self::Repair => f.write_str("repair"),
+            Self::Crash(i) => write!(f, "crash of station #{i}"),
+            Self::Reboot(i) => write!(f, "reboot of station #{i}"),
+            Self::Welded(i, on) => {
+                write!(f, "{} of station #{i}", if *on { "weld" } else { "unweld" })
+            }
+            Self::Forge => f.write_str("forge"),
+        }
+    }
+}
+
 /// A bench: the virtual one, or a real fixture on a serial port.
 pub trait Bench {
     /// A short name for reports (`sim`, `serial:/dev/ttyACM0`).

@@ -318,8 +318,13 @@ fn run(a: &RunArgs) -> u8 {
     };
     if scenarios.is_empty() {
         eprintln!(
-            "error: no scenario matched (paths {:?}, filter {:?})",
-            a.paths, a.filter
+            "error: no scenario matched (paths {}, filter {})",
+            a.paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            a.filter.as_deref().unwrap_or("none")
         );
         return exit::SETUP;
     }

@@ -769,6 +769,12 @@ pub fn search(
     }
 }
 
+/// A `--sites`/`--faults` value as the command line spells it.
+fn value_name(v: impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map_or_else(String::new, |p| p.get_name().to_string())
+}
+
 /// Write each failure as a scenario file; the paths.
 pub fn write_failures(out: &Path, s: &Summary, a: &ExploreArgs) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out)?;
@@ -777,8 +783,8 @@ pub fn write_failures(out: &Path, s: &Summary, a: &ExploreArgs) -> std::io::Resu
         let name = format!("explore-{seed}");
         let description = format!(
             "Found by `sharebench explore --sites {} --faults {} --first-seed {seed} --seeds 1` (seed {seed}), shrunk:\nit breaks {}: {}\n",
-            format!("{:?}", a.sites).to_lowercase(),
-            format!("{:?}", a.faults).to_lowercase(),
+            value_name(a.sites),
+            value_name(a.faults),
             v.invariant,
             v.detail.replace('"', "'").replace('\\', "/")
         );

@@ -839,9 +839,13 @@ impl Ctx<'_> {
                     self.err(
                         p,
                         format!(
-                            "unknown parent node \"{}\"; expected one of {:?}",
+                            "unknown parent node \"{}\"; expected one of {}",
                             p.get_ref(),
-                            names.keys().collect::<Vec<_>>()
+                            names
+                                .keys()
+                                .map(String::as_str)
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     )
                 })?),
@@ -1121,9 +1125,9 @@ impl Ctx<'_> {
                 return Err(self.err(
                     k,
                     format!(
-                        "{list} names unknown check \"{}\"; expected one of {:?}",
+                        "{list} names unknown check \"{}\"; expected one of {}",
                         k.get_ref(),
-                        crate::checks::CHECK_NAMES
+                        crate::checks::CHECK_NAMES.join(", ")
                     ),
                 ));
             }

@@ -301,7 +301,7 @@ impl Bench for SerialBench {
     }
 
     fn fault(&mut self, fault: &SimFault) -> Result<(), BenchError> {
-        Err(BenchError::Unsupported(format!("{fault:?}")))
+        Err(BenchError::Unsupported(fault.to_string()))
     }
 
     fn run_until(&mut self, t_us: u64, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {

@@ -1101,20 +1101,28 @@ impl Bench for VirtualBench {
             if t == self.stuck_at.0 {
                 self.stuck_at.1 += 1;
                 if self.stuck_at.1 > MAX_STEPS_AT_ONE_INSTANT {
-                    let detail = match w {
-                        Wake::Station(i) => match self.stations[i].board.as_ref() {
-                            Some(b) => format!(
-                                " (station wakes at {:?}; {:?})",
-                                b.station.poll_timeout().map(|t| t.ticks()),
-                                b.station
-                            ),
-                            None => String::new(),
-                        },
-                        _ => String::new(),
+                    let what = match w {
+                        Wake::Station(i) => {
+                            let st = &self.stations[i];
+                            match st.board.as_ref().and_then(|b| b.station.poll_timeout()) {
+                                Some(at) => format!(
+                                    "station st{} (it asks to be woken at {} us)",
+                                    st.id,
+                                    at.ticks()
+                                ),
+                                None => format!("station st{}", st.id),
+                            }
+                        }
+                        Wake::Channel(i) => format!("fixture channel {i}"),
+                        Wake::Heartbeat => "the fixture's heartbeat".into(),
+                        Wake::Frame(_) => "a link frame".into(),
+                        Wake::Contactor(i) => format!("contactor of channel {i}"),
+                        Wake::PwmFeed(i) => format!("PWM feed of channel {i}"),
+                        Wake::MeterRequest(_) | Wake::MeterReply(_) => "the meter line".into(),
                     };
                     return Err(BenchError::Stuck {
                         t_us: t,
-                        wake: format!("{w:?}{detail}"),
+                        wake: what,
                     });
                 }
             } else {

@@ -48,9 +48,38 @@ const N: usize = 4;
 /// 80 MHz: TIM1's clock divides to exactly 10 MHz, so the pilot is 1 kHz.
 const CPU_HZ: u32 = 80_000_000;
 
-/// The bench commissioning key (see the QEMU image; a real deployment
-/// provisions its own at manufacture).
-const BENCH_KEY: [u8; 32] = DEFAULT_BENCH_KEY;
+/// The bench commissioning key, given at build time:
+/// `SHAREBENCH_COMMISSION_KEY=<64 hex digits> cargo xtask images`. A real
+/// board never takes the public default key: built without one, it refuses
+/// every plan (`bad-mac`).
+const BENCH_KEY: Option<[u8; 32]> = key_from_hex(option_env!("SHAREBENCH_COMMISSION_KEY"));
+
+const fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+const fn key_from_hex(hex: Option<&str>) -> Option<[u8; 32]> {
+    let Some(hex) = hex else { return None };
+    let b = hex.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        let (Some(hi), Some(lo)) = (nibble(b[2 * i]), nibble(b[2 * i + 1])) else {
+            return None;
+        };
+        key[i] = hi * 16 + lo;
+        i += 1;
+    }
+    Some(key)
+}
 
 type Coil = Pin<'B', 5, Output<PushPull>>;
 type Sense = Pin<'B', 4, Input>;
@@ -131,7 +160,7 @@ fn main() -> ! {
         debug: Port::new(debug, None),
         link: Port::new(link, Some(gpioc.pc7.into_push_pull_output().erase())),
         meter: Port::new(meter, Some(gpiob.pb6.into_push_pull_output().erase())),
-        receiver: Receiver::new(BENCH_KEY),
+        receiver: Receiver::new(BENCH_KEY.unwrap_or(DEFAULT_BENCH_KEY)),
         board,
         spare: Some((PilotPwm::new(ch1), coil, sense, sampler)),
         boots: 0,
@@ -201,6 +230,9 @@ impl Image {
             return;
         };
         let now = self.clock.now();
+        // Without a key of its own, nothing is taken (not even a plan
+        // signed with the public default the receiver checks against).
+        let msg = msg.and_then(|c| BENCH_KEY.map(|_| c).ok_or(Refusal::BadMac));
         let answer = match msg.and_then(|c| self.start(c, now)) {
             Ok((stations, nodes)) => Telemetry::ConfigAccepted { stations, nodes },
             Err(r) => Telemetry::ConfigRefused(r),
@@ -209,6 +241,10 @@ impl Image {
     }
 
     fn start(&mut self, c: Commission<S, N>, now: Instant) -> Result<(u16, u16), Refusal> {
+        // Only an idle station takes a new plan (see `Station::busy`).
+        if self.board.as_ref().is_some_and(|b| b.station.busy()) {
+            return Err(Refusal::Busy);
+        }
         let sizes = (
             u16::try_from(c.group.stations.len()).unwrap_or(u16::MAX),
             u16::try_from(c.group.nodes.len()).unwrap_or(u16::MAX),

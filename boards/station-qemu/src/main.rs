@@ -208,6 +208,10 @@ impl Image {
 
     /// Start the station of an accepted plan in place of the running one.
     fn start(&mut self, c: Commission<S, N>, now: Instant) -> Result<(u16, u16), Refusal> {
+        // Only an idle station takes a new plan (see `Station::busy`).
+        if self.board.as_ref().is_some_and(|b| b.station.busy()) {
+            return Err(Refusal::Busy);
+        }
         let sizes = (
             u16::try_from(c.group.stations.len()).unwrap_or(u16::MAX),
             u16::try_from(c.group.nodes.len()).unwrap_or(u16::MAX),

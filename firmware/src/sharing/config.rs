@@ -274,7 +274,7 @@ impl core::fmt::Display for GroupConfigError {
                 MAX_TIMING.ticks()
             ),
             Self::TimingUnsafe => f.write_str(
-                "timing: silent_after must be at least two cycles and leader_timeout longer than silent_after",
+                "timing: cycle and join_interval must be above 0, silent_after at least two cycles and leader_timeout longer than silent_after",
             ),
         }
     }
@@ -363,7 +363,13 @@ impl<const S: usize, const N: usize> GroupConfig<S, N> {
         }
         let t = &self.timing;
         // Bounded by MAX_TIMING above, so the sum cannot overflow.
-        if t.silent_after < t.cycle + t.cycle || t.leader_timeout <= t.silent_after {
+        // A zero cycle or join interval would wake the leader or a
+        // follower at the instant it just handled, forever.
+        if t.cycle.ticks() == 0
+            || t.join_interval.ticks() == 0
+            || t.silent_after < t.cycle + t.cycle
+            || t.leader_timeout <= t.silent_after
+        {
             return Err(GroupConfigError::TimingUnsafe);
         }
 

@@ -1131,3 +1131,20 @@ fn a_start_margin_near_u16_max_never_starts_a_car_and_does_not_overflow() {
         assert_eq!(site.offers(), vec![0, 0], "{mode:?}");
     }
 }
+
+/// A zero cycle or join interval would wake a leader or follower at the
+/// instant it just handled, forever; a commissioning message can carry one.
+#[test]
+fn validate_refuses_a_zero_cycle_or_join_interval() {
+    let mut cfg = circuit(2, 480, 0);
+    cfg.timing.cycle = Duration::from_ticks(0);
+    cfg.timing.silent_after = secs(3);
+    assert_eq!(cfg.validate(), Err(GroupConfigError::TimingUnsafe));
+    let mut cfg = circuit(2, 480, 0);
+    cfg.timing.join_interval = Duration::from_ticks(0);
+    assert_eq!(cfg.validate(), Err(GroupConfigError::TimingUnsafe));
+    // And a station refuses such a plan rather than spin.
+    let mut cfg = circuit(2, 480, 0);
+    cfg.timing.cycle = Duration::from_ticks(0);
+    assert!(crate::station::Station::new(cfg, 0, 1, us(0)).is_err());
+}

@@ -326,6 +326,22 @@ fn a_second_plan_replaces_the_running_one_and_the_pins_go_safe_first() {
     b.pins.clear();
 
     let second = plan(&[1], 200);
+    // While it charges, a new plan is refused: a swap must not open a
+    // loaded contactor.
+    b.st.handle_debug_rx(now, &message(LEADER, &second, &BENCH));
+    assert_eq!(
+        telemetry(&mut b.st),
+        [Telemetry::ConfigRefused(Refusal::Busy)]
+    );
+    assert_eq!(b.st.commission().unwrap().group.nodes[0].limit_da, 320);
+    // The car stops; once the contactor is open, the plan is taken.
+    b.wants = false;
+    let now = b.run_until(now, now + secs(5));
+    assert!(!b.coil);
+    b.pins.clear();
+    let _ = outputs(&mut b.st);
+    let _ = telemetry(&mut b.st);
+    b.wants = true;
     b.st.handle_debug_rx(now, &message(LEADER, &second, &BENCH));
     assert_eq!(
         outputs(&mut b.st)[..2],
