@@ -345,14 +345,16 @@ impl ChannelCapture {
 
     /// Sampled plateaus. With both plateaus equal the pilot is steady.
     pub fn handle_levels(&mut self, t_us: u64, high_mv: i32, low_mv: i32) {
-        let steady = (high_mv - low_mv).abs() < 1_000;
+        // Levels are measured values: compared with saturating arithmetic.
+        let apart = |a: i32, b: i32| a.saturating_sub(b).saturating_abs();
+        let steady = apart(high_mv, low_mv) < 1_000;
         if steady && self.pwm_on {
             self.pwm_stopped(t_us);
         }
         let state = self.classify(high_mv);
         if state != self.state
-            || (self.levels.1 - low_mv).abs() > 1_000
-            || (self.levels.0 - high_mv).abs() > 1_000
+            || apart(self.levels.1, low_mv) > 1_000
+            || apart(self.levels.0, high_mv) > 1_000
         {
             self.state = state;
             self.levels = (high_mv, low_mv);
@@ -456,6 +458,17 @@ impl ChannelCapture {
 mod tests {
     use super::*;
     use crate::rng::SplitMix64;
+
+    /// Levels are measured: at the ends of i32 they are compared, not
+    /// overflowed (the firmware's sense had the same panic, found by fuzzing).
+    #[test]
+    fn levels_at_the_ends_of_i32_do_not_overflow() {
+        let mut c = ChannelCapture::new(CaptureConfig::default());
+        c.handle_levels(1, i32::MAX, i32::MIN);
+        c.handle_levels(2, i32::MIN, i32::MAX);
+        c.handle_levels(3, 12_000, 12_000);
+        assert!(events(&mut c).len() >= 2);
+    }
 
     fn events(c: &mut ChannelCapture) -> Vec<(u64, CaptureEvent)> {
         core::iter::from_fn(|| c.poll_event()).collect()
