@@ -183,11 +183,25 @@ pub fn conformance(sc: &Scenario, series: &Series) -> CheckResult {
                 .any(|p| window(p.0) && p.1 == Some(PilotState::F))
                 || series.weld_reported[i].iter().any(|&at| window(at))
         };
+        // Whether the station is unpowered at `t` (crashed, not yet
+        // rebooted): it can neither open a welded contact nor show F, and
+        // no row asks a station without power to act.
+        let unpowered = |t: u64| {
+            let mut down = false;
+            for step in sc.timeline.iter().take_while(|s| s.at_us <= t) {
+                match step.action {
+                    crate::scenario::Action::Crash(k) if k == i => down = true,
+                    crate::scenario::Action::Reboot(k) if k == i => down = false,
+                    _ => {}
+                }
+            }
+            down
+        };
         // Opens: within 100 ms of C->B or ->A, 3 s of E, 6 s of PWM off.
         for k in 0..pilot.len() {
             let (t, state, _, _) = pilot[k];
             let closed_then = at(cont, t, false);
-            if !closed_then {
+            if !closed_then || unpowered(t) {
                 continue;
             }
             let budget = match state {
