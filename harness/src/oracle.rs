@@ -24,29 +24,77 @@ pub struct Want {
     pub arrival: u64,
 }
 
-/// Max-min fair shares for `wants` (one per station), deciamps.
+/// A node of the supply tree as the oracle sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SiteNode {
+    pub parent: Option<usize>,
+    /// What may flow on each phase, deciamps.
+    pub limit_da: u32,
+}
+
+/// A station as the oracle sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SiteStation {
+    pub node: usize,
+    /// Which grid phases it loads.
+    pub loads: [bool; 3],
+    pub priority: u8,
+    pub weight: u8,
+}
+
+/// Max-min fair shares for `wants` (one per station) on the scenario's
+/// site, deciamps.
 #[must_use]
 pub fn allocate(sc: &Scenario, wants: &[Want]) -> Vec<u16> {
-    let n = sc.stations.len();
-    let mut alloc = vec![0u16; n];
-    let mut used = vec![[0u32; 3]; sc.nodes.len()];
+    let nodes: Vec<SiteNode> = sc
+        .nodes
+        .iter()
+        .map(|n| SiteNode {
+            parent: n.parent,
+            limit_da: n.limit_da,
+        })
+        .collect();
+    let stations: Vec<SiteStation> = sc
+        .stations
+        .iter()
+        .map(|s| SiteStation {
+            node: s.node,
+            loads: s.loads(),
+            priority: s.priority,
+            weight: s.weight,
+        })
+        .collect();
+    allocate_site(&nodes, &stations, wants)
+}
+
+/// Max-min fair shares for `wants` (one per station) on a site given as
+/// plain nodes and stations, deciamps. Stations name nodes by index and
+/// nodes their parents; a station or parent out of range loads nothing.
+#[must_use]
+pub fn allocate_site(nodes: &[SiteNode], stations: &[SiteStation], wants: &[Want]) -> Vec<u16> {
+    let n = stations.len().min(wants.len());
+    let mut alloc = vec![0u16; stations.len()];
+    let mut used = vec![[0u32; 3]; nodes.len()];
     let path = |i: usize| -> Vec<usize> {
         let mut v = Vec::new();
-        let mut cur = Some(sc.stations[i].node);
+        let mut cur = Some(stations[i].node);
         while let Some(c) = cur {
+            if c >= nodes.len() || v.contains(&c) {
+                break;
+            }
             v.push(c);
-            cur = sc.nodes[c].parent;
+            cur = nodes[c].parent;
         }
         v
     };
     let fits = |used: &Vec<[u32; 3]>, i: usize, extra: u32| {
-        let loads = sc.stations[i].loads();
-        path(i).into_iter().all(|node| {
-            (0..3).all(|p| !loads[p] || used[node][p] + extra <= sc.nodes[node].limit_da)
-        })
+        let loads = stations[i].loads;
+        path(i)
+            .into_iter()
+            .all(|node| (0..3).all(|p| !loads[p] || used[node][p] + extra <= nodes[node].limit_da))
     };
     let add = |used: &mut Vec<[u32; 3]>, i: usize, extra: u32| {
-        let loads = sc.stations[i].loads();
+        let loads = stations[i].loads;
         for node in path(i) {
             for p in 0..3 {
                 if loads[p] {
@@ -55,12 +103,12 @@ pub fn allocate(sc: &Scenario, wants: &[Want]) -> Vec<u16> {
             }
         }
     };
-    let mut prios: Vec<u8> = sc.stations.iter().map(|s| s.priority).collect();
+    let mut prios: Vec<u8> = stations.iter().map(|s| s.priority).collect();
     prios.sort_unstable();
     prios.dedup();
     for prio in prios.into_iter().rev() {
         let mut class: Vec<usize> = (0..n)
-            .filter(|&i| sc.stations[i].priority == prio && wants[i].cap_da >= 60)
+            .filter(|&i| stations[i].priority == prio && wants[i].cap_da >= 60)
             .collect();
         class.sort_by_key(|&i| (wants[i].arrival, i));
         let mut admitted = Vec::new();
@@ -75,7 +123,7 @@ pub fn allocate(sc: &Scenario, wants: &[Want]) -> Vec<u16> {
         loop {
             let mut moved = false;
             for &i in &admitted {
-                for _ in 0..sc.stations[i].weight.max(1) {
+                for _ in 0..stations[i].weight.max(1) {
                     if alloc[i] < wants[i].cap_da && fits(&used, i, 1) {
                         add(&mut used, i, 1);
                         alloc[i] += 1;
