@@ -7,13 +7,14 @@
 //! stations by priority, then in arrival order, while 6 A more fits.
 //!
 //! The specification it encodes for a car that draws less than its share:
-//! the share is reclaimed down to the car's draw plus 1 A (the margin that
-//! lets the station see the car ask for more).
+//! the share is reclaimed down to the car's draw plus 0.5 A (the margin that
+//! lets the station see the car ask for more; sharing-quality requirement:
+//! at most 0.5 A).
 
 use crate::scenario::{Action, Expectation, Scenario};
 
 /// A car that draws less than its share keeps this much above its draw.
-pub const RECLAIM_MARGIN_DA: u16 = 10;
+pub const RECLAIM_MARGIN_DA: u16 = 5;
 
 /// One station's demand for the oracle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,8 +267,8 @@ rotation = "off"
         let s = sc(&text);
         assert_eq!(
             s.timeline[0].expect.as_ref().unwrap().exact,
-            Some(vec![330, 0, 0]),
-            "a 32 A car (the default) keeps 1 A above its draw"
+            Some(vec![325, 0, 0]),
+            "a 32 A car (the default) keeps 0.5 A above its draw"
         );
         assert_eq!(
             s.timeline[1].expect.as_ref().unwrap().exact,

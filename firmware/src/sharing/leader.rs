@@ -31,6 +31,33 @@ use super::meter::{MainsReading, MeterClient};
 use crate::charge_point::Status;
 use crate::time::{Duration, Instant};
 
+/// Reclaim: a car whose draw has been steady for its allowance and stays
+/// more than this below its offer (at its highest reading in that time) has
+/// the rest taken back. 0.4 A: the highest reading already carries the
+/// sensor's noise, so this only needs to clear the offer's 0.1 A step and
+/// the reading's own resolution; it is under OpenEVSE's 0.25 A + margin.
+pub const RECLAIM_THRESHOLD_DA: u16 = 4;
+/// What a reclaimed car keeps above its highest steady reading: room to
+/// show that it wants more (a car that wants more draws up to its offer).
+/// Above the worst sensor noise the corpus models (+/-0.3 A,
+/// `current_noise`) plus the give-back band, so noise alone never looks
+/// like a car asking for more.
+pub const RECLAIM_MARGIN_DA: u16 = 5;
+/// A reclaimed car that draws within this of its capped offer asks for
+/// more: it gets its full cap back at once.
+pub const GIVE_BACK_BAND_DA: u16 = 2;
+
+/// How soon after a status that frees or asks for a share the leader
+/// reallocates: the time to finish handling the frame.
+const REALLOC_DELAY: crate::time::Duration = crate::time::ms(1);
+/// How long after a cut is confirmed the share it freed is handed on: the
+/// reduced duty has then been on the pilot for 100 periods. A step of a few
+/// tenths of a percent is within an averaging instrument's jitter bound
+/// and is seen only as its window fills (the fixture's 32-period average:
+/// about 64 ms), so without this a fixture would see the new grant before
+/// the cut. A cycle later, as before this existed, is up to 2 s.
+const HANDOVER_DELAY: crate::time::Duration = crate::time::ms(100);
+
 /// Counters of what the leader refused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LinkStats {
@@ -68,10 +95,15 @@ struct Peer {
     reduce_seq: Option<u32>,
     reduce_pending: bool,
     hold_confirmed_at: Option<Instant>,
+    /// When the last reduction that left a hold went out.
+    cut_at: Option<Instant>,
     silent_since: Option<Instant>,
     demand_cap_da: u16,
     last_offered_da: u16,
     last_measured_da: u16,
+    /// The highest reading since the offer or the draw last moved: the
+    /// draw a reclaim leaves room for, sensor noise included.
+    peak_measured_da: u16,
     offer_changed_at: Option<Instant>,
     served_since: Option<Instant>,
     waiting_since: Option<Instant>,
@@ -161,6 +193,8 @@ pub struct Leader<const S: usize = MAX_STATIONS, const N: usize = MAX_NODES> {
     deframer: Deframer,
     tx: TxQueue<S>,
     next_cycle: Instant,
+    /// When a reclaim, a give-back or a released hold is handed on.
+    realloc_at: Option<Instant>,
     started: Instant,
     meter: Option<MeterClient>,
     other_hist: Deque<[i32; 3], 16>,
@@ -224,6 +258,7 @@ impl<const S: usize, const N: usize> Leader<S, N> {
             deframer: Deframer::new(),
             tx: TxQueue::new(),
             next_cycle: now,
+            realloc_at: None,
             started: now,
             meter,
             other_hist: Deque::new(),
@@ -304,15 +339,40 @@ impl<const S: usize, const N: usize> Leader<S, N> {
             m.handle_timeout(now);
         }
         if now >= self.next_cycle {
+            self.realloc_at = None;
             self.cycle(now);
             self.next_cycle = now + self.cfg.timing.cycle;
+        } else if self.realloc_at.is_some_and(|t| now >= t) {
+            self.realloc_at = None;
+            self.reallocate(now);
         }
     }
 
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let meter = self.meter.as_ref().and_then(MeterClient::poll_timeout);
-        crate::time::earliest(Some(self.next_cycle), meter)
+        let cycle = crate::time::earliest(Some(self.next_cycle), self.realloc_at);
+        crate::time::earliest(cycle, meter)
+    }
+
+    /// Between cycles: hand on a share that a reclaim or a released hold
+    /// freed, or give a car back what it asks for, with the capacity of the
+    /// last cycle. The same safe steps as a cycle (decreases first and held
+    /// until confirmed; increases only into room); the stations whose grant
+    /// rose are told now rather than at the next poll.
+    fn reallocate(&mut self, now: Instant) {
+        let before: Vec<u16, S> = self.peers.iter().map(|p| p.granted_da).collect();
+        self.compute_targets(now);
+        self.apply_targets(now);
+        for (i, was) in before.iter().enumerate() {
+            let p = &self.peers[i];
+            if i != self.me && p.joined && p.granted_da > *was {
+                let msg = Message::Grant {
+                    grant_da: p.granted_da,
+                };
+                let _ = self.tx.push_back((self.cfg.stations[i].id, msg));
+            }
+        }
     }
 
     /// The next frame for the sharing link, encoded into `buf`.
@@ -320,9 +380,14 @@ impl<const S: usize, const N: usize> Leader<S, N> {
     pub fn poll_transmit(&mut self, buf: &mut [u8; MAX_FRAME]) -> Option<usize> {
         let (dest, msg) = self.tx.pop_front()?;
         self.seq = self.seq.wrapping_add(1);
-        if let (Message::Grant { .. }, Some(i)) = (msg, self.cfg.index_of(dest)) {
+        if let (Message::Grant { grant_da }, Some(i)) = (msg, self.cfg.index_of(dest)) {
             let p = &mut self.peers[i];
-            if p.reduce_pending {
+            // Only a grant that carries the cut (or less) can confirm it. A
+            // higher grant queued before the cut (a poll, or an increase
+            // handed on between cycles) must not: a status answering it
+            // would release the hold while the station may still be
+            // raising its offer to that older, higher grant.
+            if p.reduce_pending && grant_da <= p.granted_da {
                 p.reduce_pending = false;
                 p.reduce_seq = Some(self.seq);
             }
@@ -477,19 +542,34 @@ impl<const S: usize, const N: usize> Leader<S, N> {
         if st.offered_da != p.last_offered_da || measured.abs_diff(p.last_measured_da) > 5 {
             p.last_offered_da = st.offered_da;
             p.last_measured_da = measured;
+            p.peak_measured_da = measured;
             p.offer_changed_at = Some(now);
         }
+        p.peak_measured_da = p.peak_measured_da.max(measured);
+        let before = p.demand_cap_da;
         if st.contactor && st.offered_da >= MIN_DA {
             let steady = p.offer_changed_at.is_some_and(|t| now >= t + allowance);
             // `measured` comes off the wire: saturating, so a 0xFFFF
             // reading means "draws everything", never a wrap to a cut.
-            if measured.saturating_add(5) >= p.demand_cap_da {
+            let peak = p.peak_measured_da;
+            let target = peak.saturating_add(RECLAIM_MARGIN_DA).max(MIN_DA);
+            if measured.saturating_add(GIVE_BACK_BAND_DA) >= p.demand_cap_da {
                 p.demand_cap_da = cap;
-            } else if steady && measured.saturating_add(20) < st.offered_da {
-                p.demand_cap_da = measured.saturating_add(10).max(MIN_DA);
+            } else if steady
+                && peak.saturating_add(RECLAIM_THRESHOLD_DA) < st.offered_da
+                && target.saturating_add(RECLAIM_THRESHOLD_DA) <= p.demand_cap_da
+            {
+                // Only a real fall moves a reclaimed cap again: noise in a
+                // new window must not walk it down.
+                p.demand_cap_da = target;
             }
         } else if !st.wants {
             p.demand_cap_da = cap;
+        }
+        // A share freed or asked for is handed on now, not at the next cycle.
+        if p.demand_cap_da != before {
+            let at = now + REALLOC_DELAY;
+            self.realloc_at = Some(self.realloc_at.map_or(at, |t| t.min(at)));
         }
         p.status = Some(st);
         // A held reduction is released once the new duty is confirmed and
@@ -498,11 +578,15 @@ impl<const S: usize, const N: usize> Leader<S, N> {
             let answered = i == self.me || p.reduce_seq.is_some_and(|s| st.grant_seq >= s);
             if answered && st.offered_da <= p.granted_da {
                 let at = *p.hold_confirmed_at.get_or_insert(now);
-                let limit = u32::from(p.granted_da) * 11 / 10 + 5;
+                // Fallen: within 0.5 A of the new grant (sensor noise), so
+                // the share handed on is not still being drawn.
+                let limit = u32::from(p.granted_da) + 5;
                 if u32::from(measured) <= limit || now >= at + allowance {
                     p.hold_da = 0;
                     p.hold_confirmed_at = None;
                     p.reduce_seq = None;
+                    let at = now + HANDOVER_DELAY;
+                    self.realloc_at = Some(self.realloc_at.map_or(at, |t| t.min(at)));
                 }
             }
         }
@@ -767,6 +851,7 @@ impl<const S: usize, const N: usize> Leader<S, N> {
             p.hold_da = p.hold_da.max(p.granted_da);
             p.granted_da = p.target_da;
             p.hold_confirmed_at = None;
+            p.cut_at = Some(now);
             if i == self.me {
                 self.local_alloc = Some(p.granted_da);
             } else {
@@ -792,7 +877,20 @@ impl<const S: usize, const N: usize> Leader<S, N> {
                 &mut reserved,
             );
         }
-        // 3. Increases where room is, best priority and rank first.
+        // 3. Increases where room is, best priority and rank first. While
+        // a make-before-break is under way (a reduced station still holds
+        // its old grant), an increase waits for the whole of its share
+        // rather than taking part of it: a part would start the car's
+        // pacing window and hold back the rest by another 5 s.
+        // A cut that is not confirmed within the car's allowance and two
+        // cycles (a lost downlink) stops holding the others back.
+        let t = self.cfg.timing;
+        let cutting = self.peers.iter().any(|p| {
+            p.silent_since.is_none()
+                && p.hold_da > p.granted_da
+                && p.cut_at
+                    .is_some_and(|c| now < c + t.car_allowance + t.cycle + t.cycle)
+        });
         let n = self.peers.len();
         for k in 0..n {
             self.by_rank[k] = k as u16;
@@ -829,6 +927,9 @@ impl<const S: usize, const N: usize> Leader<S, N> {
             let own_hold = u32::from(p.hold_da.saturating_sub(p.granted_da));
             let room = room.saturating_add(own_hold);
             let want = u32::from(p.target_da - p.granted_da);
+            if cutting && room < want {
+                continue;
+            }
             let inc = want.min(room);
             let new = p.granted_da + u16::try_from(inc).unwrap_or(0);
             if new < MIN_DA || inc == 0 {
