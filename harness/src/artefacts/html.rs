@@ -345,7 +345,7 @@ fn plot(h: &mut String, r: &ScenarioRun, open: bool) {
         return;
     };
     let open = if open { " open=\"open\"" } else { "" };
-    let _ = write!(h, "<details class=\"plot\"{open}><summary>plot</summary>\n");
+    let _ = writeln!(h, "<details class=\"plot\"{open}><summary>plot</summary>");
     match std::fs::read_to_string(svg_path) {
         Ok(svg) => {
             let body = svg

@@ -670,7 +670,7 @@ impl<'a> Data<'a> {
                 vec![(0.0, b), (end_x, b)],
                 6,
                 4,
-                BREAKER.stroke_width(2).into(),
+                BREAKER.stroke_width(2),
             ))
             .map_err(err)?
             .label(format!("breaker {} {b:.1} A", node.name))
@@ -928,6 +928,23 @@ mod tests {
     }
 
     #[test]
+    fn the_envelope_draws_steps_never_slopes() {
+        // Level for many columns, then a step exactly at a column start
+        // (a first version drew a slope from the last drawn point).
+        let s = [(0, 48.0), (6_000, 36.0), (6_500, 40.0), (8_000, 48.0)];
+        let pts = envelope(&columns(&s, 10_000, 10), 10_000, 1.0);
+        for w in pts.windows(2) {
+            assert!(
+                w[0].0 == w[1].0 || w[0].1 == w[1].1,
+                "sloped segment {:?} -> {:?} in {pts:?}",
+                w[0],
+                w[1]
+            );
+        }
+        assert!(pts.contains(&(6_000.0, 36.0)) && pts.contains(&(6_000.0, 40.0)));
+    }
+
+    #[test]
     fn a_column_starts_with_the_value_that_holds_there() {
         let s = [(0, 1.0), (500, 7.0), (1_500, 3.0)];
         let cols = columns(&s, 2_000, 2);
@@ -970,6 +987,87 @@ mod tests {
         assert_eq!(
             named_stations(&small, 100),
             ((0..NAMED_MAX).collect(), false)
+        );
+    }
+
+    fn corpus(name: &str) -> Scenario {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/scenarios")
+            .join(format!("{name}.toml"));
+        Scenario::load(&p).unwrap()
+    }
+
+    #[test]
+    fn every_timeline_action_and_fault_is_marked() {
+        // The link fault at 2 min and its repair at 5 min, which the plot
+        // used not to show at all.
+        let sc = corpus("fault-one-way-uplink");
+        let trace = Trace {
+            end_us: sc.duration_us,
+            ..Trace::default()
+        };
+        let m = marks(&sc, &trace);
+        assert_eq!(m.len(), sc.timeline.len());
+        let at = |t_us: u64| m.iter().find(|x| x.t_us == t_us).unwrap();
+        assert!(at(120_000_000).fault, "{m:?}");
+        assert!(at(120_000_000).text.contains("lost"), "{m:?}");
+        assert!(!at(300_000_000).fault, "{m:?}");
+        assert_eq!(at(300_000_000).text, "link repaired");
+        // A station's own fault report is a fault mark too.
+        let mut t = trace.clone();
+        t.entries.push(crate::trace::Entry {
+            t_us: 7_000_000,
+            what: What::Telemetry {
+                station: 2,
+                text: "fault pilot-short".into(),
+            },
+        });
+        let m = marks(&sc, &t);
+        assert!(m
+            .iter()
+            .any(|x| x.fault && x.t_us == 7_000_000 && x.text == "st2 fault pilot-short"));
+    }
+
+    #[test]
+    fn big_trees_plot_the_service_and_the_tightest_nodes() {
+        let sc = corpus("multilevel-4x3");
+        assert!(sc.nodes.len() > NODE_PANELS);
+        let root = sc.nodes.iter().position(|n| n.parent.is_none()).unwrap();
+        // circuit c offers (limit - 10 A * c): the first two are tightest.
+        let mut offered = vec![vec![(0, [0; 3])]; sc.nodes.len()];
+        let circuits: Vec<usize> = (0..sc.nodes.len()).filter(|&n| n != root).collect();
+        for (k, &n) in circuits.iter().rev().enumerate() {
+            let peak = sc.nodes[n].limit_da - 100 * u32::try_from(k).unwrap();
+            offered[n].push((5, [peak, 0, 0]));
+        }
+        let shown = panel_nodes(&sc, &offered);
+        assert_eq!(shown.len(), NODE_PANELS);
+        assert_eq!(shown[0], root);
+        let last = circuits.len() - 1;
+        assert_eq!(&shown[1..], &[circuits[last], circuits[last - 1]]);
+        // A small tree shows every node.
+        let small = corpus("circuit-4x48");
+        assert_eq!(
+            panel_nodes(&small, &[]),
+            (0..small.nodes.len()).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn equal_phases_share_a_line_and_different_ones_do_not() {
+        let a = vec![(0, 0.0), (10, 16.0)];
+        let b = vec![(0, 0.0), (10, 32.0)];
+        assert_eq!(
+            phase_groups(&[a.clone(), a.clone(), a.clone()], [true; 3]),
+            vec![vec![0, 1, 2]]
+        );
+        assert_eq!(
+            phase_groups(&[a.clone(), b, a], [true; 3]),
+            vec![vec![0, 2], vec![1]]
+        );
+        assert_eq!(
+            phase_groups(&[vec![], vec![], vec![]], [false, true, false]),
+            vec![vec![1]]
         );
     }
 
