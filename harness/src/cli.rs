@@ -1048,6 +1048,32 @@ mod tests {
     }
 
     #[test]
+    fn a_watched_run_reports_simulated_time_and_runs_the_same() {
+        let sc = crate::scenario::tests::tiny();
+        let mut seen: Vec<u64> = Vec::new();
+        let watched = run_sim_observed(&sc, None, &mut |t| seen.push(t)).unwrap();
+        let plain = run_sim(&sc, None).unwrap();
+        assert_eq!(watched.trace.canonical(), plain.trace.canonical());
+        assert!(!seen.is_empty());
+        assert!(seen.iter().all(|&t| t <= sc.duration_us), "{seen:?}");
+        // Records come as the run goes: the last is near the end.
+        let last = seen.iter().copied().max().unwrap_or(0);
+        assert!(last + 5_000_000 >= sc.duration_us, "{last}");
+        assert_eq!(
+            sim_progress("scale-256", 22_320_000_000, 86_400_000_000),
+            "scale-256: 6.2 of 24.0 h simulated"
+        );
+        assert_eq!(
+            sim_progress("tiny", 30_000_000, 120_000_000),
+            "tiny: 0.5 of 2.0 min simulated"
+        );
+        assert_eq!(
+            sim_progress("short", 9_000_000, 5_000_000),
+            "short: 5.0 of 5.0 s simulated"
+        );
+    }
+
+    #[test]
     fn a_finished_scenario_gets_one_line_with_its_verdict() {
         let mut r = skipped_run();
         assert_eq!(
