@@ -54,6 +54,14 @@ fn scope_name(s: &str) -> String {
         .collect()
 }
 
+/// A variable's value, to skip changes that change nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    Real(u64),
+    Str(&'static str),
+    Bit(bool),
+}
+
 /// One value change, to be written in time order.
 enum Change {
     Real(IdCode, f64),
@@ -186,8 +194,41 @@ pub fn write(w: &mut impl Write, sc: &Scenario, trace: &Trace) -> std::io::Resul
     }
     changes.sort_by_key(|c| c.0);
 
+    // What each variable holds (the dump above set them all), so a change
+    // that changes nothing is not written.
+    let mut now: std::collections::HashMap<IdCode, Held> = std::collections::HashMap::new();
+    let zero = Held::Real(0.0f64.to_bits());
+    for id in &ids {
+        now.insert(id.state, Held::Str(state_name(None)));
+        for r in [
+            id.duty,
+            id.offered,
+            id.measured[0],
+            id.measured[1],
+            id.measured[2],
+        ] {
+            now.insert(r, zero);
+        }
+        now.insert(id.contactor, Held::Bit(false));
+    }
+    for (offered, _) in &nodes {
+        for o in offered {
+            now.insert(*o, zero);
+        }
+    }
+    for m in meter {
+        now.insert(m, zero);
+    }
     let mut last_t = 0;
     for (t, c) in changes {
+        let (id, held) = match &c {
+            Change::Real(id, x) => (*id, Held::Real(x.to_bits())),
+            Change::Str(id, s) => (*id, Held::Str(s)),
+            Change::Bit(id, b) => (*id, Held::Bit(*b)),
+        };
+        if now.insert(id, held) == Some(held) {
+            continue;
+        }
         if t != last_t {
             v.timestamp(t)?;
             last_t = t;
@@ -243,6 +284,10 @@ mod tests {
             t_us: 40,
             event: Event::Meter { da: [10, 20, -50] },
         });
+        t.push_record(Record::Event {
+            t_us: 50,
+            event: Event::Meter { da: [10, 20, -60] },
+        });
         t.finish(100);
         let mut buf = Vec::new();
         write(&mut buf, &sc, &t).unwrap();
@@ -253,6 +298,19 @@ mod tests {
         assert!(commands
             .iter()
             .any(|c| matches!(c, ::vcd::Command::ChangeReal(_, x) if (*x - 26.67).abs() < 1e-9)));
+        // Nothing is written twice: the meter's L1 of 1.0 A once.
+        let l1 = header
+            .find_var(&["site", "meter_l1_a"])
+            .expect("meter_l1_a")
+            .code;
+        assert_eq!(
+            commands
+                .iter()
+                .filter(|c| matches!(c, ::vcd::Command::ChangeReal(id, _) if *id == l1))
+                .count(),
+            2,
+            "the dump's 0 and the change to 1 A"
+        );
         // The pilot state by name.
         let state = header
             .find_var(&["site", "st0", "pilot_state"])
