@@ -88,6 +88,10 @@ const MEASURED: [RGBColor; 3] = [
 const LIMIT: RGBColor = RGBColor(0, 0, 0);
 const BREAKER: RGBColor = RGBColor(150, 150, 150);
 const ACTION: RGBColor = RGBColor(90, 90, 90);
+/// The stations not named on a big site: their band and their mean (black:
+/// only the first [`TOP`] station colours are in use there).
+const OTHERS_BAND: RGBColor = RGBColor(200, 200, 200);
+const OTHERS_MEAN: RGBColor = RGBColor(0, 0, 0);
 const FAULT: RGBColor = RGBColor(200, 0, 0);
 
 /// One pixel column of a step series: its value where the column starts,
@@ -801,12 +805,12 @@ impl<'a> Data<'a> {
                 .into_iter()
                 .chain(band_lo.into_iter().rev())
                 .collect();
-            let grey = RGBColor(200, 200, 200);
+            let grey = OTHERS_BAND;
             ch.draw_series(std::iter::once(Polygon::new(band, grey.filled())))
                 .map_err(err)?
                 .label(format!("others ({} stations): min to max", rest.len()))
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], grey.filled()));
-            let dark = RGBColor(90, 90, 90);
+            let dark = OTHERS_MEAN;
             ch.draw_series(LineSeries::new(mean, dark.stroke_width(2)))
                 .map_err(err)?
                 .label(format!("others ({} stations): mean", rest.len()))
@@ -1078,10 +1082,19 @@ mod tests {
                 assert_ne!(a, b);
             }
         }
+        // The station panel of a big site: the named ones, the band and the
+        // others' mean, and the marks.
+        let mut big: Vec<RGBColor> = STATION_COLOURS[..TOP].to_vec();
+        big.extend([OTHERS_BAND, OTHERS_MEAN, ACTION, FAULT]);
+        for (i, a) in big.iter().enumerate() {
+            for b in &big[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
         let node: Vec<RGBColor> = OFFERED
             .iter()
             .chain(&MEASURED)
-            .chain([&LIMIT, &BREAKER])
+            .chain([&LIMIT, &BREAKER, &ACTION, &FAULT])
             .copied()
             .collect();
         for (i, a) in node.iter().enumerate() {
