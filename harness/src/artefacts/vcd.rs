@@ -4,7 +4,7 @@
 //! - `site.stN` per station: `pilot_state` as a named value (a VCD
 //!   `$var string`, which GTKWave and Surfer show as text: `A_standby`,
 //!   `B_connected`, `C_charging`, `D_ventilation`, `E_no_power`, `F_fault`,
-//!   `unknown`), `duty_pct` (real, %), `offered_a` (real, A, from the duty),
+//!   `unknown`; checked with GTKWave 3.3's `vcd2fst`, which keeps every one), `duty_pct` (real, %), `offered_a` (real, A, from the duty),
 //!   `measured_p1_a` .. `measured_p3_a` (real, A, per station phase as the
 //!   fixture measures it) and `contactor` (1 bit);
 //! - `site.meter_l1_a` .. `meter_l3_a`: the mains meter per grid phase
@@ -111,7 +111,6 @@ pub fn write(w: &mut impl Write, sc: &Scenario, trace: &Trace) -> std::io::Resul
     v.enddefinitions()?;
     v.begin(SimulationCommand::Dumpvars)?;
     for id in &ids {
-        v.change_string(id.state, state_name(None))?;
         v.change_real(id.duty, 0.0)?;
         v.change_real(id.offered, 0.0)?;
         for m in id.measured {
@@ -129,6 +128,12 @@ pub fn write(w: &mut impl Write, sc: &Scenario, trace: &Trace) -> std::io::Resul
         v.change_real(*limit, f64::from(node.limit_da) / 10.0)?;
     }
     v.end()?;
+    // GTKWave (vcd2fst 3.3) drops string values inside `$dumpvars` and
+    // before the first timestamp: the pilot states start at an explicit #0.
+    v.timestamp(0)?;
+    for id in &ids {
+        v.change_string(id.state, state_name(None))?;
+    }
 
     // Every change with its time; a stable sort keeps the trace's order
     // among changes at the same time.
@@ -291,6 +296,15 @@ mod tests {
         t.finish(100);
         let mut buf = Vec::new();
         write(&mut buf, &sc, &t).unwrap();
+        // String values only after an explicit #0 (GTKWave drops them in
+        // $dumpvars and before the first timestamp).
+        let text = String::from_utf8(buf.clone()).unwrap();
+        let dump = &text[text.find("$dumpvars").unwrap()..];
+        let dump = &dump[..dump.find("$end").unwrap()];
+        assert!(!dump.lines().any(|l| l.starts_with('s')), "{dump}");
+        let first_string = text.lines().position(|l| l.starts_with('s')).unwrap();
+        let first_time = text.lines().position(|l| l.starts_with('#')).unwrap();
+        assert!(first_time < first_string, "{text}");
         let mut parser = ::vcd::Parser::new(&buf[..]);
         let header = parser.parse_header().unwrap();
         assert!(header.find_var(&["site", "st0", "duty_pct"]).is_some());
