@@ -24,7 +24,7 @@ use serialport::SerialPort as _;
 
 use crate::artefacts;
 use crate::bench::BenchSpec;
-use crate::bench::{Bench, BenchError};
+use crate::bench::{Bench, BenchError, Record};
 use crate::golden::{self, GoldenOutcome};
 use crate::runner::{self, ScenarioRun, Verdict};
 use crate::scenario::Scenario;
@@ -259,6 +259,17 @@ fn load_all(files: &[PathBuf], filter: Option<&str>) -> Result<Vec<Scenario>, Ve
 
 /// Run one scenario on the virtual bench (used by the CLI and the tests).
 pub fn run_sim(sc: &Scenario, seed: Option<u64>) -> Result<ScenarioRun, BenchError> {
+    run_sim_observed(sc, seed, &mut |_| {})
+}
+
+/// [`run_sim`], telling `at` the simulated time (microseconds from the
+/// start) as records arrive: the progress a terminal shows for long
+/// scenarios. Watching changes nothing in the run.
+pub fn run_sim_observed(
+    sc: &Scenario,
+    seed: Option<u64>,
+    at: &mut dyn FnMut(u64),
+) -> Result<ScenarioRun, BenchError> {
     let seed = runner::effective_seed(sc, seed);
     if sc.requires_hardware {
         return Ok(runner::skipped(
@@ -268,7 +279,87 @@ pub fn run_sim(sc: &Scenario, seed: Option<u64>) -> Result<ScenarioRun, BenchErr
         ));
     }
     let mut bench = VirtualBench::new(sc, seed)?;
-    Ok(runner::run(sc, &mut bench, seed))
+    let start_us = bench.now_us();
+    let mut watched = Watched {
+        inner: &mut bench,
+        start_us,
+        at,
+    };
+    Ok(runner::run(sc, &mut watched, seed))
+}
+
+/// A bench that passes everything through and reports the time of each
+/// record it passes on.
+struct Watched<'a> {
+    inner: &'a mut dyn Bench,
+    start_us: u64,
+    at: &'a mut dyn FnMut(u64),
+}
+
+fn record_time(r: &Record) -> u64 {
+    match r {
+        Record::Event { t_us, .. }
+        | Record::Telemetry { t_us, .. }
+        | Record::Garbled { t_us, .. }
+        | Record::Loss { t_us, .. } => *t_us,
+    }
+}
+
+impl Bench for Watched<'_> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn command(
+        &mut self,
+        cmd: rig::protocol::Command,
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<(), BenchError> {
+        self.inner.command(cmd, sink)
+    }
+    fn fault(&mut self, fault: &crate::bench::SimFault) -> Result<(), BenchError> {
+        self.inner.fault(fault)
+    }
+    fn run_until(&mut self, t_us: u64, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+        let start = self.start_us;
+        let at = &mut *self.at;
+        self.inner.run_until(t_us, &mut |r| {
+            at(record_time(&r).saturating_sub(start));
+            sink(r);
+        })
+    }
+    fn now_us(&self) -> u64 {
+        self.inner.now_us()
+    }
+    fn is_virtual(&self) -> bool {
+        self.inner.is_virtual()
+    }
+    fn fixture(&self) -> Option<&rig::protocol::FixtureInfo> {
+        self.inner.fixture()
+    }
+    fn commission(
+        &mut self,
+        station: usize,
+        message: &str,
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<Option<Result<(), firmware::telemetry::Refusal>>, BenchError> {
+        self.inner.commission(station, message, sink)
+    }
+}
+
+/// The progress line of a scenario `done_us` into `total_us` of simulated
+/// time, in the unit that suits its length.
+#[must_use]
+pub fn sim_progress(name: &str, done_us: u64, total_us: u64) -> String {
+    let (unit, word) = if total_us >= 2 * 3_600_000_000 {
+        (3_600e6, "h")
+    } else if total_us >= 2 * 60_000_000 {
+        (60e6, "min")
+    } else {
+        (1e6, "s")
+    };
+    let done = done_us.min(total_us) as f64 / unit;
+    let total = total_us as f64 / unit;
+    format!("{name}: {done:.1} of {total:.1} {word} simulated")
 }
 
 /// The line bench `--bench` names, held for this run; `None` for `sim`.
@@ -351,8 +442,17 @@ fn run(a: &RunArgs) -> u8 {
     if line_per_scenario {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
+    // Colour only on a terminal, and not with NO_COLOR.
+    let template = if use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    ) {
+        "{bar:30.cyan/blue} {pos}/{len} {msg}"
+    } else {
+        "{bar:30} {pos}/{len} {msg}"
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+        indicatif::ProgressStyle::with_template(template)
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut runs = Vec::new();
@@ -361,7 +461,19 @@ fn run(a: &RunArgs) -> u8 {
         bar.set_message(sc.name.clone());
         let seed = runner::effective_seed(sc, a.seed);
         let result = match serial.as_mut() {
-            None => run_sim(sc, a.seed),
+            None => {
+                // Progress in simulated time, a step of 1/100 at a time.
+                let total = sc.duration_us;
+                let step = (total / 100).max(1);
+                let mut next = step;
+                let bar = &bar;
+                run_sim_observed(sc, a.seed, &mut |t| {
+                    if t >= next && !line_per_scenario {
+                        next = t.saturating_add(step);
+                        bar.set_message(sim_progress(&sc.name, t, total));
+                    }
+                })
+            }
             Some(b) if sc.needs_sim() => {
                 let _ = b;
                 Ok(runner::skipped(
@@ -420,6 +532,10 @@ fn run(a: &RunArgs) -> u8 {
         .and_then(|text| std::fs::write(&json_path, text).map_err(|e| e.to_string()));
     if let Err(e) = written {
         eprintln!("error: failed to write {}: {e}", json_path.display());
+    }
+    let html_path = a.out.join("report.html");
+    if let Err(e) = std::fs::write(&html_path, artefacts::html::page(&info, &runs, &a.out)) {
+        eprintln!("error: failed to write {}: {e}", html_path.display());
     }
     match artefacts::report::junit(&info, &runs) {
         Ok(x) => {
@@ -928,6 +1044,32 @@ mod tests {
         assert!(
             coloured.contains("\u{1b}[33mskipped    \u{1b}[0m"),
             "{coloured}"
+        );
+    }
+
+    #[test]
+    fn a_watched_run_reports_simulated_time_and_runs_the_same() {
+        let sc = crate::scenario::tests::tiny();
+        let mut seen: Vec<u64> = Vec::new();
+        let watched = run_sim_observed(&sc, None, &mut |t| seen.push(t)).unwrap();
+        let plain = run_sim(&sc, None).unwrap();
+        assert_eq!(watched.trace.canonical(), plain.trace.canonical());
+        assert!(!seen.is_empty());
+        assert!(seen.iter().all(|&t| t <= sc.duration_us), "{seen:?}");
+        // Records come as the run goes: the last is near the end.
+        let last = seen.iter().copied().max().unwrap_or(0);
+        assert!(last + 5_000_000 >= sc.duration_us, "{last}");
+        assert_eq!(
+            sim_progress("scale-256", 22_320_000_000, 86_400_000_000),
+            "scale-256: 6.2 of 24.0 h simulated"
+        );
+        assert_eq!(
+            sim_progress("tiny", 30_000_000, 120_000_000),
+            "tiny: 0.5 of 2.0 min simulated"
+        );
+        assert_eq!(
+            sim_progress("short", 9_000_000, 5_000_000),
+            "short: 5.0 of 5.0 s simulated"
         );
     }
 

@@ -1,6 +1,8 @@
 //! Artefacts per scenario, under `--out`: the trace as text, a VCD, a plot
-//! (SVG and PNG), and for the whole run `report.json` and `junit.xml`.
+//! (SVG and PNG), and for the whole run `report.json`, `junit.xml` and
+//! `report.html`.
 
+pub mod html;
 pub mod plot;
 pub mod report;
 pub mod vcd;

@@ -42,7 +42,11 @@ fn offered_grid(sc: &Scenario, i: usize, o: u16) -> [u32; 3] {
 /// Per node, its per-phase sum as change points `(t, sums)`, built by one
 /// sweep over the stations' changes (each change walks its station's path).
 /// With `measured`, the metered node follows the meter, which sees every load.
-fn node_sums(sc: &Scenario, series: &Series, measured: bool) -> Vec<Vec<(u64, [u32; 3])>> {
+pub(crate) fn node_sums(
+    sc: &Scenario,
+    series: &Series,
+    measured: bool,
+) -> Vec<Vec<(u64, [u32; 3])>> {
     let paths: Vec<Vec<usize>> = sc
         .stations
         .iter()

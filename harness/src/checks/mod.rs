@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::scenario::Scenario;
 use crate::trace::Trace;
 
-mod breaker;
+pub(crate) mod breaker;
 mod convergence;
 mod iec;
 
