@@ -8,6 +8,7 @@
 //! - [`plateau`]: when to sample the pilot levels, from the edges.
 //! - [`analog`]: ADC codes to millivolts and deciamps; MCP3208 words.
 //! - [`switches`]: the car's load to PhotoMOS bits; MCP23017 words.
+//! - [`load`]: the car's draw to electronic-load setpoints; MCP4922 words.
 //! - [`link`]: USB line output with backpressure; Modbus framing.
 //! - [`loopback`]: `SELFTEST` with the Pico's own PWM.
 #![cfg_attr(not(test), no_std)]
@@ -16,6 +17,7 @@
 pub mod analog;
 pub mod edges;
 pub mod link;
+pub mod load;
 pub mod loopback;
 pub mod pins;
 pub mod plateau;

@@ -51,17 +51,30 @@ pub fn bits(load: &CarLoad, selftest: bool) -> u8 {
 }
 
 /// The write (register, port A, port B) that sets expander `chip`'s
-/// outputs from the four channels' bits.
+/// outputs from the four channels' bits, with every load DAC's chip select
+/// high (idle) except `select`'s (low: that DAC takes the next SPI word).
 #[must_use]
-pub fn olat_write(chip: usize, bits: &[u8; CHANNELS]) -> [u8; 3] {
-    let a = bits.get(2 * chip).copied().unwrap_or(0);
-    let b = bits.get(2 * chip + 1).copied().unwrap_or(0);
-    [OLATA, a, b]
+pub fn olat_write(chip: usize, bits: &[u8; CHANNELS], select: Option<usize>) -> [u8; 3] {
+    let mut port = [
+        bits.get(2 * chip).copied().unwrap_or(0) & 0x3f,
+        bits.get(2 * chip + 1).copied().unwrap_or(0) & 0x3f,
+    ];
+    for dac in 0..crate::load::DACS {
+        if let Some((c, p, mask)) = crate::load::chip_select(dac) {
+            if c == chip && select != Some(dac) {
+                port[p] |= mask;
+            }
+        }
+    }
+    [OLATA, port[0], port[1]]
 }
 
-/// The writes that bring an expander up safe: latches off first, then
-/// every pin an output.
-pub const INIT_WRITES: [[u8; 3]; 2] = [[OLATA, 0, 0], [IODIRA, 0, 0]];
+/// The writes that bring an expander up safe: switches off and chip
+/// selects idle first, then every pin an output.
+#[must_use]
+pub fn init_writes(chip: usize) -> [[u8; 3]; 2] {
+    [olat_write(chip, &[0; CHANNELS], None), [IODIRA, 0, 0]]
+}
 
 #[cfg(test)]
 mod tests {
@@ -125,11 +138,20 @@ mod tests {
     #[test]
     fn expander_writes_put_two_channels_on_each_chip() {
         let b = [1, 2, 3, 4];
-        assert_eq!(olat_write(0, &b), [0x14, 1, 2]);
-        assert_eq!(olat_write(1, &b), [0x14, 3, 4]);
-        assert_eq!(olat_write(2, &b), [0x14, 0, 0], "no third chip");
-        // Safe first: latches cleared before the pins become outputs.
-        assert_eq!(INIT_WRITES[0], [0x14, 0, 0]);
-        assert_eq!(INIT_WRITES[1], [0x00, 0, 0]);
+        // Chip 0 carries DAC selects 0-3 (bits 6, 7 of both ports), chip 1
+        // DACs 4-5 (port A).
+        assert_eq!(olat_write(0, &b, None), [0x14, 0xc1, 0xc2]);
+        assert_eq!(olat_write(1, &b, None), [0x14, 0xc3, 0x04]);
+        assert_eq!(olat_write(1, &b, Some(5)), [0x14, 0x43, 0x04]);
+        assert_eq!(
+            olat_write(0, &b, Some(5)),
+            [0x14, 0xc1, 0xc2],
+            "not on this chip"
+        );
+        assert_eq!(olat_write(2, &b, None), [0x14, 0, 0], "no third chip");
+        // A stray bit in a channel's switches cannot pull a select low.
+        assert_eq!(olat_write(0, &[0xff, 0, 0, 0], Some(0)), [0x14, 0xbf, 0xc0]);
+        // Safe first: switches open, selects idle, then the pins become outputs.
+        assert_eq!(init_writes(0), [[0x14, 0xc0, 0xc0], [0x00, 0, 0]]);
     }
 }
