@@ -25,3 +25,17 @@ pub mod switches;
 
 /// This image's version, announced in the `HELLO` answer.
 pub const FW_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[cfg(test)]
+mod tests {
+    use rig::fixture::Fixture;
+
+    /// The image keeps the fixture on `main`'s stack (the ELF's static RAM
+    /// is a few hundred bytes): it must leave most of the Pico's 256 KiB.
+    #[test]
+    fn the_fixture_fits_the_stack_with_room_to_spare() {
+        let bytes = core::mem::size_of::<Fixture<{ crate::pins::CHANNELS }>>();
+        println!("Fixture<4>: {bytes} bytes");
+        assert!(bytes < 128 * 1024, "{bytes} bytes");
+    }
+}
