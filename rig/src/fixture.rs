@@ -498,6 +498,15 @@ impl<const N: usize> Fixture<N> {
         }
     }
 
+    /// Edges channel `ch`'s hardware lost before they were timestamped
+    /// (a board's capture FIFO overflowed): reported as `LOSS CAPTURE`
+    /// with the queue's own losses.
+    pub fn handle_capture_loss(&mut self, ch: usize, n: u32) {
+        if let Some(c) = self.chans.get_mut(ch) {
+            c.cap.handle_lost(n);
+        }
+    }
+
     /// A steady PWM on channel `ch`, fed as a batch of periods.
     pub fn handle_pwm_batch(
         &mut self,
@@ -940,6 +949,26 @@ mod tests {
         assert_eq!(f.dropped_lines(), 146);
         f.handle_heartbeat(us(0) + secs(3));
         assert!(lost(lines(&mut f)).is_empty());
+    }
+
+    #[test]
+    fn a_boards_lost_edges_are_reported_as_capture_loss() {
+        let mut f = hello(2);
+        f.handle_capture_loss(1, 3);
+        f.handle_capture_loss(7, 3);
+        assert_eq!((f.capture_lost(0), f.capture_lost(1)), (0, 3));
+        f.handle_heartbeat(us(0) + secs(1));
+        let ls = lines(&mut f);
+        assert!(
+            ls.iter().any(|l| matches!(
+                l,
+                Line::Event {
+                    event: Event::LostCapture { ch: 1, total: 3 },
+                    ..
+                }
+            )),
+            "{ls:?}"
+        );
     }
 
     #[test]

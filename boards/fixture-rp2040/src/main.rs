@@ -248,6 +248,7 @@ fn main() -> ! {
     let mut framer = MeterFramer::default();
     let mut meter_tx: Deque<u8, 256> = Deque::new();
     let mut selftest: Option<Loopback> = None;
+    let mut reported_lost = [0u32; CHANNELS];
 
     loop {
         let now_us = timer.get_counter().ticks();
@@ -267,6 +268,13 @@ fn main() -> ! {
         drain(&mut rx1, &mut decoders[1], now_us, &mut edges[1]);
         drain(&mut rx2, &mut decoders[2], now_us, &mut edges[2]);
         drain(&mut rx3, &mut decoders[3], now_us, &mut edges[3]);
+        for (ch, d) in decoders.iter().enumerate() {
+            let lost = d.lost();
+            if lost != reported_lost[ch] {
+                fixture.handle_capture_loss(ch, lost.saturating_sub(reported_lost[ch]));
+                reported_lost[ch] = lost;
+            }
+        }
         let testing = selftest.as_ref().map(|l| usize::from(l.ch));
         for (ch, es) in edges.iter().enumerate() {
             for e in es {
