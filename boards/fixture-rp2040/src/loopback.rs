@@ -157,6 +157,7 @@ mod tests {
     #[test]
     fn an_ideal_loopback_passes_well_inside_the_goal() {
         let r = run(40, 300);
+        println!("modelled loopback: {r:?}");
         assert!(r.pass(), "{r:?}");
         assert!(r.periods >= 1_280, "{r:?}");
         // The PWM's setpoint offsets (16 ppm at most) and the microsecond
