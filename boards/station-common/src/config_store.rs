@@ -456,4 +456,69 @@ mod tests {
         }
         assert!(small.take().is_none());
     }
+
+    /// The whole path a board takes: the harness's message recorded as it
+    /// arrives, accepted, saved, and at the next boot fed to a new receiver,
+    /// which gives back the same plan (and refuses it under another key:
+    /// the MAC runs again).
+    #[test]
+    fn a_recorded_saved_and_replayed_message_gives_back_the_same_plan() {
+        use firmware::commission::{encode, Commission, Receiver};
+        use firmware::sharing::config::{GroupConfig, NodeConfig, Phase, StationConfig, Timing};
+        use firmware::telemetry::Refusal;
+
+        let mut group: GroupConfig<6, 4> = GroupConfig {
+            group: 3,
+            key: [0x5A; 32],
+            enabled: true,
+            leader: 1,
+            nodes: Default::default(),
+            stations: Default::default(),
+            timing: Timing::default(),
+            dynamic: None,
+        };
+        let _ = group.nodes.push(NodeConfig {
+            parent: None,
+            limit_da: 640,
+            breaker_da: Some(800),
+        });
+        for id in 1..=2 {
+            let _ = group.stations.push(StationConfig {
+                id,
+                node: 0,
+                nameplate_da: 320,
+                breaker_da: None,
+                phases: 3,
+                rotation: Phase::L1,
+                fallback_da: 60,
+                priority: 0,
+                weight: 1,
+            });
+        }
+        let c = Commission { id: 2, group };
+        let key = [7u8; 32];
+        let mut recorder: PlanRecorder<MAX_PLAN> = PlanRecorder::default();
+        let mut rx: Receiver<6, 4> = Receiver::new(key);
+        let mut accepted = None;
+        // Terminal noise before the message is not kept.
+        let mut bytes = b"hello\n".to_vec();
+        encode(&c, &key, |line| bytes.extend_from_slice(line.as_bytes()));
+        for b in bytes {
+            recorder.handle_byte(b);
+            if let Some(r) = rx.handle_rx(&[b]) {
+                accepted = Some(r);
+            }
+        }
+        assert_eq!(accepted, Some(Ok(c.clone())));
+        let mut store = ConfigStore::new(FakeFlash::erased(16 * 1024));
+        store.save(&recorder.take().unwrap()).unwrap();
+        assert_eq!(store.count_boot().boots, 1);
+        let plan = store.plan().unwrap();
+        assert!(plan.starts_with(b"C begin 2 2 1*"));
+        assert_eq!(Receiver::<6, 4>::new(key).handle_rx(plan), Some(Ok(c)));
+        assert_eq!(
+            Receiver::<6, 4>::new([8; 32]).handle_rx(plan),
+            Some(Err(Refusal::BadMac))
+        );
+    }
 }
