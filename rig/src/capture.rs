@@ -200,6 +200,12 @@ impl ChannelCapture {
         self.lost
     }
 
+    /// Changes lost before they reached this capture (a fixture board's
+    /// edge FIFO overflowed): counted with the queue's own losses.
+    pub fn handle_lost(&mut self, n: u32) {
+        self.lost = self.lost.saturating_add(n);
+    }
+
     fn push(&mut self, t_us: u64, e: CaptureEvent) {
         if self.events.is_full() {
             self.events.pop_front();

@@ -105,6 +105,10 @@ pub struct Fixture<const N: usize> {
     /// The loss counts last reported: lines, and capture changes per channel.
     reported_lines_lost: u32,
     reported_capture_lost: Vec<u32, N>,
+    /// `SELFTEST` is run by the board's own loopback, not generated here.
+    external_selftest: bool,
+    /// A `SELFTEST` (sequence number, channel) waiting for the board.
+    selftest_request: Option<(u32, u8)>,
 }
 
 impl<const N: usize> Fixture<N> {
@@ -136,7 +140,28 @@ impl<const N: usize> Fixture<N> {
             dropped_lines: 0,
             reported_lines_lost: 0,
             reported_capture_lost: Vec::new(),
+            external_selftest: false,
+            selftest_request: None,
         }
+    }
+
+    /// A board with a real loopback runs `SELFTEST` itself: the command is
+    /// then held for [`Self::take_selftest`] and answered by
+    /// [`Self::finish_selftest`] instead of over a generated loopback.
+    pub fn set_external_selftest(&mut self, on: bool) {
+        self.external_selftest = on;
+    }
+
+    /// The `SELFTEST` the board must run (sequence number, channel), once.
+    pub fn take_selftest(&mut self) -> Option<(u32, u8)> {
+        self.selftest_request.take()
+    }
+
+    /// Answer the `SELFTEST` command `seq` with the board's measurement.
+    pub fn finish_selftest(&mut self, seq: u32, ch: u8, report: &crate::selftest::SelfTestReport) {
+        let mut info: String<MAX_INFO> = String::new();
+        let _ = protocol::emit_selftest(ch, report, &mut info);
+        self.ok(seq, &info);
     }
 
     #[must_use]
@@ -400,6 +425,18 @@ impl<const N: usize> Fixture<N> {
                 }
             }
             Command::Meter(f) => self.meter.set_fault(f),
+            Command::SelfTest(c) if self.external_selftest => {
+                if self.selftest_request.is_some() {
+                    return self.err(
+                        seq,
+                        ErrorCode::Unsupported,
+                        "a self-test is already running",
+                    );
+                }
+                // Answered by `finish_selftest` when the board is done.
+                self.selftest_request = Some((seq, c));
+                return;
+            }
             Command::SelfTest(c) => {
                 let seed = self.cfg.seed ^ u64::from(c).wrapping_add(0x5E1F);
                 let r = crate::selftest::run_virtual(
@@ -458,6 +495,15 @@ impl<const N: usize> Fixture<N> {
         if let Some(c) = self.chans.get_mut(ch) {
             c.cap.handle_edge(t_us, rising);
             self.drain_capture(ch, now);
+        }
+    }
+
+    /// Edges channel `ch`'s hardware lost before they were timestamped
+    /// (a board's capture FIFO overflowed): reported as `LOSS CAPTURE`
+    /// with the queue's own losses.
+    pub fn handle_capture_loss(&mut self, ch: usize, n: u32) {
+        if let Some(c) = self.chans.get_mut(ch) {
+            c.cap.handle_lost(n);
         }
     }
 
@@ -906,6 +952,26 @@ mod tests {
     }
 
     #[test]
+    fn a_boards_lost_edges_are_reported_as_capture_loss() {
+        let mut f = hello(2);
+        f.handle_capture_loss(1, 3);
+        f.handle_capture_loss(7, 3);
+        assert_eq!((f.capture_lost(0), f.capture_lost(1)), (0, 3));
+        f.handle_heartbeat(us(0) + secs(1));
+        let ls = lines(&mut f);
+        assert!(
+            ls.iter().any(|l| matches!(
+                l,
+                Line::Event {
+                    event: Event::LostCapture { ch: 1, total: 3 },
+                    ..
+                }
+            )),
+            "{ls:?}"
+        );
+    }
+
+    #[test]
     fn capture_overflow_is_reported() {
         let mut f = hello(1);
         // Twenty relay changes before anyone drains the channel's queue.
@@ -1034,6 +1100,45 @@ mod tests {
         assert_eq!(f.meter.fault(), MeterFault::None, "not carried out");
         cmd(&mut f, 3, Command::Plug(0));
         assert!(matches!(&lines(&mut f)[..], [Line::Ok { seq: 3, .. }]));
+    }
+
+    #[test]
+    fn an_external_selftest_waits_for_the_board_and_is_answered_once() {
+        let mut f = Fixture::<4>::new(FixtureConfig::default(), us(0));
+        f.set_external_selftest(true);
+        cmd(&mut f, 1, Command::Hello { version: 1 });
+        cmd(&mut f, 2, Command::SelfTest(3));
+        cmd(&mut f, 3, Command::SelfTest(1));
+        cmd(&mut f, 4, Command::SelfTest(7));
+        let l = lines(&mut f);
+        // HELLO answered; seq 2 held; seq 3 refused while 2 runs; 7 is no channel.
+        assert_eq!(l.len(), 3, "{l:?}");
+        assert!(
+            matches!(&l[1], Line::Err { seq: 3, code: ErrorCode::Unsupported, message }
+            if message.contains("already running"))
+        );
+        assert!(matches!(
+            &l[2],
+            Line::Err {
+                seq: 4,
+                code: ErrorCode::Channel,
+                ..
+            }
+        ));
+        assert_eq!(f.take_selftest(), Some((2, 3)));
+        assert_eq!(f.take_selftest(), None, "handed out once");
+        let report = crate::selftest::SelfTestReport {
+            window_duty_err_ppm: 40,
+            duty_err_ppm: 20,
+            freq_err_ppm: 3,
+            periods: 1_280,
+        };
+        f.finish_selftest(2, 3, &report);
+        let l = lines(&mut f);
+        let [Line::Ok { seq: 2, info }] = &l[..] else {
+            panic!("{l:?}")
+        };
+        assert_eq!(protocol::parse_selftest(info).unwrap(), (3, report));
     }
 
     #[test]

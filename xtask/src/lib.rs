@@ -11,7 +11,9 @@
 //! ```
 //!
 //! into `target/cross`, so host builds are not clobbered. Each ELF is copied
-//! to `target/images/<image>.elf`. Exit codes: 0 built, 1 a build failed or an
+//! to `target/images/<image>.elf`; an image for a board whose boot ROM
+//! takes UF2 (the Pico) also gets `target/images/<image>.uf2`, written by
+//! the `uf2` crate from the ELF's loaded segments. Exit codes: 0 built, 1 a build failed or an
 //! image is over its budget, 2 the toolchain is missing (the apt command is
 //! printed), 64 bad usage.
 
@@ -42,6 +44,29 @@ pub struct Image {
     pub group: (usize, usize),
     /// Flash and RAM the image must fit, if it has a budget.
     pub budget: Option<elf::Sizes>,
+    /// Also write a UF2 for this flash.
+    pub uf2: Option<Uf2Flash>,
+}
+
+/// Where a UF2's blocks go, and which chip family they are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uf2Flash {
+    pub family_id: u32,
+    pub base: u32,
+    pub len: u32,
+}
+
+/// The RP2040's XIP flash on a Pico (2 MiB), UF2 family `RP2040`.
+pub const RP2040_FLASH: Uf2Flash = Uf2Flash {
+    family_id: 0xe48b_ff56,
+    base: 0x1000_0000,
+    len: 2 * 1024 * 1024,
+};
+
+/// The UF2 file for an ELF image.
+pub fn uf2_of(elf_bytes: &[u8], flash: &Uf2Flash) -> Result<Vec<u8>, String> {
+    let bin = elf::flash_image(elf_bytes, flash.base, flash.len).map_err(|e| e.to_string())?;
+    uf2::bin_to_uf2(&bin, flash.family_id, flash.base).map_err(|e| format!("writing UF2: {e}"))
 }
 
 /// Every image `cargo xtask images` builds.
@@ -57,6 +82,7 @@ pub const IMAGES: &[Image] = &[
             flash_bytes: 256 * 1024,
             ram_bytes: 64 * 1024,
         }),
+        uf2: None,
     },
     Image {
         name: "station-nucleo-f401",
@@ -70,6 +96,7 @@ pub const IMAGES: &[Image] = &[
             flash_bytes: 256 * 1024,
             ram_bytes: 64 * 1024,
         }),
+        uf2: None,
     },
     Image {
         name: "station-qemu-g64",
@@ -78,6 +105,7 @@ pub const IMAGES: &[Image] = &[
         features: "group-64",
         group: (64, 32),
         budget: None,
+        uf2: None,
     },
     Image {
         name: "station-qemu-g256",
@@ -86,6 +114,22 @@ pub const IMAGES: &[Image] = &[
         features: "group-256",
         group: (256, 128),
         budget: None,
+        uf2: None,
+    },
+    Image {
+        name: "fixture-rp2040",
+        package: "fixture-rp2040",
+        target: "thumbv6m-none-eabi",
+        features: "",
+        // Not a station: no group.
+        group: (0, 0),
+        // The Pico: 2 MiB of flash less the boot loader's 256 bytes, 256
+        // KiB of striped SRAM (the image's memory.x).
+        budget: Some(elf::Sizes {
+            flash_bytes: 2 * 1024 * 1024 - 256,
+            ram_bytes: 256 * 1024,
+        }),
+        uf2: Some(RP2040_FLASH),
     },
 ];
 
@@ -213,6 +257,23 @@ pub fn images() -> ExitCode {
                 std::fs::read(&dest).map_err(|e| format!("failed to read {}: {e}", dest.display()))
             })
             .and_then(|b| elf::sizes(&b).map_err(|e| format!("{}: {e}", dest.display())));
+        if let (Some(flash), Ok(_)) = (image.uf2, &sizes) {
+            let uf2_path = out.join(format!("{}.uf2", image.name));
+            let written = std::fs::read(&dest)
+                .map_err(|e| format!("failed to read {}: {e}", dest.display()))
+                .and_then(|b| uf2_of(&b, &flash).map_err(|e| format!("{}: {e}", dest.display())))
+                .and_then(|u| {
+                    std::fs::write(&uf2_path, u)
+                        .map_err(|e| format!("failed to write {}: {e}", uf2_path.display()))
+                });
+            match written {
+                Ok(()) => println!("wrote {}", uf2_path.display()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    failed = true;
+                }
+            }
+        }
         match sizes {
             Ok(s) => rows.push((image, dest, s)),
             Err(e) => {
@@ -248,7 +309,11 @@ pub fn images() -> ExitCode {
         println!(
             "{:<44} {:>16} {:>12} {:>12}  {verdict}",
             dest.strip_prefix(&root).unwrap_or(dest).display(),
-            format!("{} / {}", image.group.0, image.group.1),
+            if image.group == (0, 0) {
+                "-".to_string()
+            } else {
+                format!("{} / {}", image.group.0, image.group.1)
+            },
             kib(s.flash_bytes),
             kib(s.ram_bytes),
         );
@@ -288,6 +353,62 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), IMAGES.len());
+    }
+
+    #[test]
+    fn the_fixture_image_gets_a_uf2_for_the_pico() {
+        let fixture = IMAGES.iter().find(|i| i.name == "fixture-rp2040").unwrap();
+        assert_eq!(fixture.target, "thumbv6m-none-eabi");
+        assert_eq!(fixture.uf2, Some(RP2040_FLASH));
+        assert!(IMAGES.iter().filter(|i| i.uf2.is_some()).count() == 1);
+    }
+
+    /// A one-segment ELF32 LE: `data` loaded at `paddr`.
+    fn elf_with(paddr: u32, data: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; 52];
+        b[..6].copy_from_slice(b"\x7fELF\x01\x01");
+        b[0x1C..0x20].copy_from_slice(&52u32.to_le_bytes());
+        b[0x2A..0x2C].copy_from_slice(&32u16.to_le_bytes());
+        b[0x2C..0x2E].copy_from_slice(&1u16.to_le_bytes());
+        let mut h = [0u8; 32];
+        h[0..4].copy_from_slice(&1u32.to_le_bytes());
+        h[4..8].copy_from_slice(&84u32.to_le_bytes());
+        h[12..16].copy_from_slice(&paddr.to_le_bytes());
+        h[16..20].copy_from_slice(&(data.len() as u32).to_le_bytes());
+        b.extend_from_slice(&h);
+        b.extend_from_slice(data);
+        b
+    }
+
+    #[test]
+    fn the_uf2_has_a_block_per_256_bytes_at_the_flash_addresses() {
+        let data: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        let u = uf2_of(&elf_with(0x1000_0000, &data), &RP2040_FLASH).unwrap();
+        assert_eq!(u.len(), 2 * 512);
+        let word = |blk: usize, k: usize| {
+            u32::from_le_bytes(
+                u[blk * 512 + 4 * k..blk * 512 + 4 * k + 4]
+                    .try_into()
+                    .unwrap(),
+            )
+        };
+        for blk in 0..2 {
+            // UF2: magic, magic, flags (family ID present), address, 256
+            // bytes, block number, block count, family; end magic.
+            assert_eq!(word(blk, 0), 0x0A32_4655);
+            assert_eq!(word(blk, 1), 0x9E5D_5157);
+            assert_eq!(word(blk, 2), 0x2000);
+            assert_eq!(word(blk, 3), 0x1000_0000 + 256 * blk as u32);
+            assert_eq!(word(blk, 4), 256);
+            assert_eq!((word(blk, 5), word(blk, 6)), (blk as u32, 2));
+            assert_eq!(word(blk, 7), 0xe48b_ff56);
+            assert_eq!(word(blk, 127), 0x0AB1_6F30);
+        }
+        assert_eq!(&u[32..32 + 256], &data[..256]);
+        assert_eq!(&u[512 + 32..512 + 32 + 44], &data[256..]);
+        // An image linked for RAM is refused, not written.
+        let err = uf2_of(&elf_with(0x2000_0000, &data), &RP2040_FLASH).unwrap_err();
+        assert!(err.contains("outside the flash"), "{err}");
     }
 
     #[test]

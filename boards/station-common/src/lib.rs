@@ -1,10 +1,12 @@
 //! What every station board shares, so each board crate is only its
 //! peripherals: the SysTick clock ([`clock`]), bounded transmit queues
-//! ([`TxQueue`]).
+//! ([`TxQueue`]), the accepted commissioning kept in flash with a boot
+//! counter ([`config_store`]).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
 pub mod clock;
+pub mod config_store;
 
 use heapless::Deque;
 

@@ -13,12 +13,17 @@
 //! - USART1 (PA9/PA10) with driver enable PC7: the RS-485 sharing link.
 //! - USART6 (PA11/PA12) with driver enable PB6: the meter's Modbus RTU line.
 //! - SysTick at the 80 MHz CPU clock: the clock (`station_common::clock`).
+//! - Flash sector 7 (0x0806_0000, 128 KiB): the accepted commissioning and
+//!   a boot counter (`station_common::config_store`); at boot a stored plan
+//!   goes through the commissioning receiver again, so its MAC and every
+//!   check run as if the harness had sent it.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
 
 mod pilot;
 mod port;
+mod sector;
 
 use cortex_m_rt::entry;
 use firmware::hal::Board;
@@ -39,7 +44,9 @@ use firmware::commission::{Commission, Receiver, DEFAULT_BENCH_KEY};
 
 use pilot::{Currents, PilotPwm, PilotSampler};
 use port::Port;
+use sector::ConfigSector;
 use station_common::clock::Clock;
+use station_common::config_store::{ConfigStore, PlanRecorder, MAX_PLAN};
 
 /// A group of 6 stations on 4 nodes: what the budget is for.
 const S: usize = 6;
@@ -100,8 +107,13 @@ struct Image {
         Sense,
         PilotSampler,
     )>,
+    /// Starts since power-up, on top of the boots counted in flash.
     boots: u32,
     next_sample: Instant,
+    store: ConfigStore<ConfigSector>,
+    recorder: PlanRecorder<MAX_PLAN>,
+    /// The stored plan is being fed back at boot: it is not saved again.
+    replaying: bool,
 }
 
 /// The board samples its inputs this often (the pilot within its plateaus).
@@ -155,6 +167,8 @@ fn main() -> ! {
         cortex_m::peripheral::SCB::sys_reset();
     };
 
+    let mut store = ConfigStore::new(ConfigSector::new(dp.FLASH));
+    let boot = store.count_boot();
     let mut image = Image {
         clock: Clock::start(cp.SYST, CPU_HZ),
         debug: Port::new(debug, None),
@@ -163,10 +177,21 @@ fn main() -> ! {
         receiver: Receiver::new(BENCH_KEY.unwrap_or(DEFAULT_BENCH_KEY)),
         board,
         spare: Some((PilotPwm::new(ch1), coil, sense, sampler)),
-        boots: 0,
+        boots: boot.boots,
         next_sample: Instant::from_ticks(0),
+        store,
+        recorder: PlanRecorder::default(),
+        replaying: false,
     };
-    image.commissioning(&[]);
+    // The plan accepted before the reset, checked again as if just sent;
+    // none (erased, torn, corrupted) leaves the station uncommissioned.
+    let mut stored = heapless::Vec::<u8, MAX_PLAN>::new();
+    if let Ok(plan) = image.store.plan() {
+        let _ = stored.extend_from_slice(plan);
+    }
+    image.replaying = true;
+    image.commissioning(&stored);
+    image.replaying = false;
     loop {
         image.poll();
     }
@@ -178,6 +203,7 @@ impl Image {
     fn poll(&mut self) {
         let now = self.clock.now();
         while let Some(b) = self.debug.read() {
+            self.recorder.handle_byte(b);
             self.commissioning(&[b]);
         }
         if let Some(board) = self.board.as_mut() {
@@ -237,6 +263,8 @@ impl Image {
             Ok((stations, nodes)) => Telemetry::ConfigAccepted { stations, nodes },
             Err(r) => Telemetry::ConfigRefused(r),
         };
+        // A refused message is not kept (an accepted one was, in `start`).
+        let _ = self.recorder.take();
         let _ = self.debug.tx.send(answer.encode().as_bytes());
     }
 
@@ -256,6 +284,14 @@ impl Image {
                 StationError::Point(_) => Refusal::InvalidPoint,
                 StationError::Group(_) | StationError::Follower(_) => Refusal::Invalid,
             })?;
+        // Keep the plan before the station runs: the sector erase stalls the
+        // CPU (about 1-2 s for 128 KiB), and the station about to be
+        // replaced is idle. The SysTick clock loses the stall. A plan that
+        // cannot be kept (too long, flash error) still runs: it is lost at
+        // the next reset, as before persistence.
+        if let Some(plan) = self.recorder.take().filter(|_| !self.replaying) {
+            let _ = self.store.save(&plan);
+        }
         // Take the pins back from a running station.
         if let Some(old) = self.board.take() {
             let (_, pwm, coil, sense, sampler, _) = old.release();
@@ -274,9 +310,9 @@ impl Image {
 }
 
 /// A value that differs at every boot: the hardware has no RNG on the
-/// F401 and no boot counter yet (flash persistence is to come), so it mixes
-/// the microsecond the commissioning message completed (host timing) with
-/// the starts since reset. See `docs/station-board.md`.
+/// F401, so it mixes the microsecond the commissioning message completed
+/// (host timing) with the boot counter kept in flash plus the starts since
+/// reset. See `docs/station-board.md`.
 fn boot_nonce(now: Instant, boots: u32) -> u32 {
     (now.ticks() as u32).rotate_left(16) ^ boots.wrapping_mul(2_654_435_761)
 }
