@@ -121,7 +121,18 @@ pub struct ChargePointConfig {
     pub has_relay_sense: bool,
     /// After an open command, the contact must read open within this.
     pub open_allowance: Duration,
+    /// After an overcurrent trip, charge again after this long if the car
+    /// still asks, at most [`OVERCURRENT_RETRIES`] times while it stays
+    /// plugged in (IEC 61851-1 leaves a retry to the station). `None`, the
+    /// default: stay off until the car stops asking or leaves.
+    pub overcurrent_retry: Option<Duration>,
 }
+
+/// Retries after an overcurrent trip per plug-in, when they are on.
+pub const OVERCURRENT_RETRIES: u8 = 3;
+/// The shortest retry delay: sooner would cycle the contactor under a car
+/// that keeps overdrawing.
+pub const OVERCURRENT_RETRY_MIN: Duration = secs(10);
 
 impl ChargePointConfig {
     /// Defaults from DOMAIN.md section 2 for a station of this rating.
@@ -139,6 +150,7 @@ impl ChargePointConfig {
             fault_hold: ms(300),
             has_relay_sense: true,
             open_allowance: ms(500),
+            overcurrent_retry: None,
         }
     }
 
@@ -170,6 +182,14 @@ impl ChargePointConfig {
                 pacing_us: self.duty_pacing.ticks(),
             });
         }
+        if self
+            .overcurrent_retry
+            .is_some_and(|d| d < OVERCURRENT_RETRY_MIN)
+        {
+            return Err(ConfigError::OvercurrentRetryTooShort {
+                time_us: self.overcurrent_retry.map_or(0, |d| d.ticks()),
+            });
+        }
         if self.overcurrent_time < secs(6) {
             return Err(ConfigError::OvercurrentTimeTooShort {
                 time_us: self.overcurrent_time.ticks(),
@@ -198,6 +218,7 @@ pub enum ConfigError {
     CloseDelayTooLong { close_delay_us: u64 },
     PacingTooShort { pacing_us: u64 },
     OvercurrentTimeTooShort { time_us: u64 },
+    OvercurrentRetryTooShort { time_us: u64 },
     FaultHoldTooShort { hold_us: u64 },
     PwmOffOpenDelayTooLong { delay_us: u64 },
 }
@@ -237,6 +258,9 @@ impl core::fmt::Display for ConfigError {
                     f,
                     "duty pacing {pacing_us} us is under the 5 s a car needs to follow"
                 )
+            }
+            Self::OvercurrentRetryTooShort { time_us } => {
+                write!(f, "overcurrent retry after {time_us} us is under 10 s: the contactor would cycle under a car that keeps overdrawing")
             }
             Self::OvercurrentTimeTooShort { time_us } => {
                 write!(f, "overcurrent time {time_us} us is under 6 s: a car following a reduction would trip it")
@@ -309,6 +333,10 @@ pub struct ChargePoint {
     fault: Option<Fault>,
     hold_until: Option<Instant>,
     latch: Option<Latch>,
+    /// When an overcurrent latch is lifted for a retry.
+    retry_at: Option<Instant>,
+    /// Retries used since the car was plugged in.
+    retries: u8,
     measured_da: [u16; 3],
     events: Deque<Event, 16>,
     /// Events dropped because the driver did not drain the queue.
@@ -336,6 +364,8 @@ impl ChargePoint {
             fault: None,
             hold_until: None,
             latch: None,
+            retry_at: None,
+            retries: 0,
             measured_da: [0; 3],
             events: Deque::new(),
             dropped_events: 0,
@@ -450,6 +480,9 @@ impl ChargePoint {
         let mut t = self.sense.poll_timeout();
         t = earliest(t, self.close_at);
         t = earliest(t, self.hold_until);
+        if self.latch == Some(Latch::NotCharging) {
+            t = earliest(t, self.retry_at);
+        }
         let pwm_on = matches!(self.output, PilotOutput::Pwm { .. });
         if self.contactor {
             if !pwm_on {
@@ -623,6 +656,17 @@ impl ChargePoint {
             return self.raise(now, Fault::DiodeMissing, Some(Latch::Unplugged));
         }
 
+        // A car that left starts a new session: its retries are whole again.
+        if state == PilotState::A {
+            self.retries = 0;
+            self.retry_at = None;
+        }
+        // An overcurrent latch is lifted for a retry when its time comes.
+        if self.latch == Some(Latch::NotCharging) && self.retry_at.is_some_and(|t| now >= t) {
+            self.latch = None;
+            self.retry_at = None;
+            self.retries = self.retries.saturating_add(1);
+        }
         // Release a latch when the car has done what it waits for.
         match (self.latch, state) {
             (Some(Latch::NotCharging), PilotState::A | PilotState::B)
@@ -715,6 +759,11 @@ impl ChargePoint {
             }
             let since = *self.over_since.get_or_insert(now);
             if now >= since + self.config.overcurrent_time {
+                self.retry_at = self
+                    .config
+                    .overcurrent_retry
+                    .filter(|_| self.retries < OVERCURRENT_RETRIES)
+                    .map(|d| now + d);
                 self.raise(
                     now,
                     Fault::Overcurrent {

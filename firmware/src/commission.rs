@@ -15,7 +15,10 @@
 //! C station <id> <node> <nameplate dA> <breaker dA|-> <phases 1|3> <rotation 0-2>
 //!           <fallback dA> <priority> <weight>*CRC                        one per station (one line)
 //! C timing <cycle us> <silent after us> <leader timeout us> <car allowance us>
-//!          <join interval us> <rotation period us|->*CRC                  (one line)
+//!          <join interval us> <rotation period us|-> [<overcurrent retry us|->]*CRC
+//!                                                                         (one line; the
+//!                                                                         last field may be
+//!                                                                         left out: no retry)
 //! C meter <headroom|solar> <node> <worst-case other dA> <margin dA> <resume margin dA>
 //!         <min pause us> <peak hold> <solar start margin dA> <solar start delay us>
 //!         <solar stop margin dA> <solar stop delay us>*CRC               optional (one line)
@@ -145,6 +148,7 @@ pub fn encode<const S: usize, const N: usize>(
         t.join_interval.ticks()
     );
     opt(&mut l, t.rotation_period.map(|d| d.ticks()));
+    opt(&mut l, t.overcurrent_retry.map(|d| d.ticks()));
     put(&l, &mut mac);
     if let Some(d) = &g.dynamic {
         l.clear();
@@ -244,6 +248,13 @@ impl<'a> Fields<'a> {
         match self.word()? {
             "-" => Ok(None),
             w => w.parse().map(Some).map_err(|_| Refusal::Malformed),
+        }
+    }
+    /// An optional last field that may also be left out.
+    fn opt_last<T: core::str::FromStr>(&mut self) -> Result<Option<T>, Refusal> {
+        match self.0.next() {
+            None | Some("-") => Ok(None),
+            Some(w) => w.parse().map(Some).map_err(|_| Refusal::Malformed),
         }
     }
     fn us(&mut self) -> Result<Duration, Refusal> {
@@ -450,6 +461,7 @@ impl<const S: usize, const N: usize> Receiver<S, N> {
                     car_allowance: f.us()?,
                     join_interval: f.us()?,
                     rotation_period: f.opt::<u64>()?.map(Duration::from_ticks),
+                    overcurrent_retry: f.opt_last::<u64>()?.map(Duration::from_ticks),
                 };
                 self.part = Part::Tail;
             }

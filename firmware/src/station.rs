@@ -160,6 +160,7 @@ pub fn point_config<const S: usize, const N: usize>(
         .ok_or(StationError::NotInGroup { id })?;
     let mut c = ChargePointConfig::new(me.nameplate_da);
     c.max_current_da = me.cap_da();
+    c.overcurrent_retry = group.timing.overcurrent_retry;
     c.validate().map_err(StationError::Point)?;
     Ok(c)
 }

@@ -153,6 +153,9 @@ struct RawSharing {
     rotation: Option<S>,
     silent_after: Option<S>,
     leader_timeout: Option<S>,
+    /// A duration: every station charges again this long after an
+    /// overcurrent trip (off by default).
+    overcurrent_retry: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -347,6 +350,8 @@ pub struct Sharing {
     pub enabled: bool,
     pub cycle_us: u64,
     pub rotation_us: Option<u64>,
+    /// Stations retry this long after an overcurrent trip (`None`: off).
+    pub overcurrent_retry_us: Option<u64>,
     pub silent_after_us: u64,
     pub leader_timeout_us: u64,
 }
@@ -618,6 +623,7 @@ impl Scenario {
             car_allowance: secs(5),
             join_interval: secs(1),
             rotation_period: self.sharing.rotation_us.map(Duration::from_ticks),
+            overcurrent_retry: self.sharing.overcurrent_retry_us.map(Duration::from_ticks),
         };
         let dynamic = self.meter.as_ref().map(|m| fw::DynamicConfig {
             mode: match m.mode {
@@ -1038,6 +1044,23 @@ impl Ctx<'_> {
             enabled: raw.sharing.enabled.unwrap_or(true),
             cycle_us: self.opt_us(&raw.sharing.cycle, 1_000_000)?,
             rotation_us,
+            overcurrent_retry_us: match &raw.sharing.overcurrent_retry {
+                None => None,
+                Some(r) => {
+                    let us = self.us(r)?;
+                    let min = firmware::charge_point::OVERCURRENT_RETRY_MIN.ticks();
+                    if us < min {
+                        return Err(self.err(
+                            r,
+                            format!(
+                                "overcurrent_retry must be at least {} s: sooner, the contactor would cycle under a car that keeps overdrawing",
+                                min / 1_000_000
+                            ),
+                        ));
+                    }
+                    Some(us)
+                }
+            },
             silent_after_us: self.opt_us(&raw.sharing.silent_after, 3_000_000)?,
             leader_timeout_us: self.opt_us(&raw.sharing.leader_timeout, 5_000_000)?,
         };

@@ -316,6 +316,100 @@ fn after_overcurrent_the_point_waits_for_the_car_to_stop_asking() {
 }
 
 #[test]
+fn with_a_retry_set_the_point_charges_again_after_it_three_times_per_plug_in() {
+    let mut config = ChargePointConfig::new(320);
+    config.overcurrent_retry = Some(secs(60));
+    let mut r = Rig::new(config);
+    r.allocate(160);
+    r.car(9_000);
+    r.advance(ms(50));
+    r.car(6_000);
+    r.advance(ms(500));
+    assert!(r.cp.status().contactor_closed);
+    for retry in 1..=OVERCURRENT_RETRIES {
+        r.log.clear();
+        let over_at = r.now;
+        r.current(300);
+        r.advance(secs(8));
+        let opened = r.when(Event::Contactor(false)).expect("tripped");
+        r.current(0);
+        // Off, the car still asking (C), until the retry is due.
+        r.car(6_000);
+        r.advance_to(opened + secs(60) - ms(1));
+        assert!(
+            !r.cp.status().contactor_closed,
+            "retry {retry}: not before 60 s"
+        );
+        assert_eq!(r.cp.pilot_output(), PilotOutput::Steady, "retry {retry}");
+        r.advance(ms(20));
+        assert!(
+            matches!(r.cp.pilot_output(), PilotOutput::Pwm { .. }),
+            "retry {retry}: PWM again at 60 s"
+        );
+        // The board's next sample, with PWM on: the car is still in C.
+        r.car(6_000);
+        r.advance(secs(4));
+        assert!(
+            r.cp.status().contactor_closed,
+            "retry {retry}: charging again after 60 s (tripped at {} ms)",
+            (opened - over_at).to_millis()
+        );
+    }
+    // The fourth trip stays off until the car stops asking.
+    r.log.clear();
+    r.current(300);
+    r.advance(secs(8));
+    r.current(0);
+    assert!(!r.cp.status().contactor_closed);
+    r.advance(secs(600));
+    assert!(!r.cp.status().contactor_closed, "no retry after the third");
+    assert_eq!(r.cp.pilot_output(), PilotOutput::Steady, "no PWM either");
+    // Unplugged and plugged again: the retries are whole again.
+    r.car(12_000);
+    r.advance(secs(1));
+    r.car(9_000);
+    r.advance(ms(50));
+    r.car(6_000);
+    r.advance(secs(1));
+    assert!(r.cp.status().contactor_closed);
+    r.log.clear();
+    r.current(300);
+    r.advance(secs(8));
+    r.current(0);
+    r.advance(secs(61));
+    r.car(6_000);
+    r.advance(secs(4));
+    assert!(
+        r.cp.status().contactor_closed,
+        "a new session retries again"
+    );
+}
+
+#[test]
+fn without_a_retry_an_overcurrent_trip_stays_off_while_the_car_asks() {
+    let mut r = Rig::charging_at_16a();
+    r.current(300);
+    r.advance(secs(8));
+    r.current(0);
+    r.car(6_000);
+    r.advance(secs(3_600));
+    assert!(!r.cp.status().contactor_closed);
+    assert_eq!(r.cp.pilot_output(), PilotOutput::Steady);
+}
+
+#[test]
+fn a_retry_sooner_than_10_s_is_refused() {
+    let mut config = ChargePointConfig::new(320);
+    config.overcurrent_retry = Some(secs(9));
+    assert!(matches!(
+        config.validate(),
+        Err(ConfigError::OvercurrentRetryTooShort { .. })
+    ));
+    config.overcurrent_retry = Some(secs(10));
+    assert!(config.validate().is_ok());
+}
+
+#[test]
 fn missing_diode_never_closes() {
     let mut r = Rig::new(ChargePointConfig::new(320));
     r.allocate(160);

@@ -89,6 +89,28 @@ fn a_plan_goes_through_and_comes_out_the_same() {
 }
 
 #[test]
+fn an_overcurrent_retry_goes_through_and_a_plan_without_one_still_reads() {
+    let mut c = Commission {
+        id: 3,
+        group: site(4),
+    };
+    c.group.timing.overcurrent_retry = Some(secs(120));
+    let text: std::string::String = lines(&c, &BENCH).concat();
+    assert!(text.contains(" 120000000*"), "{text}");
+    assert_eq!(receive::<8, 4>(&text, BENCH), Some(Ok(c.clone())));
+    // The documented example's timing line has no retry field: no retry.
+    c.group.timing.overcurrent_retry = None;
+    let with_dash: std::string::String = lines(&c, &BENCH).concat();
+    assert!(
+        with_dash
+            .lines()
+            .any(|l| l.starts_with("C timing") && l.contains(" -*")),
+        "{with_dash}"
+    );
+    assert_eq!(receive::<8, 4>(&with_dash, BENCH), Some(Ok(c)));
+}
+
+#[test]
 fn every_refusal_has_its_reason() {
     let c = Commission {
         id: 3,

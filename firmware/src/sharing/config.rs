@@ -116,6 +116,10 @@ pub struct Timing {
     pub join_interval: Duration,
     /// With more cars than 6 A each allows, who charges rotates this often.
     pub rotation_period: Option<Duration>,
+    /// Every station charges again this long after an overcurrent trip, if
+    /// the car still asks (at most three times per plug-in); `None`, the
+    /// default: it waits for the car to stop asking or leave.
+    pub overcurrent_retry: Option<Duration>,
 }
 
 impl Default for Timing {
@@ -127,6 +131,7 @@ impl Default for Timing {
             car_allowance: secs(5),
             join_interval: secs(1),
             rotation_period: Some(secs(15 * 60)),
+            overcurrent_retry: None,
         }
     }
 }
@@ -435,6 +440,7 @@ impl<const S: usize, const N: usize> GroupConfig<S, N> {
             ("car_allowance", Some(t.car_allowance)),
             ("join_interval", Some(t.join_interval)),
             ("rotation_period", t.rotation_period),
+            ("overcurrent_retry", t.overcurrent_retry),
             ("min_pause", d.map(|d| d.min_pause)),
             ("solar_start_delay", d.map(|d| d.solar_start_delay)),
             ("solar_stop_delay", d.map(|d| d.solar_stop_delay)),

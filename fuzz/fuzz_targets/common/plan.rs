@@ -109,6 +109,11 @@ pub fn plan<const S: usize, const N: usize>(
         ),
         car_allowance: us(u, 1_000_000, 5_000_000)?,
         join_interval: us(u, 100_000, 2_000_000)?,
+        overcurrent_retry: if u.arbitrary()? {
+            Some(us(u, 10_000_000, 600_000_000)?)
+        } else {
+            None
+        },
         rotation_period: if u.arbitrary()? {
             Some(us(u, 1_000_000, 1_800_000_000)?)
         } else {
