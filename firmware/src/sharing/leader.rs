@@ -10,14 +10,25 @@
 //! Safety rules, each enforced here:
 //! - The sum of `max(granted, held)` under every node never exceeds its
 //!   limit: decreases go out first, and a reduced station's old grant stays
-//!   held until it confirms the new duty and its current has fallen (or the
-//!   car's 5 s allowance after the confirmation has passed).
+//!   held until it confirms the new duty (with the grant that carried the
+//!   cut, not an older one) and its current has fallen to within 0.5 A of
+//!   it (or the car's 5 s allowance after the confirmation has passed).
 //! - A silent follower's grant is never freed early. It is held until the
 //!   follower is heard again, or until its own fallback has certainly taken
 //!   effect (`leader_timeout + car_allowance + cycle` of silence), and then
 //!   `min(grant, fallback)` stays reserved.
 //! - With the meter silent, stale or implausible, the configured worst-case
 //!   other load is assumed.
+//!
+//! Sharing quality:
+//! - Reclaim: a car steady for its allowance whose highest reading stays
+//!   more than [`RECLAIM_THRESHOLD_DA`] under its offer keeps that reading
+//!   plus [`RECLAIM_MARGIN_DA`]; within [`GIVE_BACK_BAND_DA`] of that cap it
+//!   gets its full cap back at once.
+//! - A reclaim or a give-back reallocates at once (not at the next cycle);
+//!   a confirmed cut hands its share on 100 ms later.
+//! - While a cut is under way, an increase waits until the whole of it
+//!   fits: a part would start the car's 5 s pacing and hold back the rest.
 //!
 //! Sans-IO: time comes in, bytes come in and go out through `handle_*` and
 //! `poll_*`. Nothing panics; nothing is allocated.
