@@ -223,6 +223,22 @@ pub trait Bench {
     ) -> Result<Option<Result<(), Refusal>>, BenchError> {
         Ok(None)
     }
+
+    /// Give every station its plan (`messages[i]` to station `i`) and
+    /// collect their answers, as [`Self::commission`] does one by one. A
+    /// bench whose stations take real time to read a plan sends them all at
+    /// once, so that the stations start together.
+    fn commission_all(
+        &mut self,
+        messages: &[String],
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<Vec<Option<Result<(), Refusal>>>, BenchError> {
+        let mut answers = Vec::with_capacity(messages.len());
+        for (i, m) in messages.iter().enumerate() {
+            answers.push(self.commission(i, m, sink)?);
+        }
+        Ok(answers)
+    }
 }
 
 #[cfg(test)]

@@ -115,6 +115,11 @@ pub struct Remote {
     frames: VecDeque<Vec<u8>>,
     meter: Vec<u8>,
     failed: Option<String>,
+    /// A plan waits in the image for its final newline.
+    staged: bool,
+    /// The station changed its pilot output: the next pilot levels go to it
+    /// even if they did not change (docs/wire-bridge.md).
+    pilot_answer_due: bool,
     sent_pilot: Option<PilotLevels>,
     sent_relay: Option<bool>,
     sent_amps: Option<[u16; 3]>,
@@ -168,6 +173,8 @@ impl Remote {
             frames: VecDeque::new(),
             meter: Vec::new(),
             failed: None,
+            staged: false,
+            pilot_answer_due: false,
             sent_pilot: None,
             sent_relay: None,
             sent_amps: None,
@@ -319,7 +326,13 @@ impl Remote {
     fn parse_bridge(&mut self) {
         for line in self.lines(BRIDGE) {
             match PinLine::parse(&line) {
-                Ok(PinLine::Pin(o)) => self.pins.push_back(o),
+                Ok(PinLine::Pin(o)) => {
+                    if matches!(o, Output::Pilot(_)) {
+                        // Answered with the levels it gives, changed or not.
+                        self.pilot_answer_due = true;
+                    }
+                    self.pins.push_back(o);
+                }
                 Ok(PinLine::Refused(e)) => {
                     return self.fail(format!("refused a bridge line of the bench: {e}"))
                 }
@@ -353,6 +366,12 @@ impl Remote {
         }
     }
 
+    /// The station changed its pilot output and has not been answered yet.
+    #[must_use]
+    pub fn pilot_answer_due(&self) -> bool {
+        self.pilot_answer_due
+    }
+
     /// Pin changes since the last call, oldest first.
     pub fn take_pins(&mut self) -> Vec<Output> {
         self.pins.drain(..).collect()
@@ -378,6 +397,30 @@ impl Remote {
         self.send(DEBUG, bytes);
     }
 
+    /// Stand in for the flash page the image lacks: give a station that
+    /// is powered off (a spare image) its accepted plan without the final
+    /// newline, which it cannot act on; [`Self::power_on`] sends that
+    /// newline, and the station takes the plan at that instant, as a board
+    /// reads its plan from flash at boot, instead of a few hundred bytes of
+    /// UART time later.
+    pub fn stage_plan(&mut self, plan: &str) {
+        if let Some(body) = plan.strip_suffix('\n') {
+            self.send(DEBUG, body.as_bytes());
+            self.staged = true;
+        }
+    }
+
+    /// Complete a staged plan (see [`Self::stage_plan`]); `false` if none
+    /// was staged.
+    pub fn power_on(&mut self) -> bool {
+        if std::mem::take(&mut self.staged) {
+            self.send(DEBUG, b"\n");
+            true
+        } else {
+            false
+        }
+    }
+
     /// A frame from the bus to the station's link UART.
     pub fn link_rx(&mut self, bytes: &[u8]) {
         self.send(LINK, bytes);
@@ -390,7 +433,7 @@ impl Remote {
 
     /// What the station's pilot ADC reads from now on.
     pub fn set_pilot(&mut self, levels: PilotLevels) {
-        if self.sent_pilot != Some(levels) {
+        if self.sent_pilot != Some(levels) || std::mem::take(&mut self.pilot_answer_due) {
             self.sent_pilot = Some(levels);
             self.send(BRIDGE, SenseLine::Pilot(levels).encode().as_bytes());
         }

@@ -845,6 +845,13 @@ impl VirtualBench {
                 self.set_coil(i, pins.1);
             }
         }
+        // A QEMU station waits for the pilot answer even when its new
+        // output changed nothing here (docs/wire-bridge.md).
+        if let Some(Unit::Remote(r)) = self.stations[i].board.as_ref() {
+            if r.pilot_answer_due() {
+                self.apply_pilot(i);
+            }
+        }
         moved
     }
 
@@ -1304,7 +1311,11 @@ impl Bench for VirtualBench {
                 // powered off (no QEMU start-up delay at the reboot).
                 if let Some(rt) = &self.realtime {
                     let name = format!("st{}", self.stations[i].id);
-                    self.stations[i].spare = Some(Box::new(Remote::spawn(&rt.opts, &name)?));
+                    let mut spare = Remote::spawn(&rt.opts, &name)?;
+                    if let Some(plan) = &self.stations[i].flash {
+                        spare.stage_plan(plan);
+                    }
+                    self.stations[i].spare = Some(Box::new(spare));
                 }
                 self.stations[i].scheduled = None;
                 self.stations[i].source = Source::Off;
@@ -1331,7 +1342,12 @@ impl Bench for VirtualBench {
                 // has none: the bench sends it the accepted plan again).
                 let now = self.now;
                 let st = &mut self.stations[i];
-                if let (Some(b), Some(plan)) = (st.board.as_mut(), st.flash.as_ref()) {
+                let staged = match st.board.as_mut() {
+                    Some(Unit::Remote(r)) => r.power_on(),
+                    _ => false,
+                };
+                if let (false, Some(b), Some(plan)) = (staged, st.board.as_mut(), st.flash.as_ref())
+                {
                     b.debug_rx(now, plan.as_bytes());
                 }
                 // Pins come up in the safe state.
@@ -1407,6 +1423,76 @@ impl Bench for VirtualBench {
             what: format!("station {station}'s answer to its commissioning"),
             timeout_ms: 0,
         })
+    }
+
+    fn commission_all(
+        &mut self,
+        messages: &[String],
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<Vec<Option<Result<(), Refusal>>>, BenchError> {
+        if self.realtime.is_none() {
+            let mut answers = Vec::with_capacity(messages.len());
+            for (i, m) in messages.iter().enumerate() {
+                answers.push(self.commission(i, m, sink)?);
+            }
+            return Ok(answers);
+        }
+        // QEMU: every image reads its plan at once (a few hundred bytes of
+        // UART each); bench time stands still meanwhile, so the stations
+        // start together at the bench time the virtual ones start at.
+        let wall0 = std::time::Instant::now();
+        let now = self.now;
+        for (i, m) in messages.iter().enumerate() {
+            let Some(st) = self.stations.get_mut(i) else {
+                return Err(BenchError::Setup(format!("no station {i} on this bench")));
+            };
+            st.answer = None;
+            let Some(b) = st.board.as_mut() else {
+                return Err(BenchError::Setup(format!("station {i} is not powered")));
+            };
+            b.debug_rx(now, m.as_bytes());
+        }
+        while self.stations.iter().any(|s| s.answer.is_none()) {
+            if wall0.elapsed() > COMMISSION_TIMEOUT {
+                let silent: Vec<String> = self
+                    .stations
+                    .iter()
+                    .filter(|s| s.answer.is_none())
+                    .map(|s| format!("st{}", s.id))
+                    .collect();
+                return Err(BenchError::Timeout {
+                    what: format!(
+                        "the answer of {} to commissioning (QEMU)",
+                        silent.join(", ")
+                    ),
+                    timeout_ms: COMMISSION_TIMEOUT.as_millis() as u64,
+                });
+            }
+            for i in 0..self.stations.len() {
+                self.drive(i);
+            }
+            self.drain_fixture();
+            while let Some(r) = self.records.pop_front() {
+                sink(r);
+            }
+            self.remote_failure()?;
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        if std::env::var_os("SHAREBENCH_QEMU_DEBUG").is_some() {
+            eprintln!("commissioning took {:?}", wall0.elapsed());
+        }
+        if let Some(rt) = self.realtime.as_mut() {
+            rt.epoch += wall0.elapsed();
+        }
+        let mut answers = Vec::with_capacity(messages.len());
+        for (st, m) in self.stations.iter_mut().zip(messages) {
+            let answer = st.answer.take();
+            if answer == Some(Ok(())) {
+                st.flash = Some(m.clone());
+            }
+            answers.push(answer);
+        }
+        Ok(answers)
     }
 
     fn run_until(&mut self, t_us: u64, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {

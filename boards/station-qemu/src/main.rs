@@ -15,9 +15,10 @@
 //! channel's bytes to [`Station::handle_debug_rx`]: the station's own
 //! commissioning path (it answers `config accepted` / `config refused` and
 //! starts), the same on every bench. The image has no flash: after a reset
-//! the harness commissions it again. Between passes it sleeps (`wfi`) until
-//! the next interrupt, at most the millisecond SysTick, so an idle QEMU
-//! costs the host little CPU. A panic resets the machine (as a watchdog
+//! the harness commissions it again. Once its UARTs have been quiet for a
+//! few milliseconds it sleeps (`wfi`) between passes until the next
+//! interrupt, at most the millisecond SysTick, so an idle QEMU costs the
+//! host little CPU. A panic resets the machine (as a watchdog
 //! would). Needs QEMU's `-semihosting`: the boot nonce reads the host's
 //! clock through it.
 #![no_std]
@@ -29,6 +30,7 @@ mod uart;
 
 use cortex_m_rt::entry;
 use firmware::bridge::{LineReader, PinLine, SenseLine};
+use firmware::charge_point::PilotOutput;
 use firmware::commission::DEFAULT_BENCH_KEY;
 use firmware::hal::Board;
 use firmware::sharing::frame::MAX_FRAME;
@@ -59,6 +61,16 @@ const BENCH_KEY: [u8; 32] = DEFAULT_BENCH_KEY;
 
 const BAUD: u32 = 115_200;
 
+/// After the image drives a new pilot output it does not sample its inputs
+/// until the host answers with the `PILOT` levels that output gives (a real
+/// board's ADC reads its own output at once; over the bridge the level
+/// comes back a round trip later, and sampling the old level meanwhile
+/// would read as a missing diode or a -12 V fault). At most this long.
+const SETTLE_MAX_MS: u64 = 100;
+
+/// How long the image keeps polling without sleeping after the last byte.
+const SPIN_MS: u64 = 5;
+
 /// The CPU clock of the MPS2 FPGA images (QEMU's `SYSCLK_FRQ`).
 const CPU_HZ: u32 = 25_000_000;
 
@@ -73,6 +85,10 @@ struct Image {
     sensed: Sensed,
     board: &'static mut QemuBoard,
     next_sample: Instant,
+    /// The pilot output last driven, and, until the host has answered it
+    /// with the levels it gives, when to stop waiting (see [`SETTLE_MAX_MS`]).
+    pilot_driven: PilotOutput,
+    settled_at: Option<Instant>,
 }
 
 #[entry]
@@ -110,11 +126,21 @@ fn main() -> ! {
         sensed: s,
         board,
         next_sample: Instant::from_ticks(0),
+        pilot_driven: PilotOutput::Steady,
+        settled_at: None,
     };
+    // The UARTs raise no interrupt here: a byte waits in the one-byte
+    // receive register until the image polls, and QEMU hands over the next
+    // one only then. So the image polls without pause while bytes flow, and
+    // sleeps only once they have stopped for a while.
+    let mut last_busy = Instant::from_ticks(0);
     loop {
-        if !image.poll() {
-            // Nothing came in and nothing waits to go out: sleep until the
-            // next interrupt (SysTick, every millisecond).
+        let now = image.clock.now();
+        if image.poll() {
+            last_busy = now;
+        } else if now >= last_busy + ms(SPIN_MS) {
+            // Quiet: sleep until the next interrupt (SysTick, every
+            // millisecond), the most a byte then waits.
             cortex_m::asm::wfi();
         }
     }
@@ -147,9 +173,26 @@ impl Image {
             station.handle_meter_rx(now, &[b]);
             busy = true;
         }
+        let pilot = board.station.pilot_output();
+        if pilot != self.pilot_driven {
+            // The pilot the host models moves only once it has read the new
+            // output: until it answers, the sensed levels are the old
+            // circuit's (docs/wire-bridge.md, "the pilot answer").
+            self.pilot_driven = pilot;
+            self.settled_at = Some(now + ms(SETTLE_MAX_MS));
+        }
+        if self.settled_at.is_some_and(|t| now >= t) {
+            // No answer: sample what there is (a real fault, if it is one).
+            self.settled_at = None;
+        }
         if now >= self.next_sample {
-            // The pins are bridge lines: they cannot fail.
-            let _ = board.step(now);
+            if self.settled_at.is_none() {
+                // The pins are bridge lines: they cannot fail.
+                let _ = board.step(now);
+            } else {
+                // Settling: the timers run, the inputs are not sampled.
+                board.station.handle_timeout(now);
+            }
             self.next_sample = now + ms(1);
         }
         let _ = board.apply();
@@ -196,7 +239,11 @@ impl Image {
             return;
         };
         match line.and_then(SenseLine::parse) {
-            Ok(SenseLine::Pilot(l)) => self.sensed.pilot = l,
+            Ok(SenseLine::Pilot(l)) => {
+                self.sensed.pilot = l;
+                // The host's answer to a new pilot output (or a newer level).
+                self.settled_at = None;
+            }
             Ok(SenseLine::Relay(closed)) => self.sensed.relay_closed = closed,
             Ok(SenseLine::Amps(da)) => self.sensed.amps_da = da,
             Err(e) => {
