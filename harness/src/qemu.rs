@@ -117,6 +117,8 @@ pub struct Remote {
     failed: Option<String>,
     /// A plan waits in the image for its final newline.
     staged: bool,
+    /// When the oldest telemetry line not yet taken was read.
+    telemetry_at: Option<Instant>,
     /// The station changed its pilot output: the next pilot levels go to it
     /// even if they did not change (docs/wire-bridge.md).
     pilot_answer_due: bool,
@@ -154,7 +156,8 @@ impl Remote {
                 .local_addr()
                 .map_err(|e| setup("read a listener's port", e))?
                 .port();
-            cmd.args(["-serial", &format!("tcp:127.0.0.1:{port}")]);
+            // nodelay: QEMU's small writes must not wait for Nagle (40 ms).
+            cmd.args(["-serial", &format!("tcp:127.0.0.1:{port},nodelay=on")]);
             *l = Some(listener);
         }
         let child = cmd
@@ -174,6 +177,7 @@ impl Remote {
             meter: Vec::new(),
             failed: None,
             staged: false,
+            telemetry_at: None,
             pilot_answer_due: false,
             sent_pilot: None,
             sent_relay: None,
@@ -313,7 +317,10 @@ impl Remote {
         for line in self.lines(DEBUG) {
             // The image prints telemetry and nothing else.
             match firmware::telemetry::parse_line(&line) {
-                Ok(_) => self.telemetry.push_back(line),
+                Ok(_) => {
+                    self.telemetry_at.get_or_insert_with(Instant::now);
+                    self.telemetry.push_back(line);
+                }
                 Err(e) => {
                     return self.fail(format!(
                         "printed garbage on its debug channel ({e}): {line:?}"
@@ -377,8 +384,15 @@ impl Remote {
         self.pins.drain(..).collect()
     }
 
+    /// Telemetry lines since the last call, with when the first of them
+    /// was read.
+    pub fn telemetry_read_at(&self) -> Option<Instant> {
+        self.telemetry_at
+    }
+
     /// Telemetry lines since the last call.
     pub fn take_telemetry(&mut self) -> Vec<String> {
+        self.telemetry_at = None;
         self.telemetry.drain(..).collect()
     }
 

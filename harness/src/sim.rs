@@ -1441,6 +1441,7 @@ impl Bench for VirtualBench {
         // UART each); bench time stands still meanwhile, so the stations
         // start together at the bench time the virtual ones start at.
         let wall0 = std::time::Instant::now();
+        let mut leader_started = None;
         let now = self.now;
         for (i, m) in messages.iter().enumerate() {
             let Some(st) = self.stations.get_mut(i) else {
@@ -1469,7 +1470,14 @@ impl Bench for VirtualBench {
                 });
             }
             for i in 0..self.stations.len() {
+                let read_at = match self.stations[i].board.as_ref() {
+                    Some(Unit::Remote(r)) => r.telemetry_read_at(),
+                    _ => None,
+                };
                 self.drive(i);
+                if i == self.leader_index() && self.stations[i].answer.is_some() {
+                    leader_started = leader_started.or(read_at);
+                }
             }
             self.drain_fixture();
             while let Some(r) = self.records.pop_front() {
@@ -1478,11 +1486,14 @@ impl Bench for VirtualBench {
             self.remote_failure()?;
             std::thread::sleep(std::time::Duration::from_micros(200));
         }
-        if std::env::var_os("SHAREBENCH_QEMU_DEBUG").is_some() {
-            eprintln!("commissioning took {:?}", wall0.elapsed());
-        }
+        // Bench time resumes from where it stood, counted from when the
+        // leader took its plan: its allocation cycles, which pace the
+        // site, then fall where the virtual leader's do.
+        let resume = leader_started.unwrap_or_else(std::time::Instant::now);
         if let Some(rt) = self.realtime.as_mut() {
-            rt.epoch += wall0.elapsed();
+            if let Some(e) = resume.checked_sub(std::time::Duration::from_micros(now)) {
+                rt.epoch = e;
+            }
         }
         let mut answers = Vec::with_capacity(messages.len());
         for (st, m) in self.stations.iter_mut().zip(messages) {
