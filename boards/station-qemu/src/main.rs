@@ -8,7 +8,8 @@
 //!   changes out, sensor levels in, through [`firmware::hal::Board`].
 //! - UART2 (`0x4000_6000`): the RS-485 sharing link, raw frames.
 //! - UART3 (`0x4000_7000`): the meter's Modbus RTU line.
-//! - SysTick: the clock (`station_common::clock`); the board samples its inputs every
+//! - TIMER0: the clock ([`timer`]; SysTick only wakes the image every
+//!   millisecond, see there why it is not the clock); the board samples its inputs every
 //!   millisecond and runs the station's timers then.
 //!
 //! Boots a [`Station::awaiting`] its site plan and hands the debug
@@ -26,6 +27,7 @@
 #![deny(unsafe_code)]
 
 mod pins;
+mod timer;
 mod uart;
 
 use cortex_m_rt::entry;
@@ -76,7 +78,9 @@ const CPU_HZ: u32 = 25_000_000;
 
 /// Everything the image drives.
 struct Image {
-    clock: Clock,
+    clock: timer::Monotonic,
+    /// Owned so that SysTick keeps interrupting (the `wfi` wake-up).
+    _tick: Clock,
     debug: Port<512>,
     bridge: Port<256>,
     link: Port<512>,
@@ -97,7 +101,8 @@ fn main() -> ! {
         // Taken once, here: cannot happen. Start over if it ever does.
         cortex_m::peripheral::SCB::sys_reset();
     };
-    let mut clock = Clock::start(cp.SYST, CPU_HZ);
+    let tick = Clock::start(cp.SYST, CPU_HZ);
+    let mut clock = timer::Monotonic::start(uart::PCLK_HZ);
     let station = Station::awaiting(BENCH_KEY, boot_nonce(clock.now()));
     let s = Sensed::UNPLUGGED;
     // Pins come up safe (+12 V steady, coil released); they are bridge
@@ -118,6 +123,7 @@ fn main() -> ! {
     };
     let mut image = Image {
         clock,
+        _tick: tick,
         debug: Port::new(Uart::at(0x4000_4000), BAUD),
         bridge: Port::new(Uart::at(0x4000_5000), BAUD),
         link: Port::new(Uart::at(0x4000_6000), BAUD),
