@@ -40,6 +40,8 @@ const MAX_LINE: usize = 256;
 /// Where the station image is and how QEMU runs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QemuOptions {
+    /// The QEMU binary (`qemu-system-arm` on `PATH`).
+    pub qemu: PathBuf,
     /// The station image (ELF).
     pub image: PathBuf,
     /// QEMU's `-icount` argument, if any (`shift=auto`, `shift=7,sleep=off`).
@@ -79,7 +81,11 @@ impl QemuOptions {
                     .into(),
             ));
         }
-        Ok(Self { image, icount })
+        Ok(Self {
+            qemu: PathBuf::from("qemu-system-arm"),
+            image,
+            icount,
+        })
     }
 }
 
@@ -135,7 +141,7 @@ impl Remote {
             BenchError::Setup(format!("QEMU for {name}: {what}: {e}"))
         };
         let mut listeners: [Option<TcpListener>; 4] = Default::default();
-        let mut cmd = Command::new("qemu-system-arm");
+        let mut cmd = Command::new(&opts.qemu);
         cmd.args(["-M", "mps2-an386", "-nographic", "-semihosting"])
             .args(["-monitor", "none"])
             .arg("-kernel")
@@ -490,5 +496,61 @@ mod tests {
             .to_string();
         assert!(e.contains("cargo xtask images"), "{e}");
         assert!(e.contains("/nonexistent/station-qemu.elf"), "{e}");
+    }
+
+    /// Poll until the station is ready or failed (at most 10 s).
+    fn settle(r: &mut Remote) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until && r.failed().is_none() {
+            r.poll();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn options(qemu: PathBuf) -> QemuOptions {
+        QemuOptions {
+            qemu,
+            image: PathBuf::from("station-qemu.elf"),
+            icount: None,
+        }
+    }
+
+    #[test]
+    fn a_qemu_that_exits_fails_the_station_with_its_status() {
+        let mut r = Remote::spawn(&options(PathBuf::from("false")), "st7").unwrap();
+        settle(&mut r);
+        let why = r.failed().unwrap_or_default().to_string();
+        assert!(why.contains("st7's QEMU: exited"), "{why}");
+    }
+
+    #[test]
+    fn a_station_that_prints_garbage_fails_with_the_line() {
+        // A stand-in for QEMU: connects the four UARTs as QEMU does, then
+        // prints a line on the debug channel that no station prints.
+        let dir = std::env::temp_dir().join(format!("sharebench-fake-qemu-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("fake-qemu");
+        std::fs::write(
+            &script,
+            "#!/bin/bash\nn=3\nfor a in \"$@\"; do case $a in tcp:*) p=${a#tcp:127.0.0.1:}; p=${p%%,*}; eval \"exec $n<>/dev/tcp/127.0.0.1/$p\"; n=$((n+1));; esac; done\necho 'hello from a broken image' >&3\nsleep 20\n",
+        )
+        .unwrap();
+        let mut perm = std::fs::metadata(&script).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(&script, perm).unwrap();
+        let mut r = Remote::spawn(&options(script), "st3").unwrap();
+        settle(&mut r);
+        let why = r.failed().unwrap_or_default().to_string();
+        assert!(
+            why.contains("printed garbage on its debug channel")
+                && why.contains("hello from a broken image"),
+            "{why}"
+        );
+        // Dropping the station kills and reaps the stand-in (it would
+        // sleep 20 s): its process is gone.
+        let pid = r.proc.0.id();
+        drop(r);
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
