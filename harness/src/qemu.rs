@@ -72,10 +72,7 @@ impl QemuOptions {
                 image.display()
             )));
         }
-        let found = std::env::var_os("PATH").is_some_and(|paths| {
-            std::env::split_paths(&paths).any(|d| d.join("qemu-system-arm").is_file())
-        });
-        if !found {
+        if on_path("qemu-system-arm").is_none() {
             return Err(BenchError::Setup(
                 "qemu-system-arm is not on PATH: install it (Debian: apt-get install qemu-system-arm)"
                     .into(),
@@ -87,6 +84,14 @@ impl QemuOptions {
             icount,
         })
     }
+}
+
+/// `name`'s path, if it is on `PATH`.
+fn on_path(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// QEMU, killed and reaped when dropped.
@@ -141,7 +146,17 @@ impl Remote {
             BenchError::Setup(format!("QEMU for {name}: {what}: {e}"))
         };
         let mut listeners: [Option<TcpListener>; 4] = Default::default();
-        let mut cmd = Command::new(&opts.qemu);
+        // Where util-linux's `setpriv` is at hand, QEMU also dies with the
+        // thread that started it, should the harness be killed outright
+        // (a signal runs no `Drop`).
+        let mut cmd = match on_path("setpriv") {
+            Some(setpriv) => {
+                let mut c = Command::new(setpriv);
+                c.args(["--pdeathsig", "KILL"]).arg(&opts.qemu);
+                c
+            }
+            None => Command::new(&opts.qemu),
+        };
         cmd.args(["-M", "mps2-an386", "-nographic", "-semihosting"])
             .args(["-monitor", "none"])
             .arg("-kernel")
@@ -428,6 +443,12 @@ impl Remote {
             self.send(DEBUG, body.as_bytes());
             self.staged = true;
         }
+    }
+
+    /// A plan is staged (see [`Self::stage_plan`]).
+    #[must_use]
+    pub fn staged(&self) -> bool {
+        self.staged
     }
 
     /// Complete a staged plan (see [`Self::stage_plan`]); `false` if none

@@ -1338,14 +1338,15 @@ impl Bench for VirtualBench {
                 fresh.flash = self.stations[i].flash.take();
                 self.stations[i] = fresh;
                 self.wait_until_up(i)?;
+                let staged = matches!(
+                    self.stations[i].board.as_ref(),
+                    Some(Unit::Remote(r)) if r.staged()
+                );
                 // The board reads its plan back from flash (the QEMU image
-                // has none: the bench sends it the accepted plan again).
+                // has none: the bench completes the plan it staged, below,
+                // or sends it again).
                 let now = self.now;
                 let st = &mut self.stations[i];
-                let staged = match st.board.as_mut() {
-                    Some(Unit::Remote(r)) => r.power_on(),
-                    _ => false,
-                };
                 if let (false, Some(b), Some(plan)) = (staged, st.board.as_mut(), st.flash.as_ref())
                 {
                     b.debug_rx(now, plan.as_bytes());
@@ -1360,6 +1361,12 @@ impl Bench for VirtualBench {
                     b.set_relay(closed);
                 }
                 self.apply_pilot(i);
+                // A staged plan is completed once the image's inputs read
+                // the circuit, so that its first sample is the circuit's,
+                // as on the virtual bench.
+                if let Some(Unit::Remote(r)) = self.stations[i].board.as_mut() {
+                    r.power_on();
+                }
                 self.drive(i);
             }
             SimFault::Welded(i, on) => {

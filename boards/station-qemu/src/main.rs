@@ -142,9 +142,14 @@ fn main() -> ! {
     let mut last_busy = Instant::from_ticks(0);
     loop {
         let now = image.clock.now();
+        let timer_due_soon = image
+            .board
+            .station
+            .poll_timeout()
+            .is_some_and(|t| t <= now + ms(1));
         if image.poll() {
             last_busy = now;
-        } else if now >= last_busy + ms(SPIN_MS) {
+        } else if now >= last_busy + ms(SPIN_MS) && !timer_due_soon {
             // Quiet: sleep until the next interrupt (SysTick, every
             // millisecond), the most a byte then waits.
             cortex_m::asm::wfi();
@@ -200,6 +205,10 @@ impl Image {
                 board.station.handle_timeout(now);
             }
             self.next_sample = now + ms(1);
+        } else if board.station.poll_timeout().is_some_and(|t| now >= t) {
+            // A timer falls between samples: run it on time (a timer run
+            // late would shift the leader's cycle by as much, every cycle).
+            board.station.handle_timeout(now);
         }
         let _ = board.apply();
         let station = &mut board.station;
