@@ -290,6 +290,10 @@ struct RealTime {
     epoch: std::time::Instant,
 }
 
+/// How long the QEMU bench gives the images to read their plans (all but
+/// the last byte) before it completes them all at once.
+const STAGE_WAIT: std::time::Duration = std::time::Duration::from_millis(1_000);
+
 /// How long a QEMU station may take to answer its commissioning.
 const COMMISSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -1458,7 +1462,35 @@ impl Bench for VirtualBench {
             let Some(b) = st.board.as_mut() else {
                 return Err(BenchError::Setup(format!("station {i} is not powered")));
             };
-            b.debug_rx(now, m.as_bytes());
+            // Staged: every plan but its last byte, which all get at once
+            // below, so that the stations start together and their first
+            // frames do not queue behind the others' plans.
+            match b {
+                Unit::Remote(r) => r.stage_plan(m),
+                Unit::Local(_) => b.debug_rx(now, m.as_bytes()),
+            }
+        }
+        // The images read a plan in well under this (a few hundred bytes);
+        // one that has not yet answers later, which is only later.
+        let staged_by = wall0 + STAGE_WAIT;
+        while std::time::Instant::now() < staged_by {
+            for st in &mut self.stations {
+                if let Some(Unit::Remote(r)) = st.board.as_mut() {
+                    r.poll();
+                }
+            }
+            self.remote_failure()?;
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        for st in &mut self.stations {
+            if let Some(Unit::Remote(r)) = st.board.as_mut() {
+                if !r.power_on() {
+                    return Err(BenchError::Setup(format!(
+                        "st{}'s commissioning message does not end with a newline",
+                        st.id
+                    )));
+                }
+            }
         }
         while self.stations.iter().any(|s| s.answer.is_none()) {
             if wall0.elapsed() > COMMISSION_TIMEOUT {
