@@ -112,6 +112,10 @@ pub enum BenchError {
     Stalled { what: String },
     #[error("fixture link failed: {0}")]
     Io(String),
+    /// A station image (QEMU) died, closed a UART or sent garbage: the run
+    /// cannot go on.
+    #[error("station image failed: {0}")]
+    Station(String),
     #[error("{0} needs the virtual bench; this bench cannot make that fault")]
     Unsupported(String),
     #[error("bench setup failed: {0}")]

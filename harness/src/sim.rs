@@ -1110,10 +1110,10 @@ impl VirtualBench {
     fn remote_failure(&self) -> Result<(), BenchError> {
         for st in &self.stations {
             if let Some(why) = st.board.as_ref().and_then(Unit::failed) {
-                return Err(BenchError::Io(why.to_string()));
+                return Err(BenchError::Station(why.to_string()));
             }
             if let Some(why) = st.spare.as_ref().and_then(|r| r.failed()) {
-                return Err(BenchError::Io(why.to_string()));
+                return Err(BenchError::Station(why.to_string()));
             }
         }
         Ok(())
@@ -1128,7 +1128,7 @@ impl VirtualBench {
             };
             r.poll();
             if let Some(why) = r.failed() {
-                return Err(BenchError::Io(why.to_string()));
+                return Err(BenchError::Station(why.to_string()));
             }
             if r.ready() {
                 r.discard_input();
