@@ -294,6 +294,32 @@ fn exit_codes_are_as_documented() {
 /// Two files that name the same scenario: refused before anything runs
 /// (their artefacts would overwrite each other), naming both files.
 #[test]
+fn the_qemu_bench_without_its_image_names_the_command_that_builds_it() {
+    let dir = std::env::temp_dir().join(format!("sharebench-e2e-qemu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let out = sharebench()
+        .args([
+            "run",
+            "fixtures/pil/pil-share-mbb.toml",
+            "--bench",
+            "qemu",
+            "--out",
+        ])
+        .arg(dir.join("out"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SHAREBENCH_QEMU_IMAGE", dir.join("no-such-image.elf"))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no-such-image.elf") && err.contains("cargo xtask images"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn two_files_with_one_scenario_name_are_refused_naming_both() {
     let dir = std::env::temp_dir().join(format!("sharebench-names-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

@@ -112,6 +112,10 @@ pub enum BenchError {
     Stalled { what: String },
     #[error("fixture link failed: {0}")]
     Io(String),
+    /// A station image (QEMU) died, closed a UART or sent garbage: the run
+    /// cannot go on.
+    #[error("station image failed: {0}")]
+    Station(String),
     #[error("{0} needs the virtual bench; this bench cannot make that fault")]
     Unsupported(String),
     #[error("bench setup failed: {0}")]
@@ -222,6 +226,22 @@ pub trait Bench {
         _sink: &mut dyn FnMut(Record),
     ) -> Result<Option<Result<(), Refusal>>, BenchError> {
         Ok(None)
+    }
+
+    /// Give every station its plan (`messages[i]` to station `i`) and
+    /// collect their answers, as [`Self::commission`] does one by one. A
+    /// bench whose stations take real time to read a plan sends them all at
+    /// once, so that the stations start together.
+    fn commission_all(
+        &mut self,
+        messages: &[String],
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<Vec<Option<Result<(), Refusal>>>, BenchError> {
+        let mut answers = Vec::with_capacity(messages.len());
+        for (i, m) in messages.iter().enumerate() {
+            answers.push(self.commission(i, m, sink)?);
+        }
+        Ok(answers)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The `sharebench` command line.
 //!
 //! ```text
-//! sharebench run [PATH...] [--bench sim|serial:PORT[@BAUD]] [--seed N] [--out DIR] [--filter TEXT] [--time-scale X]
+//! sharebench run [PATH...] [--bench sim|qemu|serial:PORT[@BAUD]] [--seed N] [--out DIR] [--filter TEXT] [--time-scale X] [--jobs N]
 //! sharebench check FILE...
 //! sharebench virtual-fixture SCENARIO [--pty] [--time-scale X] [--seed N] [--caps WORD,..]
 //! sharebench selftest --bench serial:PORT[@BAUD] [--channel N]
@@ -83,7 +83,10 @@ pub struct RunArgs {
     /// Scenario files or directories of them.
     #[arg(default_value = "fixtures/scenarios")]
     pub paths: Vec<PathBuf>,
-    /// Where to run: `sim` (the virtual bench), `serial:PORT[@BAUD]`,
+    /// Where to run: `sim` (the virtual bench), `qemu` (the station image
+    /// in QEMU against the virtual bench's models, in real time; the image
+    /// is `target/images/station-qemu.elf` from `cargo xtask images`, or
+    /// `SHAREBENCH_QEMU_IMAGE`), `serial:PORT[@BAUD]`,
     /// `tcp:HOST:PORT`, `rfc2217://HOST:PORT[@BAUD]`, or a bench's name
     /// from the inventory.
     #[arg(long, default_value = "sim", env = "SHAREBENCH_BENCH")]
@@ -114,6 +117,9 @@ pub struct RunArgs {
     /// is bounded by the time waited for over this, plus a margin.
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
+    /// `--bench qemu`: scenarios run at once (each its own QEMU processes).
+    #[arg(long, default_value_t = 1, env = "SHAREBENCH_JOBS")]
+    pub jobs: usize,
 }
 
 #[derive(Debug, Args)]
@@ -362,6 +368,51 @@ pub fn sim_progress(name: &str, done_us: u64, total_us: u64) -> String {
     format!("{name}: {done:.1} of {total:.1} {word} simulated")
 }
 
+/// Run one scenario with its stations as the station image in QEMU
+/// (`--bench qemu`), against the virtual bench's models in real time.
+pub fn run_qemu(
+    sc: &Scenario,
+    seed: Option<u64>,
+    opts: &crate::qemu::QemuOptions,
+) -> Result<ScenarioRun, BenchError> {
+    let seed = runner::effective_seed(sc, seed);
+    if sc.requires_hardware {
+        return Ok(runner::skipped(
+            sc,
+            seed,
+            "needs a bench fixture: run with --bench serial:PORT".into(),
+        ));
+    }
+    let mut bench = VirtualBench::qemu(sc, seed, opts.clone())?;
+    Ok(runner::run(sc, &mut bench, seed))
+}
+
+/// Every scenario on QEMU, `jobs` at a time, in the order given.
+fn run_qemu_all(
+    scenarios: &[Scenario],
+    seed: Option<u64>,
+    opts: &crate::qemu::QemuOptions,
+    jobs: usize,
+) -> Vec<Result<ScenarioRun, BenchError>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, scenarios.len().max(1)) {
+            s.spawn(|| loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(sc) = scenarios.get(k) else { break };
+                let r = run_qemu(sc, seed, opts);
+                if let Ok(mut d) = done.lock() {
+                    d.push((k, r));
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_default();
+    done.sort_by_key(|(k, _)| *k);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
 /// The line bench `--bench` names, held for this run; `None` for `sim`.
 fn open_bench(
     a: &RunArgs,
@@ -370,10 +421,7 @@ fn open_bench(
     let inventory = crate::inventory::Inventory::from_args(a.benches.as_deref())?;
     let (fixture, _entry) = crate::inventory::resolve(spec.clone(), inventory.as_ref())?;
     match fixture {
-        BenchSpec::Sim => Ok((None, None)),
-        BenchSpec::Qemu => Err(
-            "the qemu bench (station images in QEMU) is not part of this build yet; run `cargo xtask images` and see docs/ for its status".into(),
-        ),
+        BenchSpec::Sim | BenchSpec::Qemu => Ok((None, None)),
         line => {
             check_time_scale(a.time_scale)?;
             let timeouts = Timeouts {
@@ -381,8 +429,9 @@ fn open_bench(
                 ..Timeouts::default()
             };
             // One run at a time per bench: parallel runs queue here.
-            let lock = crate::inventory::lock(&spec.to_string(), Duration::from_secs(a.lock_wait_s))
-                .map_err(|e| e.to_string())?;
+            let lock =
+                crate::inventory::lock(&spec.to_string(), Duration::from_secs(a.lock_wait_s))
+                    .map_err(|e| e.to_string())?;
             let bench = SerialBench::open(&line, timeouts).map_err(|e| e.to_string())?;
             Ok((Some(bench), Some(lock)))
         }
@@ -426,6 +475,16 @@ fn run(a: &RunArgs) -> u8 {
             return exit::SETUP;
         }
     };
+    let qemu = match a.bench.parse::<BenchSpec>() {
+        Ok(BenchSpec::Qemu) => match crate::qemu::QemuOptions::from_env() {
+            Ok(o) => Some(o),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::SETUP;
+            }
+        },
+        _ => None,
+    };
     if let Err(e) = std::fs::create_dir_all(&a.out) {
         eprintln!(
             "error: failed to create output directory {}: {e}",
@@ -434,7 +493,18 @@ fn run(a: &RunArgs) -> u8 {
         return exit::SETUP;
     }
 
-    let info = artefacts::report::RunInfo::collect(&a.bench, serial.is_none(), a.seed, &a.out);
+    let info = artefacts::report::RunInfo::collect(
+        &a.bench,
+        serial.is_none() && qemu.is_none(),
+        a.seed,
+        &a.out,
+    );
+    // QEMU scenarios run in real time: run them (`--jobs` at once) first.
+    let mut on_qemu = qemu
+        .as_ref()
+        .map(|o| run_qemu_all(&scenarios, a.seed, o, a.jobs))
+        .unwrap_or_default()
+        .into_iter();
     let bar = indicatif::ProgressBar::new(scenarios.len() as u64);
     // Without a terminal there is no bar: each scenario gets a line as it
     // finishes instead.
@@ -461,6 +531,9 @@ fn run(a: &RunArgs) -> u8 {
         bar.set_message(sc.name.clone());
         let seed = runner::effective_seed(sc, a.seed);
         let result = match serial.as_mut() {
+            None if qemu.is_some() => on_qemu
+                .next()
+                .unwrap_or_else(|| Err(BenchError::Setup("the QEMU run lost a scenario".into()))),
             None => {
                 // Progress in simulated time, a step of 1/100 at a time.
                 let total = sc.duration_us;
@@ -494,7 +567,11 @@ fn run(a: &RunArgs) -> u8 {
             }
         };
         if r.verdict != Verdict::Skipped && !a.no_golden {
-            let tol = if serial.is_some() { a.tolerance_ms } else { 0 };
+            let tol = if serial.is_some() || qemu.is_some() {
+                a.tolerance_ms
+            } else {
+                0
+            };
             r.golden = Some(golden::compare(
                 &sc.path,
                 &sc.name,

@@ -5,7 +5,11 @@
 //! readable diff and accepts only what a person accepted); the CLI reads the
 //! same files to report a mismatch and write the diff, and never writes a
 //! snapshot. Real benches compare with [`TimingTolerance`]: every line must
-//! be the same except its time, which may differ by a stated number of ms.
+//! be the same except its time, which may differ by a stated number of ms;
+//! lines whose times lie within that tolerance of each other may come in
+//! either order (two stations' lines reach a real bench over separate wires,
+//! so nothing orders them closer than the tolerance). With no tolerance
+//! (the virtual bench) the order is exact.
 
 use std::path::{Path, PathBuf};
 
@@ -61,29 +65,76 @@ pub fn traces_match(reference: &str, test: &str, tolerance_ms: u64) -> bool {
     first_difference(reference, test, tolerance_ms).is_none()
 }
 
-/// The 1-based line of the first difference, if any.
+/// A trace line's time (ms) and the rest, if it starts with a time.
+fn timed(l: &str) -> Option<(u64, &str)> {
+    let (num, rest) = l.trim_start().split_once(' ')?;
+    Some((num.parse().ok()?, rest))
+}
+
+/// The 1-based line of the first difference, if any: the first reference
+/// line the test trace has no match for, or the first test line left over.
+/// A timed line matches a test line with the same text whose time is within
+/// `tolerance_ms`, searched among the test lines not yet matched whose times
+/// are within the tolerance (so lines closer than the tolerance may be
+/// reordered; with no tolerance only lines at the same millisecond, and
+/// [`traces_match`] with 0 is exact). Untimed lines (`#` headers) must be in
+/// place.
 #[must_use]
 pub fn first_difference(reference: &str, test: &str, tolerance_ms: u64) -> Option<usize> {
     let a: Vec<&str> = reference.trim_end().lines().collect();
     let b: Vec<&str> = test.trim_end().lines().collect();
-    for k in 0..a.len().max(b.len()) {
-        let (Some(x), Some(y)) = (a.get(k), b.get(k)) else {
+    if tolerance_ms == 0 {
+        // Exact: the virtual bench is deterministic to the line.
+        return (0..a.len().max(b.len()))
+            .find(|&k| a.get(k) != b.get(k))
+            .map(|k| k + 1);
+    }
+    let mut used = vec![false; b.len()];
+    // The first test line not yet matched.
+    let mut first_free = 0;
+    for (k, x) in a.iter().enumerate() {
+        while first_free < b.len() && used[first_free] {
+            first_free += 1;
+        }
+        let found = match timed(x) {
+            None => (b.get(first_free) == Some(x)).then_some(first_free),
+            Some((tx, rx)) => {
+                let mut hit = None;
+                for j in first_free..b.len() {
+                    if used[j] {
+                        continue;
+                    }
+                    let Some((ty, ry)) = timed(b[j]) else {
+                        break;
+                    };
+                    if ty > tx.saturating_add(tolerance_ms) {
+                        break;
+                    }
+                    if ry == rx && tx.abs_diff(ty) <= tolerance_ms {
+                        hit = Some(j);
+                        break;
+                    }
+                }
+                hit
+            }
+        };
+        let Some(j) = found else {
             return Some(k + 1);
         };
-        if x == y {
-            continue;
-        }
-        let split = |l: &str| -> Option<(u64, String)> {
-            let t = l.trim_start();
-            let (num, rest) = t.split_once(' ')?;
-            Some((num.parse().ok()?, rest.to_string()))
-        };
-        match (split(x), split(y)) {
-            (Some((tx, rx)), Some((ty, ry))) if rx == ry && tx.abs_diff(ty) <= tolerance_ms => {}
-            _ => return Some(k + 1),
+        used[j] = true;
+        // A test line passed over must itself be within the tolerance of
+        // this one, or it is out of place.
+        if let (Some(first), Some((tx, _))) = (b.get(first_free), timed(x)) {
+            if !used[first_free] {
+                if let Some((tf, _)) = timed(first) {
+                    if tf.saturating_add(tolerance_ms) < tx {
+                        return Some(k + 1);
+                    }
+                }
+            }
         }
     }
-    None
+    used.iter().position(|u| !u).map(|j| j.min(a.len()) + 1)
 }
 
 /// Compare a run's canonical trace with its golden file (the CLI's path; it
@@ -151,6 +202,25 @@ mod tests {
         let c = "# x\n     1000 st0 offer 16.1 A\n     2000 st0 contactor closed\n";
         assert_eq!(first_difference(a, c, 100), Some(2));
         assert_eq!(first_difference(a, "# x\n", 0), Some(2));
+        assert_eq!(first_difference("# x\n", a, 5), Some(2));
+    }
+
+    #[test]
+    fn lines_within_the_tolerance_may_swap_and_no_others() {
+        let a = "# x\n     1000 st1 says: granted 16.0 A\n     1003 st2 says: granted 16.0 A\n     2000 st1 contactor closed\n";
+        // The two grants arrive in the other order, a few ms apart.
+        let b = "# x\n     1004 st2 says: granted 16.0 A\n     1005 st1 says: granted 16.0 A\n     2010 st1 contactor closed\n";
+        assert!(traces_match(a, b, 50));
+        // Exact comparison keeps the order.
+        assert_eq!(first_difference(a, b, 0), Some(2));
+        // Swapped lines further apart than the tolerance differ.
+        let c = "# x\n     1100 st2 says: granted 16.0 A\n     1000 st1 says: granted 16.0 A\n     2000 st1 contactor closed\n";
+        assert!(!traces_match(a, c, 50));
+        // A missing or an extra line differs, wherever it is.
+        let d = "# x\n     1000 st1 says: granted 16.0 A\n     2000 st1 contactor closed\n";
+        assert_eq!(first_difference(a, d, 50), Some(3));
+        let e = "# x\n     1000 st1 says: granted 16.0 A\n     1003 st2 says: granted 16.0 A\n     1500 st3 pwm off\n     2000 st1 contactor closed\n";
+        assert_eq!(first_difference(a, e, 50), Some(4));
     }
 
     #[test]

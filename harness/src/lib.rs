@@ -24,6 +24,7 @@ pub mod inventory;
 pub mod link;
 pub mod oracle;
 pub mod provision;
+pub mod qemu;
 pub mod runner;
 pub mod scenario;
 pub mod serial;

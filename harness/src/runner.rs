@@ -196,9 +196,12 @@ fn setup(
     // Every station gets the scenario's site plan before anything runs; a
     // station never charges on a plan it has not validated.
     let key = crate::provision::bench_key().map_err(BenchError::Setup)?;
-    for (i, st) in sc.stations.iter().enumerate() {
-        let message = crate::provision::commission_text(sc, i, &key);
-        if let Some(Err(reason)) = bench.commission(i, &message, sink)? {
+    let messages: Vec<String> = (0..sc.stations.len())
+        .map(|i| crate::provision::commission_text(sc, i, &key))
+        .collect();
+    let answers = bench.commission_all(&messages, sink)?;
+    for (st, answer) in sc.stations.iter().zip(answers) {
+        if let Some(Err(reason)) = answer {
             return Err(BenchError::ConfigRefused {
                 station: st.id,
                 line: st.line,

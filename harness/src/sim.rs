@@ -14,6 +14,14 @@
 //! and insertion, jumping from one to the next, never ticking. The same seed
 //! gives the same run, byte for byte. The harness reaches it only through
 //! fixture protocol lines ([`Bench`]) and the stations' telemetry.
+//!
+//! A station is a [`Unit`]: the firmware in-process on host pins (the
+//! virtual bench, `--bench sim`), or the station image in QEMU behind its
+//! UARTs ([`crate::qemu`], `--bench qemu`, built with
+//! [`VirtualBench::qemu`]). With QEMU stations the same models run in real
+//! time: the queue is worked off as the wall clock reaches each wake-up, and
+//! the stations' pins, telemetry, frames and meter requests are read as they
+//! arrive, stamped with the bench's time then.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
@@ -34,6 +42,7 @@ use rig::rng::SplitMix64;
 use rig::selftest::SelfTestReport;
 
 use crate::bench::{Bench, BenchError, EventSeq, Record, SimFault};
+use crate::qemu::{QemuOptions, Remote};
 use crate::scenario::Scenario;
 
 /// Most stations (and fixture channels) in one virtual site.
@@ -132,11 +141,171 @@ mod board {
     pub type Board = firmware::hal::Board<Pwm, Coil, Sense, Adc, Amps>;
 }
 
+/// A station's firmware: in this process on host pins, or the station
+/// image in QEMU behind its UARTs. Everything the models do to a station
+/// goes through here, so both are driven by the same models.
+enum Unit {
+    Local(Box<board::Board>),
+    Remote(Box<Remote>),
+}
+
+impl Unit {
+    fn set_pilot(&mut self, levels: PilotLevels) {
+        match self {
+            Self::Local(b) => b.inputs_mut().0.levels = levels,
+            Self::Remote(r) => r.set_pilot(levels),
+        }
+    }
+
+    fn set_amps(&mut self, da: [u16; 3]) {
+        match self {
+            Self::Local(b) => b.inputs_mut().1.da = da,
+            Self::Remote(r) => r.set_amps(da),
+        }
+    }
+
+    fn set_relay(&mut self, closed: bool) {
+        match self {
+            Self::Local(b) => {
+                if let Some(sense) = b.inputs_mut().2 {
+                    sense.closed = closed;
+                }
+            }
+            Self::Remote(r) => r.set_relay(closed),
+        }
+    }
+
+    fn debug_rx(&mut self, now: u64, bytes: &[u8]) {
+        match self {
+            Self::Local(b) => b.station.handle_debug_rx(us(now), bytes),
+            Self::Remote(r) => r.debug_rx(bytes),
+        }
+    }
+
+    fn link_rx(&mut self, now: u64, bytes: &[u8]) {
+        match self {
+            Self::Local(b) => b.station.handle_link_rx(us(now), bytes),
+            Self::Remote(r) => r.link_rx(bytes),
+        }
+    }
+
+    fn meter_rx(&mut self, now: u64, bytes: &[u8]) {
+        match self {
+            Self::Local(b) => b.station.handle_meter_rx(us(now), bytes),
+            Self::Remote(r) => r.meter_rx(bytes),
+        }
+    }
+
+    /// Local: the board samples its inputs and runs the station's timers.
+    /// Remote: read what the image sent (it runs on its own clock).
+    fn step(&mut self, now: u64) {
+        match self {
+            Self::Local(b) => {
+                let _ = b.step(us(now));
+            }
+            Self::Remote(r) => r.poll(),
+        }
+    }
+
+    /// Telemetry lines the station printed, as they are on the wire.
+    fn telemetry(&mut self) -> Vec<String> {
+        match self {
+            Self::Local(b) => {
+                let mut v = Vec::new();
+                while let Some(t) = b.station.poll_telemetry() {
+                    v.push(t.encode().as_str().to_string());
+                }
+                v
+            }
+            Self::Remote(r) => r.take_telemetry(),
+        }
+    }
+
+    /// The pins' states (duty steps, coil) since `seen`, oldest first.
+    fn pin_states(&mut self, seen: (u16, bool)) -> Vec<(u16, bool)> {
+        match self {
+            Self::Local(b) => {
+                let _ = b.apply();
+                vec![(b.pwm().duty, b.coil().on)]
+            }
+            Self::Remote(r) => {
+                let mut state = seen;
+                let mut v = Vec::new();
+                for o in r.take_pins() {
+                    match o {
+                        firmware::station::Output::Pilot(p) => {
+                            state.0 = match p {
+                                PilotOutput::Steady => 10_000,
+                                PilotOutput::MinusTwelve => 0,
+                                PilotOutput::Pwm { duty_bp } => duty_bp,
+                            };
+                        }
+                        firmware::station::Output::Contactor(on) => state.1 = on,
+                    }
+                    v.push(state);
+                }
+                v
+            }
+        }
+    }
+
+    /// Link frames and a meter request the station sent.
+    fn transmit(&mut self) -> (Vec<Vec<u8>>, Option<Vec<u8>>) {
+        match self {
+            Self::Local(b) => {
+                let mut frames = Vec::new();
+                let mut buf = [0u8; MAX_FRAME];
+                while let Some(n) = b.station.poll_transmit(&mut buf) {
+                    frames.push(buf[..n].to_vec());
+                }
+                (frames, b.station.poll_meter_transmit().map(|r| r.to_vec()))
+            }
+            Self::Remote(r) => {
+                let meter = r.take_meter();
+                (r.take_frames(), (!meter.is_empty()).then_some(meter))
+            }
+        }
+    }
+
+    /// When a local station must run next; a remote one runs on its own.
+    fn poll_timeout(&self) -> Option<u64> {
+        match self {
+            Self::Local(b) => b.station.poll_timeout().map(|t| t.ticks()),
+            Self::Remote(_) => None,
+        }
+    }
+
+    fn failed(&self) -> Option<&str> {
+        match self {
+            Self::Local(_) => None,
+            Self::Remote(r) => r.failed(),
+        }
+    }
+}
+
+/// The QEMU bench's real-time clock and how it starts images.
+struct RealTime {
+    opts: QemuOptions,
+    /// Bench time zero.
+    epoch: std::time::Instant,
+}
+
+/// How long the QEMU bench gives the images to read their plans (all but
+/// the last byte) before it completes them all at once.
+const STAGE_WAIT: std::time::Duration = std::time::Duration::from_millis(1_000);
+
+/// How long a QEMU station may take to answer its commissioning.
+const COMMISSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 struct Station {
     id: u8,
     /// The firmware on its board: `firmware::station` behind embedded-hal
-    /// pins; `None` while unpowered (crashed) until rebooted.
-    board: Option<Box<board::Board>>,
+    /// pins, or the image in QEMU; `None` while unpowered (crashed) until
+    /// rebooted.
+    board: Option<Unit>,
+    /// QEMU bench: an image started when the station lost power, booted
+    /// and waiting, so that powering it on takes no QEMU start-up time.
+    spare: Option<Box<Remote>>,
     /// What the pins showed last (duty steps, coil), to see what changed.
     pins_seen: (u16, bool),
     /// The accepted commissioning message, kept across reboots (the
@@ -217,6 +386,8 @@ pub struct VirtualBench {
     /// The `OK` info of the last command answered, and what HELLO said.
     last_info: String,
     info: Option<FixtureInfo>,
+    /// Set when the stations are QEMU images (real time).
+    realtime: Option<RealTime>,
 }
 
 /// Periods of a new PWM fed to the fixture's capture (then it holds): the
@@ -240,6 +411,16 @@ fn boot_id(seed: u64, station: usize, boots: u32) -> u32 {
 impl VirtualBench {
     /// A site for `sc`, seeded with `seed`.
     pub fn new(sc: &Scenario, seed: u64) -> Result<Self, BenchError> {
+        Self::build(sc, seed, None)
+    }
+
+    /// A site for `sc` whose stations are the station image in QEMU, one
+    /// `qemu-system-arm` each, run against the same models in real time.
+    pub fn qemu(sc: &Scenario, seed: u64, opts: QemuOptions) -> Result<Self, BenchError> {
+        Self::build(sc, seed, Some(opts))
+    }
+
+    fn build(sc: &Scenario, seed: u64, qemu: Option<QemuOptions>) -> Result<Self, BenchError> {
         if sc.stations.len() > MAX_STATIONS {
             return Err(BenchError::Setup(format!(
                 "{} stations; the virtual bench holds {MAX_STATIONS}",
@@ -285,10 +466,36 @@ impl VirtualBench {
             stuck_at: (u64::MAX, 0),
             last_info: String::new(),
             info: None,
+            realtime: qemu.map(|opts| RealTime {
+                opts,
+                epoch: std::time::Instant::now(),
+            }),
         };
         for i in 0..sc.stations.len() {
             let st = vb.boot_station(i, 0)?;
             vb.stations.push(st);
+        }
+        // QEMU: time starts once every image is up.
+        if vb.realtime.is_some() {
+            loop {
+                let mut ready = true;
+                for st in &mut vb.stations {
+                    if let Some(Unit::Remote(r)) = st.board.as_mut() {
+                        r.poll();
+                        if let Some(why) = r.failed() {
+                            return Err(BenchError::Setup(why.to_string()));
+                        }
+                        ready &= r.ready();
+                    }
+                }
+                if ready {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            if let Some(rt) = vb.realtime.as_mut() {
+                rt.epoch = std::time::Instant::now();
+            }
         }
         let hb = vb.fixture.heartbeat_timeout().ticks();
         vb.schedule(hb, Wake::Heartbeat);
@@ -314,13 +521,21 @@ impl VirtualBench {
     fn boot_station(&self, i: usize, boots: u32) -> Result<Station, BenchError> {
         let s = &self.sc.stations[i];
         let boot = boot_id(self.seed, i, boots);
-        let now = us(self.now);
-        let _ = now;
         // The board boots waiting for its site plan (from flash, or from
         // the harness on its debug channel).
+        let unit = if let Some(rt) = &self.realtime {
+            Unit::Remote(Box::new(Remote::spawn(&rt.opts, &format!("st{}", s.id))?))
+        } else {
+            Unit::Local(Box::new(self.local_board(i, boot)?))
+        };
+        Ok(self.fresh_station(i, unit, boots))
+    }
+
+    fn local_board(&self, i: usize, boot: u32) -> Result<board::Board, BenchError> {
+        let s = &self.sc.stations[i];
         let firmware = Firmware::awaiting(self.key, boot);
         // Pins come up in the safe state (+12 V steady, coil released).
-        let board = board::Board::new(
+        board::Board::new(
             firmware,
             board::Pwm { duty: 10_000 },
             board::Coil::default(),
@@ -333,10 +548,14 @@ impl VirtualBench {
             },
             board::Amps::default(),
         )
-        .map_err(|e| BenchError::Setup(format!("station {}: {e}", s.id)))?;
-        Ok(Station {
-            id: s.id,
-            board: Some(Box::new(board)),
+        .map_err(|e| BenchError::Setup(format!("station {}: {e}", s.id)))
+    }
+
+    fn fresh_station(&self, i: usize, unit: Unit, boots: u32) -> Station {
+        Station {
+            id: self.sc.stations[i].id,
+            board: Some(unit),
+            spare: None,
             pins_seen: (10_000, false),
             flash: None,
             answer: None,
@@ -351,7 +570,7 @@ impl VirtualBench {
             draw: [0; 3],
             sensor: SplitMix64::new(self.seed ^ 0xC0FF_EE00 ^ i as u64),
             scheduled: None,
-        })
+        }
     }
 
     /// Commission every station with the scenario's plan, as a lab's
@@ -384,8 +603,8 @@ impl VirtualBench {
             return;
         };
         let mut answer = None;
-        while let Some(t) = b.station.poll_telemetry() {
-            let (seen, records) = crate::bench::station_line(self.now, station, &t.encode());
+        for line in b.telemetry() {
+            let (seen, records) = crate::bench::station_line(self.now, station, &line);
             match seen {
                 Some(Telemetry::ConfigAccepted { .. }) => answer = Some(Ok(())),
                 Some(Telemetry::ConfigRefused(r)) => answer = Some(Err(r)),
@@ -412,10 +631,10 @@ impl VirtualBench {
             self.flush_pwm(i, self.now);
         }
         if let Some(b) = self.stations[i].board.as_mut() {
-            b.inputs_mut().0.levels = PilotLevels {
+            b.set_pilot(PilotLevels {
                 high_mv: hi,
                 low_mv: lo,
-            };
+            });
         }
         if self.stations[i].levels != Some((hi, lo)) {
             self.stations[i].levels = Some((hi, lo));
@@ -510,12 +729,8 @@ impl VirtualBench {
         st.relay_closed = target;
         let now = us(self.now);
         self.fixture.handle_relay(now, i, target);
-        if let Some(sense) = self.stations[i]
-            .board
-            .as_mut()
-            .and_then(|b| b.inputs_mut().2)
-        {
-            sense.closed = target;
+        if let Some(b) = self.stations[i].board.as_mut() {
+            b.set_relay(target);
         }
         self.sync_channel(i);
         self.drive(i);
@@ -552,7 +767,7 @@ impl VirtualBench {
                 measured[k] = u16::try_from(v.max(0)).unwrap_or(0);
             }
             if let Some(b) = st.board.as_mut() {
-                b.inputs_mut().1.da = measured;
+                b.set_amps(measured);
             }
         }
         self.reschedule_channel(i);
@@ -572,7 +787,6 @@ impl VirtualBench {
     /// `firmware::station` (timers, sharing, the charge point), the models
     /// follow its pins, and what it sends goes on the link and meter line.
     fn drive(&mut self, i: usize) {
-        let now = us(self.now);
         if self.stations[i].board.is_none() {
             return;
         }
@@ -584,23 +798,16 @@ impl VirtualBench {
             let Some(b) = self.stations[i].board.as_mut() else {
                 return;
             };
-            let _ = b.step(now);
+            b.step(self.now);
             self.read_debug_channel(i);
             if !self.follow_pins(i) {
                 break;
             }
         }
-        let mut frames: Vec<Vec<u8>> = Vec::new();
-        let mut meter_tx: Option<Vec<u8>> = None;
-        if let Some(b) = self.stations[i].board.as_mut() {
-            let mut buf = [0u8; MAX_FRAME];
-            while let Some(n) = b.station.poll_transmit(&mut buf) {
-                frames.push(buf[..n].to_vec());
-            }
-            if let Some(req) = b.station.poll_meter_transmit() {
-                meter_tx = Some(req.to_vec());
-            }
-        }
+        let Some(b) = self.stations[i].board.as_mut() else {
+            return;
+        };
+        let (frames, meter_tx) = b.transmit();
         for f in frames {
             self.send_frame(i, f);
         }
@@ -618,34 +825,44 @@ impl VirtualBench {
     /// Apply the station's pending outputs to its pins and the pins to the
     /// models; whether anything moved.
     fn follow_pins(&mut self, i: usize) -> bool {
+        let seen = self.stations[i].pins_seen;
         let Some(b) = self.stations[i].board.as_mut() else {
             return false;
         };
-        let _ = b.apply();
-        let pins = (b.pwm().duty, b.coil().on);
-        let seen = self.stations[i].pins_seen;
-        if pins == seen {
-            return false;
+        let mut moved = false;
+        for pins in b.pin_states(seen) {
+            let seen = self.stations[i].pins_seen;
+            if pins == seen {
+                continue;
+            }
+            moved = true;
+            self.stations[i].pins_seen = pins;
+            if pins.0 != seen.0 {
+                let out = match pins.0 {
+                    10_000 => PilotOutput::Steady,
+                    0 => PilotOutput::MinusTwelve,
+                    d => PilotOutput::Pwm { duty_bp: d },
+                };
+                self.set_output(i, out);
+            }
+            if pins.1 != seen.1 {
+                self.set_coil(i, pins.1);
+            }
         }
-        self.stations[i].pins_seen = pins;
-        if pins.0 != seen.0 {
-            let out = match pins.0 {
-                10_000 => PilotOutput::Steady,
-                0 => PilotOutput::MinusTwelve,
-                d => PilotOutput::Pwm { duty_bp: d },
-            };
-            self.set_output(i, out);
+        // A QEMU station waits for the pilot answer even when its new
+        // output changed nothing here (docs/wire-bridge.md).
+        if let Some(Unit::Remote(r)) = self.stations[i].board.as_ref() {
+            if r.pilot_answer_due() {
+                self.apply_pilot(i);
+            }
         }
-        if pins.1 != seen.1 {
-            self.set_coil(i, pins.1);
-        }
-        true
+        moved
     }
 
     fn reschedule_station(&mut self, i: usize) {
         let st = &self.stations[i];
         let Some(b) = st.board.as_ref() else { return };
-        let next = b.station.poll_timeout().map(|t| t.ticks().max(self.now));
+        let next = b.poll_timeout().map(|t| t.max(self.now));
         if next.is_some() && next != st.scheduled {
             self.stations[i].scheduled = next;
             if let Some(t) = next {
@@ -665,7 +882,13 @@ impl VirtualBench {
             self.link.last_genuine = Some((from, bytes.clone()));
         }
         self.frames.insert(id, Frame { from, bytes });
-        self.schedule(end + self.sc.bench.link_latency_us, Wake::Frame(id));
+        // A QEMU image's UART takes its bytes one at a time (QEMU hands over
+        // the next when the image has read one), which takes about as long
+        // as the line's byte time: the frame goes to it when it starts, not
+        // when its bytes would have ended, so the transfer is not counted
+        // twice. The bus is busy as long as either way.
+        let arrives = if self.realtime.is_some() { start } else { end };
+        self.schedule(arrives + self.sc.bench.link_latency_us, Wake::Frame(id));
     }
 
     fn leader_index(&self) -> usize {
@@ -698,11 +921,10 @@ impl VirtualBench {
             let k = self.rng.below(f.bytes.len() as u64) as usize;
             f.bytes[k] ^= 1 << self.rng.below(8);
         }
-        let now = us(self.now);
         let Some(b) = self.stations[to].board.as_mut() else {
             return;
         };
-        b.station.handle_link_rx(now, &f.bytes);
+        b.link_rx(self.now, &f.bytes);
         self.drive(to);
     }
 
@@ -756,7 +978,7 @@ impl VirtualBench {
                 if let Some(ans) = self.meter_msgs.remove(&id) {
                     let li = self.leader_index();
                     if let Some(b) = self.stations[li].board.as_mut() {
-                        b.station.handle_meter_rx(us(t), &ans);
+                        b.meter_rx(t, &ans);
                     }
                     self.drive(li);
                 }
@@ -876,13 +1098,102 @@ impl VirtualBench {
     }
 }
 
+impl VirtualBench {
+    /// QEMU bench: bench time now, from the wall clock.
+    fn wall_us(&self) -> u64 {
+        self.realtime
+            .as_ref()
+            .map_or(self.now, |rt| rt.epoch.elapsed().as_micros() as u64)
+    }
+
+    /// The first QEMU station that cannot go on, as a bench error.
+    fn remote_failure(&self) -> Result<(), BenchError> {
+        for st in &self.stations {
+            if let Some(why) = st.board.as_ref().and_then(Unit::failed) {
+                return Err(BenchError::Station(why.to_string()));
+            }
+            if let Some(why) = st.spare.as_ref().and_then(|r| r.failed()) {
+                return Err(BenchError::Station(why.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// QEMU bench: wait (bounded by the QEMU connect timeout) until station
+    /// `i`'s image has connected its UARTs; what it said before is dropped.
+    fn wait_until_up(&mut self, i: usize) -> Result<(), BenchError> {
+        loop {
+            let Some(Unit::Remote(r)) = self.stations[i].board.as_mut() else {
+                return Ok(());
+            };
+            r.poll();
+            if let Some(why) = r.failed() {
+                return Err(BenchError::Station(why.to_string()));
+            }
+            if r.ready() {
+                r.discard_input();
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// QEMU bench: run the models in real time until bench time `t_us`,
+    /// reading the stations as their bytes arrive. Bounded by `t_us` itself
+    /// (the wall clock reaches it); a station that fails ends it.
+    fn run_realtime(&mut self, t_us: u64, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+        loop {
+            let wall = self.wall_us().min(t_us).max(self.now);
+            while let Some(Reverse((t, _, _))) = self.queue.peek() {
+                if *t > wall {
+                    break;
+                }
+                let Some(Reverse((t, _, w))) = self.queue.pop() else {
+                    break;
+                };
+                self.step(t, w);
+                self.drain_fixture();
+            }
+            self.now = wall;
+            for i in 0..self.stations.len() {
+                self.drive(i);
+                if let Some(spare) = self.stations[i].spare.as_mut() {
+                    spare.poll();
+                }
+            }
+            self.drain_fixture();
+            while let Some(r) = self.records.pop_front() {
+                sink(r);
+            }
+            self.remote_failure()?;
+            if self.now >= t_us {
+                return Ok(());
+            }
+            // Sleep until the next wake-up, at most a millisecond (the
+            // images sample their inputs every millisecond).
+            let next = self
+                .queue
+                .peek()
+                .map_or(t_us, |Reverse((t, _, _))| (*t).min(t_us));
+            let nap = next.saturating_sub(self.wall_us()).min(1_000);
+            if nap > 0 {
+                std::thread::sleep(std::time::Duration::from_micros(nap));
+            }
+        }
+    }
+}
+
 fn bytes_time(n: usize, baud: u32) -> u64 {
     (n as u64 * 10 * 1_000_000).div_ceil(u64::from(baud.max(1)))
 }
 
 impl Bench for VirtualBench {
     fn name(&self) -> String {
-        "sim".into()
+        if self.realtime.is_some() {
+            "qemu".into()
+        } else {
+            "sim".into()
+        }
     }
 
     fn fixture(&self) -> Option<&FixtureInfo> {
@@ -903,7 +1214,7 @@ impl Bench for VirtualBench {
     }
 
     fn is_virtual(&self) -> bool {
-        true
+        self.realtime.is_none()
     }
 
     fn now_us(&self) -> u64 {
@@ -1006,6 +1317,16 @@ impl Bench for VirtualBench {
                 let i = *i;
                 self.flush_pwm(i, self.now);
                 self.stations[i].board = None;
+                // QEMU: the image is killed; a fresh one boots now and waits
+                // powered off (no QEMU start-up delay at the reboot).
+                if let Some(rt) = &self.realtime {
+                    let name = format!("st{}", self.stations[i].id);
+                    let mut spare = Remote::spawn(&rt.opts, &name)?;
+                    if let Some(plan) = &self.stations[i].flash {
+                        spare.stage_plan(plan);
+                    }
+                    self.stations[i].spare = Some(Box::new(spare));
+                }
                 self.stations[i].scheduled = None;
                 self.stations[i].source = Source::Off;
                 self.stations[i].duty_bp = None;
@@ -1016,17 +1337,29 @@ impl Bench for VirtualBench {
                 let i = *i;
                 self.flush_pwm(i, self.now);
                 let boots = self.stations[i].boots + 1;
-                let mut fresh = self.boot_station(i, boots)?;
+                let mut fresh = match self.stations[i].spare.take() {
+                    Some(spare) => self.fresh_station(i, Unit::Remote(spare), boots),
+                    None => self.boot_station(i, boots)?,
+                };
                 fresh.coil = self.stations[i].coil;
                 fresh.relay_closed = self.stations[i].relay_closed;
                 fresh.welded = self.stations[i].welded;
                 fresh.draw = self.stations[i].draw;
                 fresh.flash = self.stations[i].flash.take();
                 self.stations[i] = fresh;
-                // The board reads its plan back from flash.
+                self.wait_until_up(i)?;
+                let staged = matches!(
+                    self.stations[i].board.as_ref(),
+                    Some(Unit::Remote(r)) if r.staged()
+                );
+                // The board reads its plan back from flash (the QEMU image
+                // has none: the bench completes the plan it staged, below,
+                // or sends it again).
+                let now = self.now;
                 let st = &mut self.stations[i];
-                if let (Some(b), Some(plan)) = (st.board.as_mut(), st.flash.as_ref()) {
-                    b.station.handle_debug_rx(us(self.now), plan.as_bytes());
+                if let (false, Some(b), Some(plan)) = (staged, st.board.as_mut(), st.flash.as_ref())
+                {
+                    b.debug_rx(now, plan.as_bytes());
                 }
                 // Pins come up in the safe state.
                 self.set_coil(i, false);
@@ -1034,13 +1367,16 @@ impl Bench for VirtualBench {
                 let closed = self.stations[i].relay_closed;
                 let draw = self.stations[i].draw;
                 if let Some(b) = self.stations[i].board.as_mut() {
-                    let (_, amps, sense) = b.inputs_mut();
-                    amps.da = draw;
-                    if let Some(sense) = sense {
-                        sense.closed = closed;
-                    }
+                    b.set_amps(draw);
+                    b.set_relay(closed);
                 }
                 self.apply_pilot(i);
+                // A staged plan is completed once the image's inputs read
+                // the circuit, so that its first sample is the circuit's,
+                // as on the virtual bench.
+                if let Some(Unit::Remote(r)) = self.stations[i].board.as_mut() {
+                    r.power_on();
+                }
                 self.drive(i);
             }
             SimFault::Welded(i, on) => {
@@ -1060,7 +1396,7 @@ impl Bench for VirtualBench {
         message: &str,
         sink: &mut dyn FnMut(Record),
     ) -> Result<Option<Result<(), Refusal>>, BenchError> {
-        let now = us(self.now);
+        let now = self.now;
         let Some(st) = self.stations.get_mut(station) else {
             return Err(BenchError::Setup(format!(
                 "no station {station} on this bench"
@@ -1072,8 +1408,26 @@ impl Bench for VirtualBench {
                 "station {station} is not powered"
             )));
         };
-        b.station.handle_debug_rx(now, message.as_bytes());
+        b.debug_rx(now, message.as_bytes());
         self.drive(station);
+        if self.realtime.is_some() {
+            // The image answers when it has read the message: run the site
+            // on until it does, or give up.
+            let give_up = std::time::Instant::now() + COMMISSION_TIMEOUT;
+            while self.stations[station].answer.is_none() {
+                if std::time::Instant::now() > give_up {
+                    return Err(BenchError::Timeout {
+                        what: format!(
+                            "station st{}'s answer to its commissioning (QEMU)",
+                            self.stations[station].id
+                        ),
+                        timeout_ms: COMMISSION_TIMEOUT.as_millis() as u64,
+                    });
+                }
+                let t = self.now + 1_000;
+                self.run_realtime(t, sink)?;
+            }
+        }
         while let Some(r) = self.records.pop_front() {
             sink(r);
         }
@@ -1088,7 +1442,119 @@ impl Bench for VirtualBench {
         })
     }
 
+    fn commission_all(
+        &mut self,
+        messages: &[String],
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<Vec<Option<Result<(), Refusal>>>, BenchError> {
+        if self.realtime.is_none() {
+            let mut answers = Vec::with_capacity(messages.len());
+            for (i, m) in messages.iter().enumerate() {
+                answers.push(self.commission(i, m, sink)?);
+            }
+            return Ok(answers);
+        }
+        // QEMU: every image reads its plan at once (a few hundred bytes of
+        // UART each); bench time stands still meanwhile, so the stations
+        // start together at the bench time the virtual ones start at.
+        let wall0 = std::time::Instant::now();
+        let mut leader_started = None;
+        let now = self.now;
+        for (i, m) in messages.iter().enumerate() {
+            let Some(st) = self.stations.get_mut(i) else {
+                return Err(BenchError::Setup(format!("no station {i} on this bench")));
+            };
+            st.answer = None;
+            let Some(b) = st.board.as_mut() else {
+                return Err(BenchError::Setup(format!("station {i} is not powered")));
+            };
+            // Staged: every plan but its last byte, which all get at once
+            // below, so that the stations start together and their first
+            // frames do not queue behind the others' plans.
+            match b {
+                Unit::Remote(r) => r.stage_plan(m),
+                Unit::Local(_) => b.debug_rx(now, m.as_bytes()),
+            }
+        }
+        // The images read a plan in well under this (a few hundred bytes);
+        // one that has not yet answers later, which is only later.
+        let staged_by = wall0 + STAGE_WAIT;
+        while std::time::Instant::now() < staged_by {
+            for st in &mut self.stations {
+                if let Some(Unit::Remote(r)) = st.board.as_mut() {
+                    r.poll();
+                }
+            }
+            self.remote_failure()?;
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        for st in &mut self.stations {
+            if let Some(Unit::Remote(r)) = st.board.as_mut() {
+                if !r.power_on() {
+                    return Err(BenchError::Setup(format!(
+                        "st{}'s commissioning message does not end with a newline",
+                        st.id
+                    )));
+                }
+            }
+        }
+        while self.stations.iter().any(|s| s.answer.is_none()) {
+            if wall0.elapsed() > COMMISSION_TIMEOUT {
+                let silent: Vec<String> = self
+                    .stations
+                    .iter()
+                    .filter(|s| s.answer.is_none())
+                    .map(|s| format!("st{}", s.id))
+                    .collect();
+                return Err(BenchError::Timeout {
+                    what: format!(
+                        "the answer of {} to commissioning (QEMU)",
+                        silent.join(", ")
+                    ),
+                    timeout_ms: COMMISSION_TIMEOUT.as_millis() as u64,
+                });
+            }
+            for i in 0..self.stations.len() {
+                let read_at = match self.stations[i].board.as_ref() {
+                    Some(Unit::Remote(r)) => r.telemetry_read_at(),
+                    _ => None,
+                };
+                self.drive(i);
+                if i == self.leader_index() && self.stations[i].answer.is_some() {
+                    leader_started = leader_started.or(read_at);
+                }
+            }
+            self.drain_fixture();
+            while let Some(r) = self.records.pop_front() {
+                sink(r);
+            }
+            self.remote_failure()?;
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        // Bench time resumes from where it stood, counted from when the
+        // leader took its plan: its allocation cycles, which pace the
+        // site, then fall where the virtual leader's do.
+        let resume = leader_started.unwrap_or_else(std::time::Instant::now);
+        if let Some(rt) = self.realtime.as_mut() {
+            if let Some(e) = resume.checked_sub(std::time::Duration::from_micros(now)) {
+                rt.epoch = e;
+            }
+        }
+        let mut answers = Vec::with_capacity(messages.len());
+        for (st, m) in self.stations.iter_mut().zip(messages) {
+            let answer = st.answer.take();
+            if answer == Some(Ok(())) {
+                st.flash = Some(m.clone());
+            }
+            answers.push(answer);
+        }
+        Ok(answers)
+    }
+
     fn run_until(&mut self, t_us: u64, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+        if self.realtime.is_some() {
+            return self.run_realtime(t_us, sink);
+        }
         while let Some(Reverse((t, _, _))) = self.queue.peek() {
             if *t > t_us {
                 break;
@@ -1104,11 +1570,10 @@ impl Bench for VirtualBench {
                     let what = match w {
                         Wake::Station(i) => {
                             let st = &self.stations[i];
-                            match st.board.as_ref().and_then(|b| b.station.poll_timeout()) {
+                            match st.board.as_ref().and_then(Unit::poll_timeout) {
                                 Some(at) => format!(
                                     "station st{} (it asks to be woken at {} us)",
-                                    st.id,
-                                    at.ticks()
+                                    st.id, at
                                 ),
                                 None => format!("station st{}", st.id),
                             }

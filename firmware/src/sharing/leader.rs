@@ -352,7 +352,14 @@ impl<const S: usize, const N: usize> Leader<S, N> {
         if now >= self.next_cycle {
             self.realloc_at = None;
             self.cycle(now);
-            self.next_cycle = now + self.cfg.timing.cycle;
+            // Keep the cycle's phase: a board that wakes late does not
+            // push every later cycle back (unless it missed a whole one).
+            let next = self.next_cycle + self.cfg.timing.cycle;
+            self.next_cycle = if next > now {
+                next
+            } else {
+                now + self.cfg.timing.cycle
+            };
         } else if self.realloc_at.is_some_and(|t| now >= t) {
             self.realloc_at = None;
             self.reallocate(now);
