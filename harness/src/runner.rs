@@ -184,15 +184,37 @@ pub fn check_fixture(sc: &Scenario, fixture: &FixtureInfo) -> Result<(), BenchEr
     }
 }
 
+/// Check that the fixture can run `sc`, and reset it. The fixture reports
+/// where each channel stands, stamped at the reset: the run's time 0 is
+/// then the bench's time (`now_us`). What arrives before the reset's own
+/// report (lines from an earlier run, or from before the host connected)
+/// is not this run's and is dropped; losses and garbled lines are kept.
+fn reset(
+    sc: &Scenario,
+    bench: &mut dyn Bench,
+    sink: &mut dyn FnMut(Record),
+) -> Result<u64, BenchError> {
+    if let Some(f) = bench.fixture() {
+        check_fixture(sc, f)?;
+    }
+    let mut got = Vec::new();
+    bench.command(Command::Reset, &mut |r| got.push(r))?;
+    let start_us = bench.now_us();
+    for r in got {
+        match &r {
+            Record::Event { t_us, .. } | Record::Telemetry { t_us, .. } if *t_us < start_us => {}
+            _ => sink(r),
+        }
+    }
+    Ok(start_us)
+}
+
+/// Commission every station and set the fixture's channels and cars up.
 fn setup(
     sc: &Scenario,
     bench: &mut dyn Bench,
     sink: &mut dyn FnMut(Record),
 ) -> Result<(), BenchError> {
-    if let Some(f) = bench.fixture() {
-        check_fixture(sc, f)?;
-    }
-    bench.command(Command::Reset, sink)?;
     // Every station gets the scenario's site plan before anything runs; a
     // station never charges on a plan it has not validated.
     let key = crate::provision::bench_key().map_err(BenchError::Setup)?;
@@ -317,8 +339,12 @@ pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
         ..Trace::default()
     };
     let mut records: Vec<Record> = Vec::new();
-    let start_us = bench.now_us();
-    let mut outcome = setup(sc, bench, &mut |r| records.push(r));
+    let reset = reset(sc, bench, &mut |r| records.push(r));
+    let start_us = match &reset {
+        Ok(t) => *t,
+        Err(_) => bench.now_us(),
+    };
+    let mut outcome = reset.and_then(|_| setup(sc, bench, &mut |r| records.push(r)));
     if outcome.is_ok() {
         for step in &sc.timeline {
             if let Err(e) = bench.run_until(start_us.saturating_add(step.at_us), &mut |r| {

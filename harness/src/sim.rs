@@ -304,7 +304,10 @@ impl VirtualBench {
             },
             &mut |r| early.push(r),
         )?;
-        vb.records.extend(early);
+        // What the fixture said before its host's HELLO (its power-on
+        // events) is not the run's: RESET reports where each channel
+        // stands, as a real fixture's does.
+        drop(early);
         vb.info = Some(FixtureInfo::parse(&vb.last_info).map_err(|what| {
             BenchError::Setup(format!("the virtual fixture's HELLO answer lacks {what}"))
         })?);
