@@ -31,17 +31,18 @@ fn scenario_files() -> Vec<PathBuf> {
 
 /// The bench the tests run on, when it is not the virtual one: its name
 /// (for the lock) and its fixture's line.
-fn line_bench() -> Result<Option<(String, BenchSpec)>, String> {
+fn line_bench(
+) -> Result<Option<(String, BenchSpec, Option<harness::inventory::BenchEntry>)>, String> {
     let Ok(text) = std::env::var("SHAREBENCH_BENCH") else {
         return Ok(None);
     };
     let spec: BenchSpec = text.parse()?;
     let inventory = harness::inventory::Inventory::from_args(None)?;
-    let (fixture, _) = harness::inventory::resolve(spec.clone(), inventory.as_ref())?;
+    let (fixture, entry) = harness::inventory::resolve(spec.clone(), inventory.as_ref())?;
     match fixture {
         BenchSpec::Sim => Ok(None),
         BenchSpec::Qemu => Err("the qemu bench is not part of this build yet".into()),
-        line => Ok(Some((spec.to_string(), line))),
+        line => Ok(Some((spec.to_string(), line, entry))),
     }
 }
 
@@ -57,7 +58,7 @@ fn run_one(path: &Path) -> Result<Completion, Failed> {
             harness::cli::run_sim(&sc, None).map_err(|e| e.to_string())?,
             None,
         ),
-        Some((name, line)) => {
+        Some((name, line, entry)) => {
             if sc.needs_sim() {
                 return Ok(Completion::ignored_with(
                     "needs the virtual bench (link or node faults)",
@@ -66,9 +67,21 @@ fn run_one(path: &Path) -> Result<Completion, Failed> {
             // Hardware tests take the bench one at a time (30 min wait).
             let _lock = harness::inventory::lock(&name, std::time::Duration::from_secs(1_800))
                 .map_err(|e| e.to_string())?;
-            let mut bench =
-                harness::serial::SerialBench::open(&line, harness::serial::Timeouts::default())
-                    .map_err(|e| e.to_string())?;
+            // A virtual fixture may run faster than real time.
+            let time_scale = std::env::var("SHAREBENCH_TIME_SCALE")
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .unwrap_or(1.0);
+            let mut bench = harness::serial::SerialBench::open_bench(
+                &line,
+                entry.as_ref(),
+                harness::serial::Timeouts {
+                    time_scale,
+                    ..harness::serial::Timeouts::default()
+                },
+            )
+            .map_err(|e| e.to_string())?;
             let tol = std::env::var("SHAREBENCH_TOLERANCE_MS")
                 .ok()
                 .and_then(|t| t.parse().ok())

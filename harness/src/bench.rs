@@ -223,6 +223,22 @@ pub trait Bench {
     ) -> Result<Option<Result<(), Refusal>>, BenchError> {
         Ok(None)
     }
+
+    /// Commission every station (`messages[i]` for station `i`) and give
+    /// each one's answer, as [`Bench::commission`]. A bench in real time
+    /// sends them all before it waits, so the stations start together as
+    /// on the virtual bench.
+    fn commission_all(
+        &mut self,
+        messages: &[String],
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<Vec<Option<Result<(), Refusal>>>, BenchError> {
+        messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| self.commission(i, m, sink))
+            .collect()
+    }
 }
 
 #[cfg(test)]

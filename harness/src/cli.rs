@@ -112,7 +112,7 @@ pub struct RunArgs {
     /// Serial benches: the slowest the fixture's clock may run, in fixture
     /// seconds per wall second (1 for hardware). Each wait for fixture time
     /// is bounded by the time waited for over this, plus a margin.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, env = "SHAREBENCH_TIME_SCALE")]
     pub time_scale: f64,
 }
 
@@ -140,6 +140,13 @@ struct VirtualFixtureArgs {
     /// none), as a fixture board with less hardware would.
     #[arg(long)]
     caps: Option<String>,
+    /// Also write a bench inventory (benches.toml) naming this fixture and
+    /// each station's debug pty, for `run --benches FILE --bench NAME`.
+    #[arg(long)]
+    inventory: Option<PathBuf>,
+    /// The bench's name in that inventory.
+    #[arg(long, default_value = "virtual")]
+    name: String,
 }
 
 /// Entry point of the binary.
@@ -277,7 +284,7 @@ fn open_bench(
 ) -> Result<(Option<SerialBench>, Option<crate::inventory::BenchLock>), String> {
     let spec: BenchSpec = a.bench.parse()?;
     let inventory = crate::inventory::Inventory::from_args(a.benches.as_deref())?;
-    let (fixture, _entry) = crate::inventory::resolve(spec.clone(), inventory.as_ref())?;
+    let (fixture, entry) = crate::inventory::resolve(spec.clone(), inventory.as_ref())?;
     match fixture {
         BenchSpec::Sim => Ok((None, None)),
         BenchSpec::Qemu => Err(
@@ -292,7 +299,8 @@ fn open_bench(
             // One run at a time per bench: parallel runs queue here.
             let lock = crate::inventory::lock(&spec.to_string(), Duration::from_secs(a.lock_wait_s))
                 .map_err(|e| e.to_string())?;
-            let bench = SerialBench::open(&line, timeouts).map_err(|e| e.to_string())?;
+            let bench = SerialBench::open_bench(&line, entry.as_ref(), timeouts)
+                .map_err(|e| e.to_string())?;
             Ok((Some(bench), Some(lock)))
         }
     }
@@ -675,12 +683,54 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
         eprintln!("error: the pseudo-terminal has no name");
         return exit::SETUP;
     };
-    if let Err(e) = serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(5)) {
+    // A short wait per loop: the fixture's lines leave within a
+    // millisecond of wall time of when they are due.
+    if let Err(e) = serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(1)) {
         eprintln!("error: failed to set the pseudo-terminal's timeout: {e}");
         return exit::SETUP;
     }
-    println!("{name}");
-    let _ = std::io::stdout().flush();
+    // One pty per station: its debug channel, as a UART adapter per
+    // station on a lab bench.
+    let mut debug = Vec::new();
+    for st in &sc.stations {
+        let pair = serialport::TTYPort::pair().and_then(|(mut m, sl)| {
+            serialport::SerialPort::set_timeout(&mut m, Duration::ZERO)?;
+            Ok((m, sl))
+        });
+        let (m, sl) = match pair {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!(
+                    "error: failed to open a pseudo-terminal for station {}: {e}",
+                    st.id
+                );
+                return exit::SETUP;
+            }
+        };
+        let Some(path) = sl.name() else {
+            eprintln!("error: the pseudo-terminal has no name");
+            return exit::SETUP;
+        };
+        debug.push((m, sl, path));
+    }
+    vb.serve_debug_channels();
+    // The fixture's pty first (on a line of its own), then each station's
+    // debug channel; written at once, and a closed stdout is no error.
+    let mut said = format!("{name}\n");
+    for (st, (_, _, path)) in sc.stations.iter().zip(&debug) {
+        said.push_str(&format!("station {} debug {path}\n", st.id));
+    }
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(said.as_bytes()).and_then(|()| out.flush());
+    }
+    if let Some(file) = &a.inventory {
+        let text = inventory_text(&a.name, &name, sc.stations.len(), &sc, &debug);
+        if let Err(e) = std::fs::write(file, text) {
+            eprintln!("error: failed to write {}: {e}", file.display());
+            return exit::SETUP;
+        }
+    }
     let start = Instant::now();
     let mut buf = [0u8; 1_024];
     loop {
@@ -697,6 +747,14 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
                 return exit::INCOMPLETE;
             }
         }
+        for (i, (m, _, _)) in debug.iter_mut().enumerate() {
+            // A closed or empty debug pty is a station nobody listens to.
+            if let Ok(n) = m.read(&mut buf) {
+                if n > 0 {
+                    vb.serve_debug_input(i, &buf[..n]);
+                }
+            }
+        }
         let virtual_now = (start.elapsed().as_secs_f64() * a.time_scale * 1e6) as u64;
         out.extend(vb.serve_until(virtual_now));
         for line in out {
@@ -706,7 +764,36 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
                 break;
             }
         }
+        for (i, (m, _, _)) in debug.iter_mut().enumerate() {
+            for line in vb.serve_debug_output(i) {
+                if m.write_all(line.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        }
     }
+}
+
+/// A bench inventory naming the virtual fixture's pty and its stations'
+/// debug ptys (`virtual-fixture --inventory`).
+fn inventory_text(
+    bench: &str,
+    fixture: &str,
+    channels: usize,
+    sc: &Scenario,
+    debug: &[(serialport::TTYPort, serialport::TTYPort, String)],
+) -> String {
+    let mut t = format!(
+        "# Written by `sharebench virtual-fixture {}`: valid while it runs.\n[[bench]]\nname = \"{bench}\"\nfixture = \"serial:{fixture}\"\nchannels = {channels}\n",
+        sc.path.display()
+    );
+    for (st, (_, _, path)) in sc.stations.iter().zip(debug) {
+        t.push_str(&format!(
+            "\n[[bench.station]]\nid = {}\nboard = \"virtual\"\ndebug = \"serial:{path}\"\n",
+            st.id
+        ));
+    }
+    t
 }
 
 /// Capability words as `caps=` writes them.

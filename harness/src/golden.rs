@@ -61,11 +61,29 @@ pub fn traces_match(reference: &str, test: &str, tolerance_ms: u64) -> bool {
     first_difference(reference, test, tolerance_ms).is_none()
 }
 
+/// A trace line's time (ms) and the rest; `None` for a header line.
+fn timed(l: &str) -> Option<(u64, &str)> {
+    let t = l.trim_start();
+    let (num, rest) = t.split_once(' ')?;
+    Some((num.parse().ok()?, rest))
+}
+
 /// The 1-based line of the first difference, if any.
+///
+/// With a tolerance (a real bench), a line matches the same line at a time
+/// within `tolerance_ms`, and lines whose times lie within the tolerance of
+/// each other may come in either order: a fixture and a station's debug
+/// channel are two lines to the host, and what happened in the same few
+/// milliseconds on both has no order a host can see. Every line must be
+/// matched once; the first reference line left without its match (or the
+/// first extra line of the run) is the difference.
 #[must_use]
 pub fn first_difference(reference: &str, test: &str, tolerance_ms: u64) -> Option<usize> {
     let a: Vec<&str> = reference.trim_end().lines().collect();
     let b: Vec<&str> = test.trim_end().lines().collect();
+    if tolerance_ms > 0 {
+        return first_unmatched(&a, &b, tolerance_ms);
+    }
     for k in 0..a.len().max(b.len()) {
         let (Some(x), Some(y)) = (a.get(k), b.get(k)) else {
             return Some(k + 1);
@@ -84,6 +102,33 @@ pub fn first_difference(reference: &str, test: &str, tolerance_ms: u64) -> Optio
         }
     }
     None
+}
+
+fn first_unmatched(a: &[&str], b: &[&str], tol: u64) -> Option<usize> {
+    let mut used = vec![false; b.len()];
+    // Lines of `b` before this one are all matched (a cursor, so a long
+    // trace is not searched from its start for every line).
+    let mut from = 0;
+    for (k, x) in a.iter().enumerate() {
+        let found = match timed(x) {
+            None => (from..b.len()).find(|&j| !used[j] && b[j] == *x),
+            Some((tx, rx)) => (from..b.len())
+                .take_while(|&j| timed(b[j]).is_none_or(|(ty, _)| ty <= tx.saturating_add(tol)))
+                .find(|&j| {
+                    !used[j]
+                        && timed(b[j]).is_some_and(|(ty, ry)| ry == rx && ty.abs_diff(tx) <= tol)
+                }),
+        };
+        let Some(j) = found else {
+            return Some(k + 1);
+        };
+        used[j] = true;
+        while from < b.len() && used[from] {
+            from += 1;
+        }
+    }
+    // An extra line of the run.
+    used.iter().position(|u| !u).map(|_| a.len() + 1)
 }
 
 /// Compare a run's canonical trace with its golden file (the CLI's path; it
@@ -151,6 +196,27 @@ mod tests {
         let c = "# x\n     1000 st0 offer 16.1 A\n     2000 st0 contactor closed\n";
         assert_eq!(first_difference(a, c, 100), Some(2));
         assert_eq!(first_difference(a, "# x\n", 0), Some(2));
+    }
+
+    #[test]
+    fn lines_within_the_tolerance_may_come_in_either_order() {
+        let a = "# x\n     1000 st1 says: granted 32.0 A\n     1000 st1 pilot C\n     1008 st1 offer 32.0 A\n";
+        // A station line and a fixture line of the same instant, swapped.
+        let b = "# x\n      998 st1 pilot C\n     1003 st1 says: granted 32.0 A\n     1009 st1 offer 32.0 A\n";
+        assert_eq!(first_difference(a, b, 50), None);
+        assert_eq!(
+            first_difference(a, b, 0),
+            Some(2),
+            "the virtual bench is exact"
+        );
+        // Out of the tolerance, a swap is a difference.
+        let c = "# x\n      900 st1 pilot C\n     1000 st1 says: granted 32.0 A\n     1008 st1 offer 32.0 A\n";
+        assert_eq!(first_difference(a, c, 50), Some(3));
+        // A missing line and an extra line are differences.
+        let d = "# x\n     1000 st1 says: granted 32.0 A\n     1008 st1 offer 32.0 A\n";
+        assert_eq!(first_difference(a, d, 50), Some(3));
+        let e = format!("{a}     2000 st1 contactor closed\n");
+        assert_eq!(first_difference(a, &e, 50), Some(5));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! - [`scenario`]: TOML scenario files and their validation.
 //! - [`bench`]: the bench trait; [`sim`] the virtual bench, [`serial`] a
-//!   fixture on a serial port.
+//!   fixture on a serial port, [`debug`] the stations' debug channels there.
 //! - [`provision`]: what a station is given before a run (its site plan).
 //! - [`runner`]: one scenario on one bench; [`trace`] what it saw.
 //! - [`checks`]: convergence, failover, breaker safety, IEC 61851-1.
@@ -18,6 +18,7 @@ pub mod artefacts;
 pub mod bench;
 pub mod checks;
 pub mod cli;
+pub mod debug;
 pub mod explore;
 pub mod golden;
 pub mod inventory;

@@ -185,49 +185,45 @@ pub fn check_fixture(sc: &Scenario, fixture: &FixtureInfo) -> Result<(), BenchEr
 }
 
 /// Check that the fixture can run `sc`, and reset it. The fixture reports
-/// where each channel stands, stamped at the reset: the run's time 0 is
-/// then the bench's time (`now_us`). What arrives before the reset's own
-/// report (lines from an earlier run, or from before the host connected)
-/// is not this run's and is dropped; losses and garbled lines are kept.
+/// where each channel stands, stamped at the reset. What arrives before
+/// that report (lines from an earlier run, or from before the host
+/// connected) is not this run's and is dropped; losses and garbled lines
+/// are kept.
 fn reset(
     sc: &Scenario,
     bench: &mut dyn Bench,
     sink: &mut dyn FnMut(Record),
-) -> Result<u64, BenchError> {
+) -> Result<(), BenchError> {
     if let Some(f) = bench.fixture() {
         check_fixture(sc, f)?;
     }
     let mut got = Vec::new();
     bench.command(Command::Reset, &mut |r| got.push(r))?;
-    let start_us = bench.now_us();
+    // The report is the latest of what came: stamped at the reset.
+    let reported_at = got
+        .iter()
+        .filter_map(|r| match r {
+            Record::Event { t_us, .. } => Some(*t_us),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
     for r in got {
         match &r {
-            Record::Event { t_us, .. } | Record::Telemetry { t_us, .. } if *t_us < start_us => {}
+            Record::Event { t_us, .. } | Record::Telemetry { t_us, .. } if *t_us < reported_at => {}
             _ => sink(r),
         }
     }
-    Ok(start_us)
+    Ok(())
 }
 
-/// Commission every station and set the fixture's channels and cars up.
-fn setup(
+/// Wire the fixture's channels and set its cars up (nothing a trace shows:
+/// no car is plugged yet).
+fn setup_channels(
     sc: &Scenario,
     bench: &mut dyn Bench,
     sink: &mut dyn FnMut(Record),
 ) -> Result<(), BenchError> {
-    // Every station gets the scenario's site plan before anything runs; a
-    // station never charges on a plan it has not validated.
-    let key = crate::provision::bench_key().map_err(BenchError::Setup)?;
-    for (i, st) in sc.stations.iter().enumerate() {
-        let message = crate::provision::commission_text(sc, i, &key);
-        if let Some(Err(reason)) = bench.commission(i, &message, sink)? {
-            return Err(BenchError::ConfigRefused {
-                station: st.id,
-                line: st.line,
-                reason,
-            });
-        }
-    }
     for (i, st) in sc.stations.iter().enumerate() {
         let ch = u8::try_from(i).map_err(|_| BenchError::Setup("more than 256 channels".into()))?;
         bench.command(Command::Car(ch, CarSetting::Rotation(st.rotation)), sink)?;
@@ -258,6 +254,30 @@ fn setup(
         }
         for s in settings {
             bench.command(Command::Car(ch, s), sink)?;
+        }
+    }
+    Ok(())
+}
+
+/// Give every station the scenario's site plan before anything runs; a
+/// station never charges on a plan it has not validated.
+fn commission(
+    sc: &Scenario,
+    bench: &mut dyn Bench,
+    sink: &mut dyn FnMut(Record),
+) -> Result<(), BenchError> {
+    let key = crate::provision::bench_key().map_err(BenchError::Setup)?;
+    let messages: Vec<String> = (0..sc.stations.len())
+        .map(|i| crate::provision::commission_text(sc, i, &key))
+        .collect();
+    let answers = bench.commission_all(&messages, sink)?;
+    for (st, answer) in sc.stations.iter().zip(answers) {
+        if let Some(Err(reason)) = answer {
+            return Err(BenchError::ConfigRefused {
+                station: st.id,
+                line: st.line,
+                reason,
+            });
         }
     }
     Ok(())
@@ -339,12 +359,15 @@ pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
         ..Trace::default()
     };
     let mut records: Vec<Record> = Vec::new();
-    let reset = reset(sc, bench, &mut |r| records.push(r));
-    let start_us = match &reset {
-        Ok(t) => *t,
-        Err(_) => bench.now_us(),
-    };
-    let mut outcome = reset.and_then(|_| setup(sc, bench, &mut |r| records.push(r)));
+    let mut outcome = reset(sc, bench, &mut |r| records.push(r))
+        .and_then(|()| setup_channels(sc, bench, &mut |r| records.push(r)));
+    // Time 0 is when the stations are commissioned, as on the virtual
+    // bench, where all of this takes no time; the reset's report (taken a
+    // moment before) shows at 0.
+    let start_us = bench.now_us();
+    if outcome.is_ok() {
+        outcome = commission(sc, bench, &mut |r| records.push(r));
+    }
     if outcome.is_ok() {
         for step in &sc.timeline {
             if let Err(e) = bench.run_until(start_us.saturating_add(step.at_us), &mut |r| {

@@ -72,6 +72,9 @@ impl Timeouts {
     }
 }
 
+/// How far past the last fixture event [`Bench::now_us`] may estimate.
+const NOW_AHEAD_US: u64 = 1_000_000;
+
 /// A fixture reached over a byte link.
 pub struct SerialBench {
     name: String,
@@ -90,6 +93,61 @@ pub struct SerialBench {
     event_seq: EventSeq,
     /// What the fixture announced in its HELLO answer.
     info: Option<FixtureInfo>,
+    /// When the fixture's last bytes arrived (what stamps station lines).
+    rx_at: Instant,
+    /// The stations' debug channels, when the bench lists them.
+    debug: Option<crate::debug::DebugChannels>,
+    /// The fixture's clock as last seen: (event time, arrival), the event
+    /// at least 0.9 fixture s before it, and whether the clock ran at the
+    /// time scale between them (within a factor of 2).
+    clock: Clock,
+}
+
+/// What the harness knows of the fixture's clock, to act on time between
+/// heartbeats.
+#[derive(Debug, Clone, Copy, Default)]
+struct Clock {
+    last: Option<(u64, Instant)>,
+    base: Option<(u64, Instant)>,
+    steady: bool,
+}
+
+impl Clock {
+    /// Fixture events more than this apart measure the clock's rate.
+    const SPAN_US: u64 = 900_000;
+    /// The furthest ahead of the last event the harness estimates.
+    const AHEAD_US: u64 = 2_000_000;
+
+    fn seen(&mut self, t_us: u64, at: Instant, time_scale: f64) {
+        self.last = Some((t_us, at));
+        match self.base {
+            Some((bt, bw)) if t_us >= bt.saturating_add(Self::SPAN_US) => {
+                let wall = at.duration_since(bw).as_secs_f64();
+                let rate = (t_us - bt) as f64 / 1e6 / wall.max(1e-9);
+                self.steady = rate >= time_scale * 0.5 && rate <= time_scale * 2.0;
+                self.base = Some((t_us, at));
+            }
+            Some((bt, _)) if t_us < bt => self.base = Some((t_us, at)),
+            Some(_) => {}
+            None => self.base = Some((t_us, at)),
+        }
+    }
+
+    /// Fixture time now, estimated from the last event while the clock is
+    /// seen to run at the time scale; `None` otherwise (the harness then
+    /// waits for an event).
+    fn estimate(&self, time_scale: f64) -> Option<u64> {
+        self.ahead(time_scale, Self::AHEAD_US)
+            .filter(|_| self.steady)
+    }
+
+    /// The last event's time plus the wall time since it arrived at the
+    /// time scale, at most `cap_us` ahead.
+    fn ahead(&self, time_scale: f64, cap_us: u64) -> Option<u64> {
+        let (t, w) = self.last?;
+        let ahead = (w.elapsed().as_secs_f64() * time_scale * 1e6) as u64;
+        Some(t.saturating_add(ahead.min(cap_us)))
+    }
 }
 
 /// A read that ended without bytes but without a failure either: the
@@ -113,6 +171,23 @@ impl SerialBench {
         Self::over(spec.to_string(), link, timeouts)
     }
 
+    /// Open a line bench and, when its inventory entry lists them, every
+    /// station's debug channel (in channel order).
+    pub fn open_bench(
+        spec: &BenchSpec,
+        entry: Option<&crate::inventory::BenchEntry>,
+        timeouts: Timeouts,
+    ) -> Result<Self, BenchError> {
+        let debug: Vec<BenchSpec> = entry
+            .map(|e| e.stations.iter().filter_map(|s| s.debug.clone()).collect())
+            .unwrap_or_default();
+        let bench = Self::open(spec, timeouts)?;
+        if debug.is_empty() {
+            return Ok(bench);
+        }
+        Ok(bench.with_debug(crate::debug::DebugChannels::open(&debug)?))
+    }
+
     /// Use an already open link (reads must time out, not block forever).
     pub fn over(name: String, link: Box<dyn Link>, timeouts: Timeouts) -> Result<Self, BenchError> {
         let mut b = Self {
@@ -127,21 +202,92 @@ impl SerialBench {
             pending: Vec::new(),
             event_seq: EventSeq::default(),
             info: None,
+            rx_at: Instant::now(),
+            debug: None,
+            clock: Clock::default(),
         };
-        let mut early = Vec::new();
+        // What the fixture said before HELLO is not a run's: RESET reports
+        // where each channel stands.
         let answer = b.exchange(
             Command::Hello {
                 version: PROTOCOL_VERSION,
             },
-            &mut |r| early.push(r),
+            &mut |_| {},
         )?;
-        b.pending = early;
         b.info = Some(FixtureInfo::parse(&answer).map_err(|what| {
             BenchError::Setup(format!(
                 "the fixture's HELLO answer \"{answer}\" is not understood: expected {what}"
             ))
         })?);
         Ok(b)
+    }
+
+    /// Commission stations `from..messages.len()` (`messages[i]` for
+    /// station `i`); `None` for each without a debug channel on this bench.
+    fn commission_from(
+        &mut self,
+        from: usize,
+        messages: &[String],
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<Vec<Option<Result<(), firmware::telemetry::Refusal>>>, BenchError> {
+        let mut answers: Vec<Option<Result<(), firmware::telemetry::Refusal>>> =
+            vec![None; messages.len()];
+        let Some(d) = self.debug.as_mut() else {
+            return Ok(answers);
+        };
+        let mut ids = Vec::new();
+        for (i, message) in messages.iter().enumerate().skip(from) {
+            let id = crate::debug::commissioned_id(message).ok_or_else(|| {
+                BenchError::Setup("a commissioning message without its \"C begin\" line".into())
+            })?;
+            d.send(i, id, message)?;
+            ids.push((i, id));
+        }
+        let limit = self.timeouts.ack + Duration::from_secs(1);
+        let deadline = Instant::now() + limit;
+        loop {
+            let mut lines = Vec::new();
+            self.pump(&mut lines)?;
+            for r in std::mem::take(&mut self.pending) {
+                sink(r);
+            }
+            for l in lines {
+                self.event(l, sink);
+            }
+            if let Some(d) = self.debug.as_mut() {
+                for &(i, _) in &ids {
+                    if let Some(a) = d.answer(i) {
+                        answers[i] = Some(a);
+                    }
+                }
+            }
+            let waiting: Vec<String> = ids
+                .iter()
+                .filter(|(i, _)| answers[*i].is_none())
+                .map(|(_, id)| format!("st{id}"))
+                .collect();
+            if waiting.is_empty() {
+                return Ok(answers);
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::Timeout {
+                    what: format!(
+                        "the answer of {} to its commissioning on its debug channel (is the station powered, and its debug channel in the inventory right?)",
+                        waiting.join(", ")
+                    ),
+                    timeout_ms: limit.as_millis() as u64,
+                });
+            }
+        }
+    }
+
+    /// Read the stations' debug channels too (channel `i` for the station
+    /// on fixture channel `i`): their telemetry reaches the trace, and
+    /// stations are commissioned over them.
+    #[must_use]
+    pub fn with_debug(mut self, debug: crate::debug::DebugChannels) -> Self {
+        self.debug = Some(debug);
+        self
     }
 
     fn send(&mut self, cmd: Command) -> Result<u32, BenchError> {
@@ -163,7 +309,10 @@ impl SerialBench {
         let mut buf = [0u8; 512];
         match self.link.read(&mut buf) {
             Ok(0) => {}
-            Ok(n) => self.rx.extend_from_slice(&buf[..n]),
+            Ok(n) => {
+                self.rx_at = Instant::now();
+                self.rx.extend_from_slice(&buf[..n]);
+            }
             Err(e) if nothing_yet(&e) => {}
             Err(e) => {
                 return Err(BenchError::Io(format!(
@@ -194,6 +343,9 @@ impl SerialBench {
                     });
                 }
             }
+        }
+        if let Some(d) = self.debug.as_mut() {
+            d.poll()?;
         }
         Ok(())
     }
@@ -258,8 +410,14 @@ impl SerialBench {
     fn event(&mut self, l: Line, sink: &mut dyn FnMut(Record)) {
         if let Line::Event { seq, t_us, event } = l {
             self.now_us = self.now_us.max(t_us);
+            self.clock.seen(t_us, self.rx_at, self.timeouts.time_scale);
             if let Some(loss) = self.event_seq.check(seq, t_us) {
                 sink(loss);
+            }
+            if let Some(d) = self.debug.as_mut() {
+                for r in d.anchor(t_us, self.rx_at) {
+                    sink(r);
+                }
             }
             sink(Record::Event { t_us, event });
         }
@@ -292,8 +450,13 @@ impl Bench for SerialBench {
         false
     }
 
+    /// The last event's time, or a little later when wall time has passed
+    /// since it arrived (at most [`NOW_AHEAD_US`]): right after `RESET`
+    /// this is the fixture's time as the stations are commissioned, the
+    /// run's time 0, as on the virtual bench.
     fn now_us(&self) -> u64 {
-        self.now_us
+        let ahead = self.clock.ahead(self.timeouts.time_scale, NOW_AHEAD_US);
+        self.now_us.max(ahead.unwrap_or(0))
     }
 
     fn command(&mut self, cmd: Command, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
@@ -304,7 +467,37 @@ impl Bench for SerialBench {
         Err(BenchError::Unsupported(fault.to_string()))
     }
 
+    /// Commission station `station` over its debug channel and wait for
+    /// its answer (see [`Bench::commission_all`]).
+    fn commission(
+        &mut self,
+        station: usize,
+        message: &str,
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<Option<Result<(), firmware::telemetry::Refusal>>, BenchError> {
+        let mut padded = vec![String::new(); station];
+        padded.push(message.to_string());
+        let mut all = self.commission_from(station, &padded, sink)?;
+        Ok(all.pop().flatten())
+    }
+
+    /// Send every station its message, then wait (within the
+    /// acknowledgement timeout, plus a second for a board's flash write)
+    /// for every answer, reading the fixture meanwhile.
+    fn commission_all(
+        &mut self,
+        messages: &[String],
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<Vec<Option<Result<(), firmware::telemetry::Refusal>>>, BenchError> {
+        self.commission_from(0, messages, sink)
+    }
+
     fn run_until(&mut self, t_us: u64, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+        // Already there (an action at the run's time 0).
+        if t_us <= self.now_us() {
+            self.now_us = self.now_us.max(t_us);
+            return Ok(());
+        }
         let start = Instant::now();
         self.last_line = start;
         self.garbled_since = 0;
@@ -322,6 +515,17 @@ impl Bench for SerialBench {
             }
             for l in lines {
                 self.event(l, sink);
+            }
+            // Between heartbeats (a fixture second apart) a running clock
+            // is read from the wall clock, so an action is not late by up
+            // to a second.
+            if self
+                .clock
+                .estimate(self.timeouts.time_scale)
+                .is_some_and(|est| est >= t_us)
+            {
+                self.now_us = self.now_us.max(t_us);
+                break;
             }
             let now = Instant::now();
             if self.now_us > moved.0 {

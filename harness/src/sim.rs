@@ -217,6 +217,9 @@ pub struct VirtualBench {
     /// The `OK` info of the last command answered, and what HELLO said.
     last_info: String,
     info: Option<FixtureInfo>,
+    /// Server mode (`virtual-fixture --pty`): each station's debug channel
+    /// as the lines it printed, for its own pty; `None` in a run.
+    debug_out: Option<Vec<Vec<String>>>,
 }
 
 /// Periods of a new PWM fed to the fixture's capture (then it holds): the
@@ -285,6 +288,7 @@ impl VirtualBench {
             stuck_at: (u64::MAX, 0),
             last_info: String::new(),
             info: None,
+            debug_out: None,
         };
         for i in 0..sc.stations.len() {
             let st = vb.boot_station(i, 0)?;
@@ -388,7 +392,11 @@ impl VirtualBench {
         };
         let mut answer = None;
         while let Some(t) = b.station.poll_telemetry() {
-            let (seen, records) = crate::bench::station_line(self.now, station, &t.encode());
+            let line = t.encode();
+            if let Some(out) = self.debug_out.as_mut().and_then(|o| o.get_mut(i)) {
+                out.push(line.as_str().to_string());
+            }
+            let (seen, records) = crate::bench::station_line(self.now, station, &line);
             match seen {
                 Some(Telemetry::ConfigAccepted { .. }) => answer = Some(Ok(())),
                 Some(Telemetry::ConfigRefused(r)) => answer = Some(Err(r)),
@@ -776,6 +784,31 @@ impl VirtualBench {
         self.fixture.set_caps(caps);
     }
 
+    /// Server mode: keep what each station prints on its debug channel
+    /// for [`Self::serve_debug_output`] (a pty per station).
+    pub fn serve_debug_channels(&mut self) {
+        self.debug_out = Some(vec![Vec::new(); self.stations.len()]);
+    }
+
+    /// Server mode: bytes a host wrote to station `i`'s debug channel
+    /// (commissioning messages).
+    pub fn serve_debug_input(&mut self, i: usize, bytes: &[u8]) {
+        let now = us(self.now);
+        if let Some(b) = self.stations.get_mut(i).and_then(|s| s.board.as_mut()) {
+            b.station.handle_debug_rx(now, bytes);
+            self.drive(i);
+        }
+    }
+
+    /// Server mode: the lines station `i` printed since the last call.
+    pub fn serve_debug_output(&mut self, i: usize) -> Vec<String> {
+        self.debug_out
+            .as_mut()
+            .and_then(|o| o.get_mut(i))
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
     pub fn serve_input(&mut self, bytes: &[u8]) -> Vec<String> {
         self.fixture.handle_host_rx(us(self.now), bytes);
         for i in 0..self.stations.len() {
@@ -786,7 +819,8 @@ impl VirtualBench {
     }
 
     /// Server mode: run to `t_us`, returning every fixture line on the way
-    /// (station telemetry is dropped: a real station prints it elsewhere).
+    /// (station telemetry goes to [`Self::serve_debug_output`], as a real
+    /// station prints it on its own channel).
     pub fn serve_until(&mut self, t_us: u64) -> Vec<String> {
         let mut out = Vec::new();
         while let Some(Reverse((t, _, _))) = self.queue.peek() {
