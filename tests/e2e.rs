@@ -386,6 +386,71 @@ fn serial_bench_through_a_pty_against_the_virtual_fixture() {
     std::thread::sleep(Duration::from_millis(10));
 }
 
+/// One trace whatever the bench (issue 13 §1): corpus scenarios through
+/// the serial bench, a pty to the virtual fixture in its own process (one
+/// pty per station debug channel, named in the inventory it writes), with
+/// their golden traces compared (the CLI's tolerance, 50 ms) and every
+/// check run. The stations are commissioned over their debug channels and
+/// their telemetry is in the trace, as on a lab bench. The fixture runs 4x
+/// faster than real time, so these 6 min 32 s of scenario take about 100 s.
+#[test]
+fn corpus_scenarios_through_the_pty_match_their_golden_traces() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/scenarios");
+    for name in ["explore-pwm-on-a-shorted-pilot", "circuit-above-51a"] {
+        let file = corpus.join(format!("{name}.toml"));
+        let dir =
+            std::env::temp_dir().join(format!("sharebench-parity-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let inventory = dir.join("benches.toml");
+        let mut server = sharebench()
+            .arg("virtual-fixture")
+            .arg(&file)
+            .args(["--pty", "--time-scale", "4", "--stop-after", "10min"])
+            .arg("--inventory")
+            .arg(&inventory)
+            .args(["--name", "parity"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("virtual fixture starts");
+        let mut said = String::new();
+        let mut out = BufReader::new(server.stdout.take().expect("stdout"));
+        // The fixture's pty, then one line per station debug channel.
+        let sc = Scenario::load(&file).expect("corpus scenario");
+        for _ in 0..=sc.stations.len() {
+            out.read_line(&mut said).expect("pty paths");
+        }
+        assert!(said.contains("station 1 debug /dev/"), "{said}");
+        let run = sharebench()
+            .arg("run")
+            .arg(&file)
+            .arg("--benches")
+            .arg(&inventory)
+            .args(["--bench", "parity", "--time-scale", "4"])
+            .arg("--out")
+            .arg(dir.join("out"))
+            .output()
+            .expect("runs");
+        let _ = server.kill();
+        let _ = server.wait();
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        let diff = std::fs::read_to_string(dir.join(format!("out/{name}/golden.diff")))
+            .unwrap_or_default();
+        assert_eq!(
+            run.status.code(),
+            Some(0),
+            "{name}: {stdout}\n{}\n{diff}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let trace =
+            std::fs::read_to_string(dir.join(format!("out/{name}/trace.txt"))).expect("trace");
+        assert!(
+            trace.contains("st1 says: configuration accepted"),
+            "station telemetry reaches the trace: {trace}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 /// The virtual fixture on a pty, in 20x real time, for `limit` of scenario
 /// time; killed when dropped.
 struct VirtualFixtureProcess {

@@ -93,6 +93,12 @@ fn run_one(path: &Path) -> Result<Completion, Failed> {
         }
     };
     let mut problems = Vec::new();
+    let why = run.trace.incomplete.clone().unwrap_or_default();
+    if run.verdict == Verdict::Refused && why.starts_with("the fixture cannot run this scenario") {
+        // Too few channels or a capability the fixture lacks: not a failure
+        // of this bench, and said (`--ignored` lists it).
+        return Ok(Completion::ignored_with(why));
+    }
     if matches!(run.verdict, Verdict::Incomplete | Verdict::Refused) {
         problems.push(format!(
             "{:?}: {}",

@@ -224,6 +224,7 @@ impl SerialBench {
 
     /// Commission stations `from..messages.len()` (`messages[i]` for
     /// station `i`); `None` for each without a debug channel on this bench.
+    /// Commissioning them all (`from` 0) needs every station of the bench.
     fn commission_from(
         &mut self,
         from: usize,
@@ -235,6 +236,14 @@ impl SerialBench {
         let Some(d) = self.debug.as_mut() else {
             return Ok(answers);
         };
+        if from == 0 && d.len() != messages.len() {
+            // The others would keep their last plan on the shared link.
+            return Err(BenchError::Lacks(format!(
+                "it has {} station(s); the bench has {}, and a station left out keeps its last plan on the sharing link",
+                messages.len(),
+                d.len()
+            )));
+        }
         let mut ids = Vec::new();
         for (i, message) in messages.iter().enumerate().skip(from) {
             let id = crate::debug::commissioned_id(message).ok_or_else(|| {
