@@ -1,9 +1,9 @@
 //! The `sharebench` command line.
 //!
 //! ```text
-//! sharebench run [PATH...] [--bench sim|serial:PORT[@BAUD]] [--seed N] [--out DIR] [--filter TEXT] [--time-scale X]
+//! sharebench run [PATH...] [--bench URL|NAME] [--benches FILE] [--seed N] [--out DIR] [--filter TEXT] [--hardware-set] [--time-scale X]
 //! sharebench check FILE...
-//! sharebench virtual-fixture SCENARIO [--pty] [--time-scale X] [--seed N] [--caps WORD,..]
+//! sharebench virtual-fixture SCENARIO [--pty] [--time-scale X] [--seed N] [--caps WORD,..] [--inventory FILE [--name NAME]]
 //! sharebench selftest --bench serial:PORT[@BAUD] [--channel N]
 //! ```
 //!
@@ -103,6 +103,10 @@ pub struct RunArgs {
     /// Only scenarios whose name contains this.
     #[arg(long)]
     pub filter: Option<String>,
+    /// Only the hardware set (`hardware-set = true` in the file): what a
+    /// lab bench runs, at most 30 minutes of bench time.
+    #[arg(long)]
+    pub hardware_set: bool,
     /// Timing tolerance for golden traces on real benches, ms.
     #[arg(long, default_value_t = 50)]
     pub tolerance_ms: u64,
@@ -315,6 +319,7 @@ fn run(a: &RunArgs) -> u8 {
         }
     };
     let scenarios = match load_all(&files, a.filter.as_deref()) {
+        Ok(s) if a.hardware_set => s.into_iter().filter(|sc| sc.hardware_set).collect(),
         Ok(s) => s,
         Err(errs) => {
             for e in errs {
