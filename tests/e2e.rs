@@ -915,3 +915,29 @@ fn sixteen_busy_channels_fit_a_115200_baud_link() {
     assert!(busiest > 1_000, "the scenario is busy: {busiest} bytes/s");
     assert!(busiest < 11_520, "busiest second carried {busiest} bytes");
 }
+
+/// `sharebench flash` without a probe it can reach: exit 2, naming the
+/// bench, the station and the probe serial it expected.
+#[test]
+fn flash_without_the_probe_names_the_probe_expected() {
+    let dir = std::env::temp_dir().join(format!("sharebench-flash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let inv = dir.join("benches.toml");
+    std::fs::write(
+        &inv,
+        "[[bench]]\nname = \"lab-a\"\nfixture = \"serial:/dev/null\"\nchannels = 1\n\n[[bench.station]]\nid = 1\nboard = \"station-nucleo-f401\"\nimage = \"station.elf\"\nprobe = \"0671FF3833554B3043164817\"\n",
+    )
+    .expect("write");
+    let out = sharebench()
+        .args(["flash", "--bench", "lab-a", "--benches"])
+        .arg(&inv)
+        .output()
+        .expect("runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("bench lab-a station 1") && err.contains("0671FF3833554B3043164817"),
+        "{err}"
+    );
+}

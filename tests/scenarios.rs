@@ -59,7 +59,7 @@ fn run_one(path: &Path) -> Result<Completion, Failed> {
             None,
         ),
         Some((name, line, entry)) => {
-            if sc.needs_sim() {
+            if sc.needs_sim_beyond_power() {
                 return Ok(Completion::ignored_with(
                     "needs the virtual bench (link or node faults)",
                 ));
@@ -82,6 +82,11 @@ fn run_one(path: &Path) -> Result<Completion, Failed> {
                 },
             )
             .map_err(|e| e.to_string())?;
+            if !bench.makes_faults_of(&sc) {
+                return Ok(Completion::ignored_with(
+                    "needs power faults (crash, reboot): give the bench's stations power_off and power_on, or power_cycle, in the inventory",
+                ));
+            }
             let tol = std::env::var("SHAREBENCH_TOLERANCE_MS")
                 .ok()
                 .and_then(|t| t.parse().ok())

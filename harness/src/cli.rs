@@ -5,6 +5,7 @@
 //! sharebench check FILE...
 //! sharebench virtual-fixture SCENARIO [--pty] [--time-scale X] [--seed N] [--caps WORD,..] [--inventory FILE [--name NAME]]
 //! sharebench selftest --bench serial:PORT[@BAUD] [--channel N]
+//! sharebench flash --bench NAME [--benches FILE]
 //! ```
 //!
 //! Exit codes: 0 every scenario passed; 1 a check failed or a golden trace
@@ -64,6 +65,20 @@ enum Cmd {
     /// Search random faulted sites for a broken invariant, and shrink what
     /// breaks one to a scenario file.
     Explore(crate::explore::ExploreArgs),
+    /// Flash each station of an inventory bench with its image through its
+    /// debug probe, then reset it (needs `--features probe`).
+    Flash(FlashArgs),
+}
+
+/// Options of `flash`.
+#[derive(Debug, Args)]
+struct FlashArgs {
+    /// The bench's name in the inventory.
+    #[arg(long, env = "SHAREBENCH_BENCH")]
+    bench: String,
+    /// The bench inventory (benches.toml).
+    #[arg(long, env = "SHAREBENCH_BENCHES")]
+    benches: Option<PathBuf>,
 }
 
 /// Options of `selftest`.
@@ -163,6 +178,7 @@ pub fn main() -> ExitCode {
         Cmd::VirtualFixture(a) => virtual_fixture(&a),
         Cmd::Selftest(a) => selftest(&a),
         Cmd::Explore(a) => explore(&a),
+        Cmd::Flash(a) => flash(&a),
     };
     ExitCode::from(code)
 }
@@ -375,12 +391,12 @@ fn run(a: &RunArgs) -> u8 {
         let seed = runner::effective_seed(sc, a.seed);
         let result = match serial.as_mut() {
             None => run_sim(sc, a.seed),
-            Some(b) if sc.needs_sim() => {
+            Some(b) if sc.needs_sim() && !b.makes_faults_of(sc) => {
                 let _ = b;
                 Ok(runner::skipped(
                     sc,
                     seed,
-                    "needs the virtual bench (link or node faults)".into(),
+                    "needs the virtual bench (link or node faults, or power faults without the inventory's power commands)".into(),
                 ))
             }
             Some(b) => Ok(runner::run(sc, b as &mut dyn Bench, seed)),
@@ -799,6 +815,51 @@ fn inventory_text(
         ));
     }
     t
+}
+
+fn flash(a: &FlashArgs) -> u8 {
+    let entry = crate::inventory::Inventory::from_args(a.benches.as_deref()).and_then(|inv| {
+        let inv = inv.ok_or_else(|| {
+            format!(
+                "no inventory: give --benches FILE or {}",
+                crate::inventory::INVENTORY_ENV
+            )
+        })?;
+        inv.get(&a.bench).cloned()
+    });
+    let entry = match entry {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::SETUP;
+        }
+    };
+    let _lock = match crate::inventory::lock(&entry.name, Duration::from_secs(600)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::SETUP;
+        }
+    };
+    match crate::probe::flash_bench(&entry, crate::probe::default_source().as_ref()) {
+        Ok(done) => {
+            for d in done {
+                match d {
+                    crate::probe::Flashed::Done { station, image } => {
+                        println!("station {station}: flashed {} and reset", image.display());
+                    }
+                    crate::probe::Flashed::Left { station, why } => {
+                        println!("station {station}: left as it is ({why})");
+                    }
+                }
+            }
+            exit::PASS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::SETUP
+        }
+    }
 }
 
 /// Capability words as `caps=` writes them.

@@ -5,7 +5,8 @@
 //! - [`scenario`]: TOML scenario files and their validation.
 //! - [`bench`]: the bench trait; [`sim`] the virtual bench, [`serial`] a
 //!   fixture on a serial port, [`debug`] the stations' debug channels there.
-//! - [`provision`]: what a station is given before a run (its site plan).
+//! - [`provision`]: what a station is given before a run (its site plan),
+//!   and its power control; [`probe`] flashing and RTT through debug probes.
 //! - [`runner`]: one scenario on one bench; [`trace`] what it saw.
 //! - [`checks`]: convergence, failover, breaker safety, IEC 61851-1.
 //! - [`oracle`]: the reference allocator (a test oracle, apart from the firmware's).
@@ -24,6 +25,7 @@ pub mod golden;
 pub mod inventory;
 pub mod link;
 pub mod oracle;
+pub mod probe;
 pub mod provision;
 pub mod runner;
 pub mod scenario;

@@ -663,6 +663,15 @@ impl Scenario {
     pub fn needs_sim(&self) -> bool {
         self.timeline.iter().any(|s| s.action.sim_only())
     }
+
+    /// Whether it needs the virtual bench for more than power faults
+    /// (`crash`, `reboot`), which a lab bench with power control makes.
+    #[must_use]
+    pub fn needs_sim_beyond_power(&self) -> bool {
+        self.timeline.iter().any(|s| {
+            s.action.sim_only() && !matches!(s.action, Action::Crash(_) | Action::Reboot(_))
+        })
+    }
 }
 
 struct Ctx<'a> {

@@ -97,6 +97,9 @@ pub struct SerialBench {
     rx_at: Instant,
     /// The stations' debug channels, when the bench lists them.
     debug: Option<crate::debug::DebugChannels>,
+    /// Each station's power control (channel order), and whether it is
+    /// off (a crash fault).
+    power: Vec<(crate::provision::Power, bool)>,
     /// The fixture's clock as last seen: (event time, arrival), the event
     /// at least 0.9 fixture s before it, and whether the clock ran at the
     /// time scale between them (within a factor of 2).
@@ -181,11 +184,44 @@ impl SerialBench {
         let debug: Vec<BenchSpec> = entry
             .map(|e| e.stations.iter().filter_map(|s| s.debug.clone()).collect())
             .unwrap_or_default();
-        let bench = Self::open(spec, timeouts)?;
+        let mut bench = Self::open(spec, timeouts)?;
+        if let Some(e) = entry {
+            bench = bench.with_power(e.stations.iter().map(|s| s.power.clone()).collect());
+        }
         if debug.is_empty() {
             return Ok(bench);
         }
         Ok(bench.with_debug(crate::debug::DebugChannels::open(&debug)?))
+    }
+
+    /// Control each station's power (channel order): crash and reboot
+    /// faults then run the inventory's commands.
+    #[must_use]
+    pub fn with_power(mut self, power: Vec<crate::provision::Power>) -> Self {
+        self.power = power.into_iter().map(|p| (p, false)).collect();
+        self
+    }
+
+    /// Whether this bench makes every fault `sc` needs: it needs none that
+    /// only the virtual bench makes, or only power faults, and every station
+    /// they touch has the commands (`power_off` and `power_on` for a crash,
+    /// `power_cycle` or both for a reboot).
+    #[must_use]
+    pub fn makes_faults_of(&self, sc: &crate::scenario::Scenario) -> bool {
+        use crate::scenario::Action;
+        if sc.needs_sim_beyond_power() {
+            return false;
+        }
+        sc.timeline.iter().all(|s| {
+            let p = |i: &usize| self.power.get(*i).map(|(p, _)| p);
+            match &s.action {
+                Action::Crash(i) => p(i).is_some_and(|p| p.off.is_some() && p.on.is_some()),
+                Action::Reboot(i) => {
+                    p(i).is_some_and(|p| p.cycle.is_some() || (p.off.is_some() && p.on.is_some()))
+                }
+                _ => true,
+            }
+        })
     }
 
     /// Use an already open link (reads must time out, not block forever).
@@ -204,6 +240,7 @@ impl SerialBench {
             info: None,
             rx_at: Instant::now(),
             debug: None,
+            power: Vec::new(),
             clock: Clock::default(),
         };
         // What the fixture said before HELLO is not a run's: RESET reports
@@ -472,8 +509,37 @@ impl Bench for SerialBench {
         self.exchange(cmd, sink).map(drop)
     }
 
+    /// Crash and reboot faults through the station's power control (the
+    /// inventory's commands); every other fault needs the virtual bench.
     fn fault(&mut self, fault: &SimFault) -> Result<(), BenchError> {
-        Err(BenchError::Unsupported(fault.to_string()))
+        let (i, crash) = match fault {
+            SimFault::Crash(i) => (*i, true),
+            SimFault::Reboot(i) => (*i, false),
+            other => return Err(BenchError::Unsupported(other.to_string())),
+        };
+        let unsupported = || BenchError::Unsupported(fault.to_string());
+        let (power, off) = self.power.get_mut(i).ok_or_else(unsupported)?;
+        let (what, command) = match (crash, *off) {
+            (true, _) => ("power off", power.off.clone()),
+            (false, true) => ("power on", power.on.clone()),
+            (false, false) => match (&power.cycle, &power.off, &power.on) {
+                (Some(c), _, _) => ("power cycle", Some(c.clone())),
+                (None, Some(o), Some(_)) => ("power off", Some(o.clone())),
+                _ => ("power cycle", None),
+            },
+        };
+        let command = command.ok_or_else(unsupported)?;
+        crate::provision::run_power(&format!("station #{i} {what}"), &command)
+            .map_err(BenchError::Setup)?;
+        *off = crash;
+        // A reboot without a cycle command: off, then on.
+        if !crash && what == "power off" {
+            if let Some(on) = power.on.clone() {
+                crate::provision::run_power(&format!("station #{i} power on"), &on)
+                    .map_err(BenchError::Setup)?;
+            }
+        }
+        Ok(())
     }
 
     /// Commission station `station` over its debug channel and wait for
@@ -1072,5 +1138,54 @@ mod tests {
                 .contains("expected a verdict that agrees with the figures"),
             "{err}"
         );
+    }
+
+    /// Crash and reboot faults on a lab bench are the inventory's power
+    /// commands; a station without them cannot have them.
+    #[test]
+    fn power_faults_run_the_stations_power_commands() {
+        let log = std::env::temp_dir().join(format!("sharebench-power-{}", std::process::id()));
+        let cmd = |w: &str| Some(format!("echo {w} >> {}", log.display()));
+        let mut b = answering(|_| "sharebench-fixture proto=1 fw=1 channels=2 caps=pwm")
+            .unwrap()
+            .with_power(vec![
+                crate::provision::Power {
+                    cycle: cmd("cycle-0"),
+                    ..Default::default()
+                },
+                crate::provision::Power {
+                    cycle: None,
+                    off: cmd("off-1"),
+                    on: cmd("on-1"),
+                },
+            ]);
+        b.fault(&SimFault::Reboot(0)).unwrap();
+        b.fault(&SimFault::Crash(1)).unwrap();
+        b.fault(&SimFault::Reboot(1)).unwrap();
+        b.fault(&SimFault::Reboot(1)).unwrap(); // running: off, then on
+        let ran = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        assert_eq!(ran, "cycle-0\noff-1\non-1\noff-1\non-1\n");
+        for f in [SimFault::Crash(0), SimFault::Crash(5), SimFault::LinkDown] {
+            assert!(
+                matches!(b.fault(&f), Err(BenchError::Unsupported(_))),
+                "{f}"
+            );
+        }
+        // What the bench can run: station 0 reboots, only station 1 crashes.
+        let sc = |extra: &str| {
+            crate::scenario::Scenario::parse(
+                std::path::Path::new("p.toml"),
+                &format!("{}{extra}", crate::scenario::tests::TINY),
+            )
+            .unwrap()
+        };
+        let at = |what: &str, st: u8| {
+            format!("[[at]]\ntime = \"50s\"\ndo = \"{what}\"\nstation = {st}\n")
+        };
+        assert!(b.makes_faults_of(&sc(&at("reboot", 0))));
+        assert!(b.makes_faults_of(&sc(&(at("crash", 1) + &at("reboot", 1)))));
+        assert!(!b.makes_faults_of(&sc(&at("crash", 0))));
+        assert!(!b.makes_faults_of(&sc("[[at]]\ntime = \"50s\"\ndo = \"link-down\"\n")));
     }
 }
