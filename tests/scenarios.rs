@@ -15,6 +15,11 @@
 //! (`SHAREBENCH_TOLERANCE_MS`, default 50) through insta's `Comparator`.
 //! Tests share one bench by taking its lock one at a time, so `cargo test`
 //! (threads) and `cargo nextest run` (processes) both queue on it.
+//! `SHAREBENCH_TIME_SCALE` is a virtual fixture's speed; stations come from
+//! the inventory entry of a named bench (their debug channels, power
+//! commands); `SHAREBENCH_HARDWARE_SET=1` runs only the hardware set; and
+//! `SHAREBENCH_OUT=DIR` keeps each run's artefacts and report.json there
+//! (the hardware CI job, docs/ci.md).
 
 use std::path::{Path, PathBuf};
 
@@ -97,6 +102,17 @@ fn run_one(path: &Path) -> Result<Completion, Failed> {
             )
         }
     };
+    // A hardware CI job keeps each run's artefacts and report (docs/ci.md).
+    if let (Some(out), Some(_)) = (std::env::var_os("SHAREBENCH_OUT"), tolerance_ms) {
+        let out = PathBuf::from(out);
+        let bench = std::env::var("SHAREBENCH_BENCH").unwrap_or_default();
+        let info = harness::artefacts::report::RunInfo::collect(&bench, false, None, &out);
+        harness::artefacts::write_scenario(&out, &run).map_err(|e| e.to_string())?;
+        let report = harness::artefacts::report::json(&info, std::slice::from_ref(&run));
+        let file = out.join(&sc.name).join("report.json");
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+    }
     let mut problems = Vec::new();
     let why = run.trace.incomplete.clone().unwrap_or_default();
     if run.verdict == Verdict::Refused && why.starts_with("the fixture cannot run this scenario") {
@@ -157,6 +173,7 @@ fn run_one(path: &Path) -> Result<Completion, Failed> {
 fn main() {
     let args = Arguments::from_args();
     let bench_set = std::env::var_os("SHAREBENCH_BENCH").is_some_and(|b| b != "sim");
+    let hardware_set = std::env::var_os("SHAREBENCH_HARDWARE_SET").is_some_and(|v| v == "1");
     let trials = scenario_files()
         .into_iter()
         .map(|path| {
@@ -169,7 +186,12 @@ fn main() {
             // why).
             let needs_fixture =
                 !bench_set && Scenario::load(&path).is_ok_and(|sc| sc.requires_hardware);
-            Trial::ignorable_test(name, move || run_one(&path)).with_ignored_flag(needs_fixture)
+            // SHAREBENCH_HARDWARE_SET=1: only the hardware set (what a lab
+            // bench runs in CI).
+            let outside_set =
+                hardware_set && Scenario::load(&path).is_ok_and(|sc| !sc.hardware_set);
+            Trial::ignorable_test(name, move || run_one(&path))
+                .with_ignored_flag(needs_fixture || outside_set)
         })
         .collect();
     libtest_mimic::run(&args, trials).exit();
