@@ -921,11 +921,11 @@ mod tests {
     fn dropped_lines_are_reported_and_leave_a_sequence_gap() {
         let mut f = hello(1);
         // The host stops reading: 200 queries give 400 lines (an event and
-        // an acknowledgement each) for a 256-line queue.
+        // an acknowledgement each) for a queue of OUT_QUEUE (272) lines.
         for k in 0..200 {
             cmd(&mut f, 10 + k, Command::Query(0));
         }
-        assert_eq!(f.dropped_lines(), 144);
+        assert_eq!(f.dropped_lines(), 400 - OUT_QUEUE as u32);
         f.handle_heartbeat(us(0) + secs(1));
         let ls = lines(&mut f);
         let seqs: std::vec::Vec<u32> = ls
@@ -946,7 +946,7 @@ mod tests {
                 Line::Event {
                     event: Event::LostLines { total },
                     ..
-                } if *total >= 144
+                } if *total >= 400 - OUT_QUEUE as u32
             )),
             "{:?}",
             &ls[ls.len() - 3..]
@@ -965,8 +965,9 @@ mod tests {
                 })
                 .collect::<std::vec::Vec<_>>()
         };
-        assert_eq!(lost(lines(&mut f)), vec![146]);
-        assert_eq!(f.dropped_lines(), 146);
+        let total = 400 - OUT_QUEUE as u32 + 2;
+        assert_eq!(lost(lines(&mut f)), vec![total]);
+        assert_eq!(f.dropped_lines(), total);
         f.handle_heartbeat(us(0) + secs(3));
         assert!(lost(lines(&mut f)).is_empty());
     }
