@@ -412,6 +412,71 @@ fn serial_bench_through_a_pty_against_the_virtual_fixture() {
     std::thread::sleep(Duration::from_millis(10));
 }
 
+/// One trace whatever the bench (issue 13 §1): corpus scenarios through
+/// the serial bench, a pty to the virtual fixture in its own process (one
+/// pty per station debug channel, named in the inventory it writes), with
+/// their golden traces compared (the CLI's tolerance, 50 ms) and every
+/// check run. The stations are commissioned over their debug channels and
+/// their telemetry is in the trace, as on a lab bench. The fixture runs 4x
+/// faster than real time, so these 6 min 32 s of scenario take about 100 s.
+#[test]
+fn corpus_scenarios_through_the_pty_match_their_golden_traces() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/scenarios");
+    for name in ["explore-pwm-on-a-shorted-pilot", "circuit-above-51a"] {
+        let file = corpus.join(format!("{name}.toml"));
+        let dir =
+            std::env::temp_dir().join(format!("sharebench-parity-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let inventory = dir.join("benches.toml");
+        let mut server = sharebench()
+            .arg("virtual-fixture")
+            .arg(&file)
+            .args(["--pty", "--time-scale", "4", "--stop-after", "10min"])
+            .arg("--inventory")
+            .arg(&inventory)
+            .args(["--name", "parity"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("virtual fixture starts");
+        let mut said = String::new();
+        let mut out = BufReader::new(server.stdout.take().expect("stdout"));
+        // The fixture's pty, then one line per station debug channel.
+        let sc = Scenario::load(&file).expect("corpus scenario");
+        for _ in 0..=sc.stations.len() {
+            out.read_line(&mut said).expect("pty paths");
+        }
+        assert!(said.contains("station 1 debug /dev/"), "{said}");
+        let run = sharebench()
+            .arg("run")
+            .arg(&file)
+            .arg("--benches")
+            .arg(&inventory)
+            .args(["--bench", "parity", "--time-scale", "4"])
+            .arg("--out")
+            .arg(dir.join("out"))
+            .output()
+            .expect("runs");
+        let _ = server.kill();
+        let _ = server.wait();
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        let diff = std::fs::read_to_string(dir.join(format!("out/{name}/golden.diff")))
+            .unwrap_or_default();
+        assert_eq!(
+            run.status.code(),
+            Some(0),
+            "{name}: {stdout}\n{}\n{diff}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let trace =
+            std::fs::read_to_string(dir.join(format!("out/{name}/trace.txt"))).expect("trace");
+        assert!(
+            trace.contains("st1 says: configuration accepted"),
+            "station telemetry reaches the trace: {trace}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 /// The virtual fixture on a pty, in 20x real time, for `limit` of scenario
 /// time; killed when dropped.
 struct VirtualFixtureProcess {
@@ -875,4 +940,30 @@ fn sixteen_busy_channels_fit_a_115200_baud_link() {
     println!("busiest second: {busiest} bytes of 11520");
     assert!(busiest > 1_000, "the scenario is busy: {busiest} bytes/s");
     assert!(busiest < 11_520, "busiest second carried {busiest} bytes");
+}
+
+/// `sharebench flash` without a probe it can reach: exit 2, naming the
+/// bench, the station and the probe serial it expected.
+#[test]
+fn flash_without_the_probe_names_the_probe_expected() {
+    let dir = std::env::temp_dir().join(format!("sharebench-flash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let inv = dir.join("benches.toml");
+    std::fs::write(
+        &inv,
+        "[[bench]]\nname = \"lab-a\"\nfixture = \"serial:/dev/null\"\nchannels = 1\n\n[[bench.station]]\nid = 1\nboard = \"station-nucleo-f401\"\nimage = \"station.elf\"\nprobe = \"0671FF3833554B3043164817\"\n",
+    )
+    .expect("write");
+    let out = sharebench()
+        .args(["flash", "--bench", "lab-a", "--benches"])
+        .arg(&inv)
+        .output()
+        .expect("runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("bench lab-a station 1") && err.contains("0671FF3833554B3043164817"),
+        "{err}"
+    );
 }

@@ -15,6 +15,11 @@
 //! (`SHAREBENCH_TOLERANCE_MS`, default 50) through insta's `Comparator`.
 //! Tests share one bench by taking its lock one at a time, so `cargo test`
 //! (threads) and `cargo nextest run` (processes) both queue on it.
+//! `SHAREBENCH_TIME_SCALE` is a virtual fixture's speed; stations come from
+//! the inventory entry of a named bench (their debug channels, power
+//! commands); `SHAREBENCH_HARDWARE_SET=1` runs only the hardware set; and
+//! `SHAREBENCH_OUT=DIR` keeps each run's artefacts and report.json there
+//! (the hardware CI job, docs/ci.md).
 
 use std::path::{Path, PathBuf};
 
@@ -31,17 +36,18 @@ fn scenario_files() -> Vec<PathBuf> {
 
 /// The bench the tests run on, when it is not the virtual one: its name
 /// (for the lock) and its fixture's line.
-fn line_bench() -> Result<Option<(String, BenchSpec)>, String> {
+fn line_bench(
+) -> Result<Option<(String, BenchSpec, Option<harness::inventory::BenchEntry>)>, String> {
     let Ok(text) = std::env::var("SHAREBENCH_BENCH") else {
         return Ok(None);
     };
     let spec: BenchSpec = text.parse()?;
     let inventory = harness::inventory::Inventory::from_args(None)?;
-    let (fixture, _) = harness::inventory::resolve(spec.clone(), inventory.as_ref())?;
+    let (fixture, entry) = harness::inventory::resolve(spec.clone(), inventory.as_ref())?;
     match fixture {
         BenchSpec::Sim => Ok(None),
         BenchSpec::Qemu => Err("the qemu bench is not part of this build yet".into()),
-        line => Ok(Some((spec.to_string(), line))),
+        line => Ok(Some((spec.to_string(), line, entry))),
     }
 }
 
@@ -57,8 +63,8 @@ fn run_one(path: &Path) -> Result<Completion, Failed> {
             harness::cli::run_sim(&sc, None).map_err(|e| e.to_string())?,
             None,
         ),
-        Some((name, line)) => {
-            if sc.needs_sim() {
+        Some((name, line, entry)) => {
+            if sc.needs_sim_beyond_power() {
                 return Ok(Completion::ignored_with(
                     "needs the virtual bench (link or node faults)",
                 ));
@@ -66,9 +72,26 @@ fn run_one(path: &Path) -> Result<Completion, Failed> {
             // Hardware tests take the bench one at a time (30 min wait).
             let _lock = harness::inventory::lock(&name, std::time::Duration::from_secs(1_800))
                 .map_err(|e| e.to_string())?;
-            let mut bench =
-                harness::serial::SerialBench::open(&line, harness::serial::Timeouts::default())
-                    .map_err(|e| e.to_string())?;
+            // A virtual fixture may run faster than real time.
+            let time_scale = std::env::var("SHAREBENCH_TIME_SCALE")
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .unwrap_or(1.0);
+            let mut bench = harness::serial::SerialBench::open_bench(
+                &line,
+                entry.as_ref(),
+                harness::serial::Timeouts {
+                    time_scale,
+                    ..harness::serial::Timeouts::default()
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            if !bench.makes_faults_of(&sc) {
+                return Ok(Completion::ignored_with(
+                    "needs power faults (crash, reboot): give the bench's stations power_off and power_on, or power_cycle, in the inventory",
+                ));
+            }
             let tol = std::env::var("SHAREBENCH_TOLERANCE_MS")
                 .ok()
                 .and_then(|t| t.parse().ok())
@@ -79,7 +102,24 @@ fn run_one(path: &Path) -> Result<Completion, Failed> {
             )
         }
     };
+    // A hardware CI job keeps each run's artefacts and report (docs/ci.md).
+    if let (Some(out), Some(_)) = (std::env::var_os("SHAREBENCH_OUT"), tolerance_ms) {
+        let out = PathBuf::from(out);
+        let bench = std::env::var("SHAREBENCH_BENCH").unwrap_or_default();
+        let info = harness::artefacts::report::RunInfo::collect(&bench, false, None, &out);
+        harness::artefacts::write_scenario(&out, &run).map_err(|e| e.to_string())?;
+        let report = harness::artefacts::report::json(&info, std::slice::from_ref(&run));
+        let file = out.join(&sc.name).join("report.json");
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+    }
     let mut problems = Vec::new();
+    let why = run.trace.incomplete.clone().unwrap_or_default();
+    if run.verdict == Verdict::Refused && why.starts_with("the fixture cannot run this scenario") {
+        // Too few channels or a capability the fixture lacks: not a failure
+        // of this bench, and said (`--ignored` lists it).
+        return Ok(Completion::ignored_with(why));
+    }
     if matches!(run.verdict, Verdict::Incomplete | Verdict::Refused) {
         problems.push(format!(
             "{:?}: {}",
@@ -133,6 +173,7 @@ fn run_one(path: &Path) -> Result<Completion, Failed> {
 fn main() {
     let args = Arguments::from_args();
     let bench_set = std::env::var_os("SHAREBENCH_BENCH").is_some_and(|b| b != "sim");
+    let hardware_set = std::env::var_os("SHAREBENCH_HARDWARE_SET").is_some_and(|v| v == "1");
     let trials = scenario_files()
         .into_iter()
         .map(|path| {
@@ -145,7 +186,12 @@ fn main() {
             // why).
             let needs_fixture =
                 !bench_set && Scenario::load(&path).is_ok_and(|sc| sc.requires_hardware);
-            Trial::ignorable_test(name, move || run_one(&path)).with_ignored_flag(needs_fixture)
+            // SHAREBENCH_HARDWARE_SET=1: only the hardware set (what a lab
+            // bench runs in CI).
+            let outside_set =
+                hardware_set && Scenario::load(&path).is_ok_and(|sc| !sc.hardware_set);
+            Trial::ignorable_test(name, move || run_one(&path))
+                .with_ignored_flag(needs_fixture || outside_set)
         })
         .collect();
     libtest_mimic::run(&args, trials).exit();

@@ -1,10 +1,11 @@
 //! The `sharebench` command line.
 //!
 //! ```text
-//! sharebench run [PATH...] [--bench sim|qemu|serial:PORT[@BAUD]] [--seed N] [--out DIR] [--filter TEXT] [--time-scale X] [--jobs N]
+//! sharebench run [PATH...] [--bench sim|qemu|URL|NAME] [--benches FILE] [--seed N] [--out DIR] [--filter TEXT] [--hardware-set] [--time-scale X] [--jobs N]
 //! sharebench check FILE...
-//! sharebench virtual-fixture SCENARIO [--pty] [--time-scale X] [--seed N] [--caps WORD,..]
+//! sharebench virtual-fixture SCENARIO [--pty] [--time-scale X] [--seed N] [--caps WORD,..] [--inventory FILE [--name NAME]]
 //! sharebench selftest --bench serial:PORT[@BAUD] [--channel N]
+//! sharebench flash --bench NAME [--benches FILE]
 //! ```
 //!
 //! Exit codes: 0 every scenario passed; 1 a check failed or a golden trace
@@ -64,6 +65,20 @@ enum Cmd {
     /// Search random faulted sites for a broken invariant, and shrink what
     /// breaks one to a scenario file.
     Explore(crate::explore::ExploreArgs),
+    /// Flash each station of an inventory bench with its image through its
+    /// debug probe, then reset it (needs `--features probe`).
+    Flash(FlashArgs),
+}
+
+/// Options of `flash`.
+#[derive(Debug, Args)]
+struct FlashArgs {
+    /// The bench's name in the inventory.
+    #[arg(long, env = "SHAREBENCH_BENCH")]
+    bench: String,
+    /// The bench inventory (benches.toml).
+    #[arg(long, env = "SHAREBENCH_BENCHES")]
+    benches: Option<PathBuf>,
 }
 
 /// Options of `selftest`.
@@ -106,6 +121,10 @@ pub struct RunArgs {
     /// Only scenarios whose name contains this.
     #[arg(long)]
     pub filter: Option<String>,
+    /// Only the hardware set (`hardware-set = true` in the file): what a
+    /// lab bench runs, at most 30 minutes of bench time.
+    #[arg(long)]
+    pub hardware_set: bool,
     /// Timing tolerance for golden traces on real benches, ms.
     #[arg(long, default_value_t = 50)]
     pub tolerance_ms: u64,
@@ -115,7 +134,7 @@ pub struct RunArgs {
     /// Serial benches: the slowest the fixture's clock may run, in fixture
     /// seconds per wall second (1 for hardware). Each wait for fixture time
     /// is bounded by the time waited for over this, plus a margin.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, env = "SHAREBENCH_TIME_SCALE")]
     pub time_scale: f64,
     /// `--bench qemu`: scenarios run at once (each its own QEMU processes).
     #[arg(long, default_value_t = 1, env = "SHAREBENCH_JOBS")]
@@ -146,6 +165,13 @@ struct VirtualFixtureArgs {
     /// none), as a fixture board with less hardware would.
     #[arg(long)]
     caps: Option<String>,
+    /// Also write a bench inventory (benches.toml) naming this fixture and
+    /// each station's debug pty, for `run --benches FILE --bench NAME`.
+    #[arg(long)]
+    inventory: Option<PathBuf>,
+    /// The bench's name in that inventory.
+    #[arg(long, default_value = "virtual")]
+    name: String,
 }
 
 /// Entry point of the binary.
@@ -158,6 +184,7 @@ pub fn main() -> ExitCode {
         Cmd::VirtualFixture(a) => virtual_fixture(&a),
         Cmd::Selftest(a) => selftest(&a),
         Cmd::Explore(a) => explore(&a),
+        Cmd::Flash(a) => flash(&a),
     };
     ExitCode::from(code)
 }
@@ -419,7 +446,7 @@ fn open_bench(
 ) -> Result<(Option<SerialBench>, Option<crate::inventory::BenchLock>), String> {
     let spec: BenchSpec = a.bench.parse()?;
     let inventory = crate::inventory::Inventory::from_args(a.benches.as_deref())?;
-    let (fixture, _entry) = crate::inventory::resolve(spec.clone(), inventory.as_ref())?;
+    let (fixture, entry) = crate::inventory::resolve(spec.clone(), inventory.as_ref())?;
     match fixture {
         BenchSpec::Sim | BenchSpec::Qemu => Ok((None, None)),
         line => {
@@ -432,7 +459,8 @@ fn open_bench(
             let lock =
                 crate::inventory::lock(&spec.to_string(), Duration::from_secs(a.lock_wait_s))
                     .map_err(|e| e.to_string())?;
-            let bench = SerialBench::open(&line, timeouts).map_err(|e| e.to_string())?;
+            let bench = SerialBench::open_bench(&line, entry.as_ref(), timeouts)
+                .map_err(|e| e.to_string())?;
             Ok((Some(bench), Some(lock)))
         }
     }
@@ -447,6 +475,7 @@ fn run(a: &RunArgs) -> u8 {
         }
     };
     let scenarios = match load_all(&files, a.filter.as_deref()) {
+        Ok(s) if a.hardware_set => s.into_iter().filter(|sc| sc.hardware_set).collect(),
         Ok(s) => s,
         Err(errs) => {
             for e in errs {
@@ -547,12 +576,12 @@ fn run(a: &RunArgs) -> u8 {
                     }
                 })
             }
-            Some(b) if sc.needs_sim() => {
+            Some(b) if sc.needs_sim() && !b.makes_faults_of(sc) => {
                 let _ = b;
                 Ok(runner::skipped(
                     sc,
                     seed,
-                    "needs the virtual bench (link or node faults)".into(),
+                    "needs the virtual bench (link or node faults, or power faults without the inventory's power commands)".into(),
                 ))
             }
             Some(b) => Ok(runner::run(sc, b as &mut dyn Bench, seed)),
@@ -868,12 +897,54 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
         eprintln!("error: the pseudo-terminal has no name");
         return exit::SETUP;
     };
-    if let Err(e) = serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(5)) {
+    // A short wait per loop: the fixture's lines leave within a
+    // millisecond of wall time of when they are due.
+    if let Err(e) = serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(1)) {
         eprintln!("error: failed to set the pseudo-terminal's timeout: {e}");
         return exit::SETUP;
     }
-    println!("{name}");
-    let _ = std::io::stdout().flush();
+    // One pty per station: its debug channel, as a UART adapter per
+    // station on a lab bench.
+    let mut debug = Vec::new();
+    for st in &sc.stations {
+        let pair = serialport::TTYPort::pair().and_then(|(mut m, sl)| {
+            serialport::SerialPort::set_timeout(&mut m, Duration::ZERO)?;
+            Ok((m, sl))
+        });
+        let (m, sl) = match pair {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!(
+                    "error: failed to open a pseudo-terminal for station {}: {e}",
+                    st.id
+                );
+                return exit::SETUP;
+            }
+        };
+        let Some(path) = sl.name() else {
+            eprintln!("error: the pseudo-terminal has no name");
+            return exit::SETUP;
+        };
+        debug.push((m, sl, path));
+    }
+    vb.serve_debug_channels();
+    // The fixture's pty first (on a line of its own), then each station's
+    // debug channel; written at once, and a closed stdout is no error.
+    let mut said = format!("{name}\n");
+    for (st, (_, _, path)) in sc.stations.iter().zip(&debug) {
+        said.push_str(&format!("station {} debug {path}\n", st.id));
+    }
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(said.as_bytes()).and_then(|()| out.flush());
+    }
+    if let Some(file) = &a.inventory {
+        let text = inventory_text(&a.name, &name, sc.stations.len(), &sc, &debug);
+        if let Err(e) = std::fs::write(file, text) {
+            eprintln!("error: failed to write {}: {e}", file.display());
+            return exit::SETUP;
+        }
+    }
     let start = Instant::now();
     let mut buf = [0u8; 1_024];
     loop {
@@ -890,6 +961,14 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
                 return exit::INCOMPLETE;
             }
         }
+        for (i, (m, _, _)) in debug.iter_mut().enumerate() {
+            // A closed or empty debug pty is a station nobody listens to.
+            if let Ok(n) = m.read(&mut buf) {
+                if n > 0 {
+                    vb.serve_debug_input(i, &buf[..n]);
+                }
+            }
+        }
         let virtual_now = (start.elapsed().as_secs_f64() * a.time_scale * 1e6) as u64;
         out.extend(vb.serve_until(virtual_now));
         for line in out {
@@ -898,6 +977,80 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
                 // as on a real UART with no host.
                 break;
             }
+        }
+        for (i, (m, _, _)) in debug.iter_mut().enumerate() {
+            for line in vb.serve_debug_output(i) {
+                if m.write_all(line.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// A bench inventory naming the virtual fixture's pty and its stations'
+/// debug ptys (`virtual-fixture --inventory`).
+fn inventory_text(
+    bench: &str,
+    fixture: &str,
+    channels: usize,
+    sc: &Scenario,
+    debug: &[(serialport::TTYPort, serialport::TTYPort, String)],
+) -> String {
+    let mut t = format!(
+        "# Written by `sharebench virtual-fixture {}`: valid while it runs.\n[[bench]]\nname = \"{bench}\"\nfixture = \"serial:{fixture}\"\nchannels = {channels}\n",
+        sc.path.display()
+    );
+    for (st, (_, _, path)) in sc.stations.iter().zip(debug) {
+        t.push_str(&format!(
+            "\n[[bench.station]]\nid = {}\nboard = \"virtual\"\ndebug = \"serial:{path}\"\n",
+            st.id
+        ));
+    }
+    t
+}
+
+fn flash(a: &FlashArgs) -> u8 {
+    let entry = crate::inventory::Inventory::from_args(a.benches.as_deref()).and_then(|inv| {
+        let inv = inv.ok_or_else(|| {
+            format!(
+                "no inventory: give --benches FILE or {}",
+                crate::inventory::INVENTORY_ENV
+            )
+        })?;
+        inv.get(&a.bench).cloned()
+    });
+    let entry = match entry {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::SETUP;
+        }
+    };
+    let _lock = match crate::inventory::lock(&entry.name, Duration::from_secs(600)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::SETUP;
+        }
+    };
+    match crate::probe::flash_bench(&entry, crate::probe::default_source().as_ref()) {
+        Ok(done) => {
+            for d in done {
+                match d {
+                    crate::probe::Flashed::Done { station, image } => {
+                        println!("station {station}: flashed {} and reset", image.display());
+                    }
+                    crate::probe::Flashed::Left { station, why } => {
+                        println!("station {station}: left as it is ({why})");
+                    }
+                }
+            }
+            exit::PASS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::SETUP
         }
     }
 }

@@ -224,6 +224,29 @@ mod tests {
     }
 
     #[test]
+    fn lines_within_the_tolerance_may_come_in_either_order() {
+        let a = "# x\n     1000 st1 says: granted 32.0 A\n     1000 st1 pilot C\n     1008 st1 offer 32.0 A\n";
+        // A station line and a fixture line of the same instant, swapped.
+        let b = "# x\n      998 st1 pilot C\n     1003 st1 says: granted 32.0 A\n     1009 st1 offer 32.0 A\n";
+        assert_eq!(first_difference(a, b, 50), None);
+        assert_eq!(
+            first_difference(a, b, 0),
+            Some(2),
+            "the virtual bench is exact"
+        );
+        // Out of the tolerance, a swap is a difference.
+        let c = "# x\n      900 st1 pilot C\n     1000 st1 says: granted 32.0 A\n     1008 st1 offer 32.0 A\n";
+        // (the line of the run left without its match: 900 ms is 100 ms
+        // from the reference's pilot line)
+        assert_eq!(first_difference(a, c, 50), Some(2));
+        // A missing line and an extra line are differences.
+        let d = "# x\n     1000 st1 says: granted 32.0 A\n     1008 st1 offer 32.0 A\n";
+        assert_eq!(first_difference(a, d, 50), Some(3));
+        let e = format!("{a}     2000 st1 contactor closed\n");
+        assert_eq!(first_difference(a, &e, 50), Some(5));
+    }
+
+    #[test]
     fn snapshot_body_skips_the_header() {
         let f = "---\nsource: tests/scenarios.rs\nexpression: trace\n---\n# sharebench trace\n";
         assert_eq!(snapshot_body(f), "# sharebench trace\n");

@@ -19,6 +19,8 @@
 //! image = "target/images/station-nucleo-f401.elf"
 //! probe = "0671FF3833554B3043164817"   # probe-rs serial number
 //! power_cycle = "uhubctl -l 1-1 -p 2 -a cycle"
+//! power_off = "uhubctl -l 1-1 -p 2 -a off"   # optional: crash faults
+//! power_on = "uhubctl -l 1-1 -p 2 -a on"
 //! debug = "serial:/dev/ttyUSB3@115200" # the station's debug channel
 //! ```
 
@@ -60,6 +62,8 @@ struct RawStation {
     image: Option<PathBuf>,
     probe: Option<String>,
     power_cycle: Option<String>,
+    power_off: Option<String>,
+    power_on: Option<String>,
     debug: Option<Spanned<String>>,
 }
 
@@ -71,8 +75,9 @@ pub struct StationEntry {
     pub image: Option<PathBuf>,
     /// The debug probe's serial number (probe-rs).
     pub probe: Option<String>,
-    /// A shell command that power-cycles the station.
-    pub power_cycle: Option<String>,
+    /// Shell commands that power-cycle the station, cut its power, and
+    /// restore it (reboot and crash faults on a lab bench).
+    pub power: crate::provision::Power,
     /// Where its debug channel is.
     pub debug: Option<BenchSpec>,
 }
@@ -182,7 +187,11 @@ impl Inventory {
                     board: s.board,
                     image: s.image,
                     probe: s.probe,
-                    power_cycle: s.power_cycle,
+                    power: crate::provision::Power {
+                        cycle: s.power_cycle,
+                        off: s.power_off,
+                        on: s.power_on,
+                    },
                     debug,
                 });
             }

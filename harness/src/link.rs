@@ -19,8 +19,10 @@ use rfc2217_rs::{Negotiation, Parser, Subnegotiation};
 use crate::bench::BenchError;
 use crate::serial::Link;
 
-/// How long one read waits before it reports "nothing yet".
-pub const READ_TIMEOUT: Duration = Duration::from_millis(50);
+/// How long one read waits before it reports "nothing yet": short, so a
+/// wait for a station's answer on its debug channel is not held up by a
+/// quiet fixture line.
+pub const READ_TIMEOUT: Duration = Duration::from_millis(1);
 /// How long connecting may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 

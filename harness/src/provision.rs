@@ -1,7 +1,8 @@
-//! Provisioning: what the harness gives a station before a run. Today: its
-//! site plan (commissioning), authenticated with the bench commissioning
-//! key. Flashing and power control belong here too (issue on the real-bench
-//! path).
+//! Provisioning: what the harness gives a station before a run: its site
+//! plan (commissioning), authenticated with the bench commissioning key; and
+//! its power, through the shell commands a lab's inventory gives each
+//! station (`power_cycle`, `power_off`, `power_on`: a USB hub port, a PDU
+//! outlet, a relay), each bounded in wall time. Flashing is [`crate::probe`]'s.
 //!
 //! The message format is `firmware::commission`'s (one definition); this
 //! module only picks the key and builds each station's message from the
@@ -54,9 +55,85 @@ pub fn commission_text(sc: &Scenario, i: usize, key: &Key) -> String {
     text
 }
 
+/// How long a power command may take.
+pub const POWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A station's power control: shell commands from the inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Power {
+    pub cycle: Option<String>,
+    pub off: Option<String>,
+    pub on: Option<String>,
+}
+
+/// Run one power command (`sh -c`), within [`POWER_TIMEOUT`]: a non-zero
+/// exit, or one that does not end, is an error saying which.
+pub fn run_power(what: &str, command: &str) -> Result<(), String> {
+    run_bounded(what, command, POWER_TIMEOUT)
+}
+
+fn run_bounded(what: &str, command: &str, limit: std::time::Duration) -> Result<(), String> {
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", command])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{what}: failed to start `{command}`: {e}"))?;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                return Err(format!(
+                    "{what}: `{command}` failed ({status}): {}",
+                    err.trim()
+                ));
+            }
+            Ok(None) if std::time::Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{what}: `{command}` did not end within {} s",
+                    limit.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(e) => return Err(format!("{what}: `{command}`: {e}")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn power_commands_are_run_and_bounded() {
+        assert_eq!(run_power("station 1 power cycle", "true"), Ok(()));
+        let e = run_power(
+            "station 1 power cycle",
+            "echo 'hub 1-1 not found' >&2; exit 3",
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("station 1 power cycle: `echo") && e.contains("hub 1-1 not found"),
+            "{e}"
+        );
+        let t0 = std::time::Instant::now();
+        let e = run_bounded(
+            "station 2 power off",
+            "sleep 10",
+            std::time::Duration::from_millis(200),
+        )
+        .unwrap_err();
+        assert!(e.contains("did not end within"), "{e}");
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+    }
 
     #[test]
     fn a_key_is_64_hex_digits() {

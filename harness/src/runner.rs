@@ -184,7 +184,12 @@ pub fn check_fixture(sc: &Scenario, fixture: &FixtureInfo) -> Result<(), BenchEr
     }
 }
 
-fn setup(
+/// Check that the fixture can run `sc`, and reset it. The fixture reports
+/// where each channel stands, stamped at the reset. What arrives before
+/// that report (lines from an earlier run, or from before the host
+/// connected) is not this run's and is dropped; losses and garbled lines
+/// are kept.
+fn reset(
     sc: &Scenario,
     bench: &mut dyn Bench,
     sink: &mut dyn FnMut(Record),
@@ -192,23 +197,103 @@ fn setup(
     if let Some(f) = bench.fixture() {
         check_fixture(sc, f)?;
     }
-    bench.command(Command::Reset, sink)?;
-    // Every station gets the scenario's site plan before anything runs; a
-    // station never charges on a plan it has not validated.
-    let key = crate::provision::bench_key().map_err(BenchError::Setup)?;
-    let messages: Vec<String> = (0..sc.stations.len())
-        .map(|i| crate::provision::commission_text(sc, i, &key))
-        .collect();
-    let answers = bench.commission_all(&messages, sink)?;
-    for (st, answer) in sc.stations.iter().zip(answers) {
-        if let Some(Err(reason)) = answer {
-            return Err(BenchError::ConfigRefused {
-                station: st.id,
-                line: st.line,
-                reason,
-            });
+    let mut tries = 0;
+    let (got, reported_at) = loop {
+        let mut got = Vec::new();
+        bench.command(Command::Reset, &mut |r| got.push(r))?;
+        // The report is the latest of what came: stamped at the reset.
+        let reported_at = got
+            .iter()
+            .filter_map(|r| match r {
+                Record::Event { t_us, .. } => Some(*t_us),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        // A bench that ran a scenario before holds its stations as they
+        // were (charging, a fault held): the reset unplugs the cars, and
+        // the stations wind down in their own time. The run starts from
+        // idle stations, so their winding down is not its trace, and an
+        // idle station takes its new plan.
+        let Some(busy) = not_idle(sc, &got, reported_at) else {
+            break (got, reported_at);
+        };
+        tries += 1;
+        if tries > SETTLE_TRIES {
+            return Err(BenchError::Setup(format!(
+                "the bench is not idle {} s after a reset: {busy}",
+                SETTLE_TRIES * SETTLE_US / 1_000_000
+            )));
+        }
+        let until = bench.now_us().saturating_add(SETTLE_US);
+        bench.run_until(until, &mut |r| {
+            if matches!(r, Record::Loss { .. } | Record::Garbled { .. }) {
+                sink(r);
+            }
+        })?;
+    };
+    let unused = |ch: &u8| usize::from(*ch) >= sc.stations.len();
+    for r in got {
+        match &r {
+            Record::Event { t_us, .. } | Record::Telemetry { t_us, .. } if *t_us < reported_at => {}
+            // A channel the scenario does not use is not its trace.
+            Record::Event {
+                event:
+                    rig::protocol::Event::Pilot { ch, .. }
+                    | rig::protocol::Event::Duty { ch, .. }
+                    | rig::protocol::Event::Contactor { ch, .. }
+                    | rig::protocol::Event::Current { ch, .. },
+                ..
+            } if unused(ch) => {}
+            _ => sink(r),
         }
     }
+    Ok(())
+}
+
+/// How long the runner lets a bench wind down after a reset that found it
+/// busy, and how often.
+const SETTLE_US: u64 = 5_000_000;
+const SETTLE_TRIES: u64 = 3;
+
+/// What keeps the reset's report from showing idle stations: a channel's
+/// pilot other than A at +12 V, PWM, a closed contactor, or current.
+fn not_idle(sc: &Scenario, got: &[Record], reported_at: u64) -> Option<String> {
+    use rig::iec::PilotState;
+    let st = |ch: &u8| {
+        sc.stations
+            .get(usize::from(*ch))
+            .map_or(format!("channel {ch}"), |s| format!("st{}", s.id))
+    };
+    let busy: Vec<String> = got
+        .iter()
+        .filter_map(|r| match r {
+            Record::Event { t_us, event } if *t_us == reported_at => match event {
+                rig::protocol::Event::Pilot { ch, state, .. } if *state != Some(PilotState::A) => {
+                    Some(format!("{} pilot not in state A", st(ch)))
+                }
+                rig::protocol::Event::Duty { ch, .. } => Some(format!("{} offers PWM", st(ch))),
+                rig::protocol::Event::Contactor { ch, closed: true } => {
+                    Some(format!("{} contactor closed", st(ch)))
+                }
+                rig::protocol::Event::Current { ch, da } if *da != [0; 3] => {
+                    Some(format!("{} current flows", st(ch)))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    (!busy.is_empty()).then(|| busy.join(", "))
+}
+
+/// Wire the fixture's channels and set its cars up (nothing a trace shows:
+/// no car is plugged yet).
+fn setup_channels(
+    sc: &Scenario,
+    bench: &mut dyn Bench,
+    sink: &mut dyn FnMut(Record),
+) -> Result<(), BenchError> {
     for (i, st) in sc.stations.iter().enumerate() {
         let ch = u8::try_from(i).map_err(|_| BenchError::Setup("more than 256 channels".into()))?;
         bench.command(Command::Car(ch, CarSetting::Rotation(st.rotation)), sink)?;
@@ -239,6 +324,30 @@ fn setup(
         }
         for s in settings {
             bench.command(Command::Car(ch, s), sink)?;
+        }
+    }
+    Ok(())
+}
+
+/// Give every station the scenario's site plan before anything runs; a
+/// station never charges on a plan it has not validated.
+fn commission(
+    sc: &Scenario,
+    bench: &mut dyn Bench,
+    sink: &mut dyn FnMut(Record),
+) -> Result<(), BenchError> {
+    let key = crate::provision::bench_key().map_err(BenchError::Setup)?;
+    let messages: Vec<String> = (0..sc.stations.len())
+        .map(|i| crate::provision::commission_text(sc, i, &key))
+        .collect();
+    let answers = bench.commission_all(&messages, sink)?;
+    for (st, answer) in sc.stations.iter().zip(answers) {
+        if let Some(Err(reason)) = answer {
+            return Err(BenchError::ConfigRefused {
+                station: st.id,
+                line: st.line,
+                reason,
+            });
         }
     }
     Ok(())
@@ -320,8 +429,15 @@ pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
         ..Trace::default()
     };
     let mut records: Vec<Record> = Vec::new();
+    let mut outcome = reset(sc, bench, &mut |r| records.push(r))
+        .and_then(|()| setup_channels(sc, bench, &mut |r| records.push(r)));
+    // Time 0 is when the stations are commissioned, as on the virtual
+    // bench, where all of this takes no time; the reset's report (taken a
+    // moment before) shows at 0.
     let start_us = bench.now_us();
-    let mut outcome = setup(sc, bench, &mut |r| records.push(r));
+    if outcome.is_ok() {
+        outcome = commission(sc, bench, &mut |r| records.push(r));
+    }
     if outcome.is_ok() {
         for step in &sc.timeline {
             if let Err(e) = bench.run_until(start_us.saturating_add(step.at_us), &mut |r| {

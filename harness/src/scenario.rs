@@ -79,6 +79,10 @@ struct RawScenario {
     /// `sim` (default) or `hardware`: a hardware scenario is skipped without a fixture.
     #[serde(default)]
     requires: Option<S>,
+    /// In the hardware set: the scenarios a lab bench runs
+    /// (`run --hardware-set`).
+    #[serde(default, rename = "hardware-set")]
+    hardware_set: Option<Spanned<bool>>,
     /// `full` (default): the whole canonical trace is the golden file;
     /// `summary`: per-station totals (for long, large scenarios).
     golden: Option<S>,
@@ -506,6 +510,8 @@ pub struct Scenario {
     pub duration_us: u64,
     pub seed: u64,
     pub requires_hardware: bool,
+    /// In the hardware set (`hardware-set = true`): what a lab bench runs.
+    pub hardware_set: bool,
     /// The golden file holds the per-station summary, not every change.
     pub golden_summary: bool,
     pub nodes: Vec<Node>,
@@ -663,6 +669,15 @@ impl Scenario {
     pub fn needs_sim(&self) -> bool {
         self.timeline.iter().any(|s| s.action.sim_only())
     }
+
+    /// Whether it needs the virtual bench for more than power faults
+    /// (`crash`, `reboot`), which a lab bench with power control makes.
+    #[must_use]
+    pub fn needs_sim_beyond_power(&self) -> bool {
+        self.timeline.iter().any(|s| {
+            s.action.sim_only() && !matches!(s.action, Action::Crash(_) | Action::Reboot(_))
+        })
+    }
 }
 
 struct Ctx<'a> {
@@ -807,6 +822,7 @@ impl Ctx<'_> {
             Some(r) => return Err(self.err(r, "expected requires = \"sim\" or \"hardware\"")),
         };
 
+        let hardware_set = raw.hardware_set.as_ref().is_some_and(|h| *h.get_ref());
         let golden_summary = match &raw.golden {
             None => false,
             Some(g) if g.get_ref() == "full" => false,
@@ -1316,6 +1332,7 @@ impl Ctx<'_> {
             duration_us,
             seed: raw.seed,
             requires_hardware,
+            hardware_set,
             golden_summary,
             nodes,
             stations,
@@ -1326,6 +1343,14 @@ impl Ctx<'_> {
             timeline,
             expect,
         };
+        if let Some(h) = raw.hardware_set.as_ref().filter(|h| *h.get_ref()) {
+            if sc.needs_sim() {
+                return Err(self.err(
+                    h,
+                    "a scenario in the hardware set cannot use a fault only the virtual bench makes (link-down, one-way, partition, noise, repair, crash, reboot, weld, unweld, forge)",
+                ));
+            }
+        }
         // The firmware's own rules for the group (fallbacks over a limit,
         // 6 A each without rotation...) are the scenario's rules too.
         if let Err(e) = sc.group_config().validate() {

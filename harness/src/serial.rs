@@ -72,6 +72,9 @@ impl Timeouts {
     }
 }
 
+/// How far past the last fixture event [`Bench::now_us`] may estimate.
+const NOW_AHEAD_US: u64 = 1_000_000;
+
 /// A fixture reached over a byte link.
 pub struct SerialBench {
     name: String,
@@ -90,6 +93,64 @@ pub struct SerialBench {
     event_seq: EventSeq,
     /// What the fixture announced in its HELLO answer.
     info: Option<FixtureInfo>,
+    /// When the fixture's last bytes arrived (what stamps station lines).
+    rx_at: Instant,
+    /// The stations' debug channels, when the bench lists them.
+    debug: Option<crate::debug::DebugChannels>,
+    /// Each station's power control (channel order), and whether it is
+    /// off (a crash fault).
+    power: Vec<(crate::provision::Power, bool)>,
+    /// The fixture's clock as last seen: (event time, arrival), the event
+    /// at least 0.9 fixture s before it, and whether the clock ran at the
+    /// time scale between them (within a factor of 2).
+    clock: Clock,
+}
+
+/// What the harness knows of the fixture's clock, to act on time between
+/// heartbeats.
+#[derive(Debug, Clone, Copy, Default)]
+struct Clock {
+    last: Option<(u64, Instant)>,
+    base: Option<(u64, Instant)>,
+    steady: bool,
+}
+
+impl Clock {
+    /// Fixture events more than this apart measure the clock's rate.
+    const SPAN_US: u64 = 900_000;
+    /// The furthest ahead of the last event the harness estimates.
+    const AHEAD_US: u64 = 2_000_000;
+
+    fn seen(&mut self, t_us: u64, at: Instant, time_scale: f64) {
+        self.last = Some((t_us, at));
+        match self.base {
+            Some((bt, bw)) if t_us >= bt.saturating_add(Self::SPAN_US) => {
+                let wall = at.duration_since(bw).as_secs_f64();
+                let rate = (t_us - bt) as f64 / 1e6 / wall.max(1e-9);
+                self.steady = rate >= time_scale * 0.5 && rate <= time_scale * 2.0;
+                self.base = Some((t_us, at));
+            }
+            Some((bt, _)) if t_us < bt => self.base = Some((t_us, at)),
+            Some(_) => {}
+            None => self.base = Some((t_us, at)),
+        }
+    }
+
+    /// Fixture time now, estimated from the last event while the clock is
+    /// seen to run at the time scale; `None` otherwise (the harness then
+    /// waits for an event).
+    fn estimate(&self, time_scale: f64) -> Option<u64> {
+        self.ahead(time_scale, Self::AHEAD_US)
+            .filter(|_| self.steady)
+    }
+
+    /// The last event's time plus the wall time since it arrived at the
+    /// time scale, at most `cap_us` ahead.
+    fn ahead(&self, time_scale: f64, cap_us: u64) -> Option<u64> {
+        let (t, w) = self.last?;
+        let ahead = (w.elapsed().as_secs_f64() * time_scale * 1e6) as u64;
+        Some(t.saturating_add(ahead.min(cap_us)))
+    }
 }
 
 /// A read that ended without bytes but without a failure either: the
@@ -113,6 +174,56 @@ impl SerialBench {
         Self::over(spec.to_string(), link, timeouts)
     }
 
+    /// Open a line bench and, when its inventory entry lists them, every
+    /// station's debug channel (in channel order).
+    pub fn open_bench(
+        spec: &BenchSpec,
+        entry: Option<&crate::inventory::BenchEntry>,
+        timeouts: Timeouts,
+    ) -> Result<Self, BenchError> {
+        let debug: Vec<BenchSpec> = entry
+            .map(|e| e.stations.iter().filter_map(|s| s.debug.clone()).collect())
+            .unwrap_or_default();
+        let mut bench = Self::open(spec, timeouts)?;
+        if let Some(e) = entry {
+            bench = bench.with_power(e.stations.iter().map(|s| s.power.clone()).collect());
+        }
+        if debug.is_empty() {
+            return Ok(bench);
+        }
+        Ok(bench.with_debug(crate::debug::DebugChannels::open(&debug)?))
+    }
+
+    /// Control each station's power (channel order): crash and reboot
+    /// faults then run the inventory's commands.
+    #[must_use]
+    pub fn with_power(mut self, power: Vec<crate::provision::Power>) -> Self {
+        self.power = power.into_iter().map(|p| (p, false)).collect();
+        self
+    }
+
+    /// Whether this bench makes every fault `sc` needs: it needs none that
+    /// only the virtual bench makes, or only power faults, and every station
+    /// they touch has the commands (`power_off` and `power_on` for a crash,
+    /// `power_cycle` or both for a reboot).
+    #[must_use]
+    pub fn makes_faults_of(&self, sc: &crate::scenario::Scenario) -> bool {
+        use crate::scenario::Action;
+        if sc.needs_sim_beyond_power() {
+            return false;
+        }
+        sc.timeline.iter().all(|s| {
+            let p = |i: &usize| self.power.get(*i).map(|(p, _)| p);
+            match &s.action {
+                Action::Crash(i) => p(i).is_some_and(|p| p.off.is_some() && p.on.is_some()),
+                Action::Reboot(i) => {
+                    p(i).is_some_and(|p| p.cycle.is_some() || (p.off.is_some() && p.on.is_some()))
+                }
+                _ => true,
+            }
+        })
+    }
+
     /// Use an already open link (reads must time out, not block forever).
     pub fn over(name: String, link: Box<dyn Link>, timeouts: Timeouts) -> Result<Self, BenchError> {
         let mut b = Self {
@@ -127,21 +238,102 @@ impl SerialBench {
             pending: Vec::new(),
             event_seq: EventSeq::default(),
             info: None,
+            rx_at: Instant::now(),
+            debug: None,
+            power: Vec::new(),
+            clock: Clock::default(),
         };
-        let mut early = Vec::new();
+        // What the fixture said before HELLO is not a run's: RESET reports
+        // where each channel stands.
         let answer = b.exchange(
             Command::Hello {
                 version: PROTOCOL_VERSION,
             },
-            &mut |r| early.push(r),
+            &mut |_| {},
         )?;
-        b.pending = early;
         b.info = Some(FixtureInfo::parse(&answer).map_err(|what| {
             BenchError::Setup(format!(
                 "the fixture's HELLO answer \"{answer}\" is not understood: expected {what}"
             ))
         })?);
         Ok(b)
+    }
+
+    /// Commission stations `from..messages.len()` (`messages[i]` for
+    /// station `i`); `None` for each without a debug channel on this bench.
+    /// Commissioning them all (`from` 0) needs every station of the bench.
+    fn commission_from(
+        &mut self,
+        from: usize,
+        messages: &[String],
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<Vec<Option<Result<(), firmware::telemetry::Refusal>>>, BenchError> {
+        let mut answers: Vec<Option<Result<(), firmware::telemetry::Refusal>>> =
+            vec![None; messages.len()];
+        let Some(d) = self.debug.as_mut() else {
+            return Ok(answers);
+        };
+        if from == 0 && d.len() != messages.len() {
+            // The others would keep their last plan on the shared link.
+            return Err(BenchError::Lacks(format!(
+                "it has {} station(s); the bench has {}, and a station left out keeps its last plan on the sharing link",
+                messages.len(),
+                d.len()
+            )));
+        }
+        let mut ids = Vec::new();
+        for (i, message) in messages.iter().enumerate().skip(from) {
+            let id = crate::debug::commissioned_id(message).ok_or_else(|| {
+                BenchError::Setup("a commissioning message without its \"C begin\" line".into())
+            })?;
+            d.send(i, id, message)?;
+            ids.push((i, id));
+        }
+        let limit = self.timeouts.ack + Duration::from_secs(1);
+        let deadline = Instant::now() + limit;
+        loop {
+            let mut lines = Vec::new();
+            self.pump(&mut lines)?;
+            for r in std::mem::take(&mut self.pending) {
+                sink(r);
+            }
+            for l in lines {
+                self.event(l, sink);
+            }
+            if let Some(d) = self.debug.as_mut() {
+                for &(i, _) in &ids {
+                    if let Some(a) = d.answer(i) {
+                        answers[i] = Some(a);
+                    }
+                }
+            }
+            let waiting: Vec<String> = ids
+                .iter()
+                .filter(|(i, _)| answers[*i].is_none())
+                .map(|(_, id)| format!("st{id}"))
+                .collect();
+            if waiting.is_empty() {
+                return Ok(answers);
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::Timeout {
+                    what: format!(
+                        "the answer of {} to its commissioning on its debug channel (is the station powered, and its debug channel in the inventory right?)",
+                        waiting.join(", ")
+                    ),
+                    timeout_ms: limit.as_millis() as u64,
+                });
+            }
+        }
+    }
+
+    /// Read the stations' debug channels too (channel `i` for the station
+    /// on fixture channel `i`): their telemetry reaches the trace, and
+    /// stations are commissioned over them.
+    #[must_use]
+    pub fn with_debug(mut self, debug: crate::debug::DebugChannels) -> Self {
+        self.debug = Some(debug);
+        self
     }
 
     fn send(&mut self, cmd: Command) -> Result<u32, BenchError> {
@@ -163,7 +355,10 @@ impl SerialBench {
         let mut buf = [0u8; 512];
         match self.link.read(&mut buf) {
             Ok(0) => {}
-            Ok(n) => self.rx.extend_from_slice(&buf[..n]),
+            Ok(n) => {
+                self.rx_at = Instant::now();
+                self.rx.extend_from_slice(&buf[..n]);
+            }
             Err(e) if nothing_yet(&e) => {}
             Err(e) => {
                 return Err(BenchError::Io(format!(
@@ -194,6 +389,9 @@ impl SerialBench {
                     });
                 }
             }
+        }
+        if let Some(d) = self.debug.as_mut() {
+            d.poll()?;
         }
         Ok(())
     }
@@ -258,8 +456,14 @@ impl SerialBench {
     fn event(&mut self, l: Line, sink: &mut dyn FnMut(Record)) {
         if let Line::Event { seq, t_us, event } = l {
             self.now_us = self.now_us.max(t_us);
+            self.clock.seen(t_us, self.rx_at, self.timeouts.time_scale);
             if let Some(loss) = self.event_seq.check(seq, t_us) {
                 sink(loss);
+            }
+            if let Some(d) = self.debug.as_mut() {
+                for r in d.anchor(t_us, self.rx_at) {
+                    sink(r);
+                }
             }
             sink(Record::Event { t_us, event });
         }
@@ -292,19 +496,83 @@ impl Bench for SerialBench {
         false
     }
 
+    /// The last event's time, or a little later when wall time has passed
+    /// since it arrived (at most [`NOW_AHEAD_US`]): right after `RESET`
+    /// this is the fixture's time as the stations are commissioned, the
+    /// run's time 0, as on the virtual bench.
     fn now_us(&self) -> u64 {
-        self.now_us
+        let ahead = self.clock.ahead(self.timeouts.time_scale, NOW_AHEAD_US);
+        self.now_us.max(ahead.unwrap_or(0))
     }
 
     fn command(&mut self, cmd: Command, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
         self.exchange(cmd, sink).map(drop)
     }
 
+    /// Crash and reboot faults through the station's power control (the
+    /// inventory's commands); every other fault needs the virtual bench.
     fn fault(&mut self, fault: &SimFault) -> Result<(), BenchError> {
-        Err(BenchError::Unsupported(fault.to_string()))
+        let (i, crash) = match fault {
+            SimFault::Crash(i) => (*i, true),
+            SimFault::Reboot(i) => (*i, false),
+            other => return Err(BenchError::Unsupported(other.to_string())),
+        };
+        let unsupported = || BenchError::Unsupported(fault.to_string());
+        let (power, off) = self.power.get_mut(i).ok_or_else(unsupported)?;
+        let (what, command) = match (crash, *off) {
+            (true, _) => ("power off", power.off.clone()),
+            (false, true) => ("power on", power.on.clone()),
+            (false, false) => match (&power.cycle, &power.off, &power.on) {
+                (Some(c), _, _) => ("power cycle", Some(c.clone())),
+                (None, Some(o), Some(_)) => ("power off", Some(o.clone())),
+                _ => ("power cycle", None),
+            },
+        };
+        let command = command.ok_or_else(unsupported)?;
+        crate::provision::run_power(&format!("station #{i} {what}"), &command)
+            .map_err(BenchError::Setup)?;
+        *off = crash;
+        // A reboot without a cycle command: off, then on.
+        if !crash && what == "power off" {
+            if let Some(on) = power.on.clone() {
+                crate::provision::run_power(&format!("station #{i} power on"), &on)
+                    .map_err(BenchError::Setup)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commission station `station` over its debug channel and wait for
+    /// its answer (see [`Bench::commission_all`]).
+    fn commission(
+        &mut self,
+        station: usize,
+        message: &str,
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<Option<Result<(), firmware::telemetry::Refusal>>, BenchError> {
+        let mut padded = vec![String::new(); station];
+        padded.push(message.to_string());
+        let mut all = self.commission_from(station, &padded, sink)?;
+        Ok(all.pop().flatten())
+    }
+
+    /// Send every station its message, then wait (within the
+    /// acknowledgement timeout, plus a second for a board's flash write)
+    /// for every answer, reading the fixture meanwhile.
+    fn commission_all(
+        &mut self,
+        messages: &[String],
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<Vec<Option<Result<(), firmware::telemetry::Refusal>>>, BenchError> {
+        self.commission_from(0, messages, sink)
     }
 
     fn run_until(&mut self, t_us: u64, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+        // Already there (an action at the run's time 0).
+        if t_us <= self.now_us() {
+            self.now_us = self.now_us.max(t_us);
+            return Ok(());
+        }
         let start = Instant::now();
         self.last_line = start;
         self.garbled_since = 0;
@@ -322,6 +590,17 @@ impl Bench for SerialBench {
             }
             for l in lines {
                 self.event(l, sink);
+            }
+            // Between heartbeats (a fixture second apart) a running clock
+            // is read from the wall clock, so an action is not late by up
+            // to a second.
+            if self
+                .clock
+                .estimate(self.timeouts.time_scale)
+                .is_some_and(|est| est >= t_us)
+            {
+                self.now_us = self.now_us.max(t_us);
+                break;
             }
             let now = Instant::now();
             if self.now_us > moved.0 {
@@ -859,5 +1138,54 @@ mod tests {
                 .contains("expected a verdict that agrees with the figures"),
             "{err}"
         );
+    }
+
+    /// Crash and reboot faults on a lab bench are the inventory's power
+    /// commands; a station without them cannot have them.
+    #[test]
+    fn power_faults_run_the_stations_power_commands() {
+        let log = std::env::temp_dir().join(format!("sharebench-power-{}", std::process::id()));
+        let cmd = |w: &str| Some(format!("echo {w} >> {}", log.display()));
+        let mut b = answering(|_| "sharebench-fixture proto=1 fw=1 channels=2 caps=pwm")
+            .unwrap()
+            .with_power(vec![
+                crate::provision::Power {
+                    cycle: cmd("cycle-0"),
+                    ..Default::default()
+                },
+                crate::provision::Power {
+                    cycle: None,
+                    off: cmd("off-1"),
+                    on: cmd("on-1"),
+                },
+            ]);
+        b.fault(&SimFault::Reboot(0)).unwrap();
+        b.fault(&SimFault::Crash(1)).unwrap();
+        b.fault(&SimFault::Reboot(1)).unwrap();
+        b.fault(&SimFault::Reboot(1)).unwrap(); // running: off, then on
+        let ran = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        assert_eq!(ran, "cycle-0\noff-1\non-1\noff-1\non-1\n");
+        for f in [SimFault::Crash(0), SimFault::Crash(5), SimFault::LinkDown] {
+            assert!(
+                matches!(b.fault(&f), Err(BenchError::Unsupported(_))),
+                "{f}"
+            );
+        }
+        // What the bench can run: station 0 reboots, only station 1 crashes.
+        let sc = |extra: &str| {
+            crate::scenario::Scenario::parse(
+                std::path::Path::new("p.toml"),
+                &format!("{}{extra}", crate::scenario::tests::TINY),
+            )
+            .unwrap()
+        };
+        let at = |what: &str, st: u8| {
+            format!("[[at]]\ntime = \"50s\"\ndo = \"{what}\"\nstation = {st}\n")
+        };
+        assert!(b.makes_faults_of(&sc(&at("reboot", 0))));
+        assert!(b.makes_faults_of(&sc(&(at("crash", 1) + &at("reboot", 1)))));
+        assert!(!b.makes_faults_of(&sc(&at("crash", 0))));
+        assert!(!b.makes_faults_of(&sc("[[at]]\ntime = \"50s\"\ndo = \"link-down\"\n")));
     }
 }

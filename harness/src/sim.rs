@@ -388,6 +388,9 @@ pub struct VirtualBench {
     info: Option<FixtureInfo>,
     /// Set when the stations are QEMU images (real time).
     realtime: Option<RealTime>,
+    /// Server mode (`virtual-fixture --pty`): each station's debug channel
+    /// as the lines it printed, for its own pty; `None` in a run.
+    debug_out: Option<Vec<Vec<String>>>,
 }
 
 /// Periods of a new PWM fed to the fixture's capture (then it holds): the
@@ -470,6 +473,7 @@ impl VirtualBench {
                 opts,
                 epoch: std::time::Instant::now(),
             }),
+            debug_out: None,
         };
         for i in 0..sc.stations.len() {
             let st = vb.boot_station(i, 0)?;
@@ -511,7 +515,10 @@ impl VirtualBench {
             },
             &mut |r| early.push(r),
         )?;
-        vb.records.extend(early);
+        // What the fixture said before its host's HELLO (its power-on
+        // events) is not the run's: RESET reports where each channel
+        // stands, as a real fixture's does.
+        drop(early);
         vb.info = Some(FixtureInfo::parse(&vb.last_info).map_err(|what| {
             BenchError::Setup(format!("the virtual fixture's HELLO answer lacks {what}"))
         })?);
@@ -604,6 +611,9 @@ impl VirtualBench {
         };
         let mut answer = None;
         for line in b.telemetry() {
+            if let Some(out) = self.debug_out.as_mut().and_then(|o| o.get_mut(i)) {
+                out.push(line.clone());
+            }
             let (seen, records) = crate::bench::station_line(self.now, station, &line);
             match seen {
                 Some(Telemetry::ConfigAccepted { .. }) => answer = Some(Ok(())),
@@ -995,6 +1005,31 @@ impl VirtualBench {
         self.fixture.set_caps(caps);
     }
 
+    /// Server mode: keep what each station prints on its debug channel
+    /// for [`Self::serve_debug_output`] (a pty per station).
+    pub fn serve_debug_channels(&mut self) {
+        self.debug_out = Some(vec![Vec::new(); self.stations.len()]);
+    }
+
+    /// Server mode: bytes a host wrote to station `i`'s debug channel
+    /// (commissioning messages).
+    pub fn serve_debug_input(&mut self, i: usize, bytes: &[u8]) {
+        let now = self.now;
+        if let Some(b) = self.stations.get_mut(i).and_then(|s| s.board.as_mut()) {
+            b.debug_rx(now, bytes);
+            self.drive(i);
+        }
+    }
+
+    /// Server mode: the lines station `i` printed since the last call.
+    pub fn serve_debug_output(&mut self, i: usize) -> Vec<String> {
+        self.debug_out
+            .as_mut()
+            .and_then(|o| o.get_mut(i))
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
     pub fn serve_input(&mut self, bytes: &[u8]) -> Vec<String> {
         self.fixture.handle_host_rx(us(self.now), bytes);
         for i in 0..self.stations.len() {
@@ -1005,7 +1040,8 @@ impl VirtualBench {
     }
 
     /// Server mode: run to `t_us`, returning every fixture line on the way
-    /// (station telemetry is dropped: a real station prints it elsewhere).
+    /// (station telemetry goes to [`Self::serve_debug_output`], as a real
+    /// station prints it on its own channel).
     pub fn serve_until(&mut self, t_us: u64) -> Vec<String> {
         let mut out = Vec::new();
         while let Some(Reverse((t, _, _))) = self.queue.peek() {

@@ -122,6 +122,10 @@ pub struct ChannelCapture {
     last_edge_at: Option<u64>,
     state: Option<PilotState>,
     levels: (i32, i32),
+    /// Whether levels were ever sampled (before that, nothing is known).
+    levels_seen: bool,
+    /// The frequency reported with the duty, milli-hertz.
+    reported_freq_mhz: u32,
     contactor: bool,
     /// The current last reported.
     current: [u16; 3],
@@ -151,6 +155,8 @@ impl ChannelCapture {
             last_edge_at: None,
             state: None,
             levels: (0, 0),
+            levels_seen: false,
+            reported_freq_mhz: 0,
             contactor: false,
             current: [0; 3],
             measured: [0; 3],
@@ -284,6 +290,7 @@ impl ChannelCapture {
             self.decode_candidate = None;
             self.pwm_on = true;
             self.reported_duty = Some(avg);
+            self.reported_freq_mhz = freq;
             self.push(
                 t_us,
                 CaptureEvent::Duty {
@@ -358,12 +365,14 @@ impl ChannelCapture {
             self.pwm_stopped(t_us);
         }
         let state = self.classify(high_mv);
-        if state != self.state
+        if !self.levels_seen
+            || state != self.state
             || apart(self.levels.1, low_mv) > 1_000
             || apart(self.levels.0, high_mv) > 1_000
         {
             self.state = state;
             self.levels = (high_mv, low_mv);
+            self.levels_seen = true;
             self.push(
                 t_us,
                 CaptureEvent::Pilot {
@@ -453,6 +462,36 @@ impl ChannelCapture {
         crate::time::earliest(pwm, self.settle_due())
     }
 
+    /// The state last reported, as the changes that would report it from
+    /// scratch: the pilot (once levels were sampled), the PWM duty if it
+    /// runs, the contactor if closed, the current if any flows. A host that
+    /// starts listening (after `RESET`) learns where each channel stands.
+    /// Changes nothing: the queue, the averages and the car are untouched.
+    #[must_use]
+    pub fn state_report(&self) -> heapless::Vec<CaptureEvent, 4> {
+        let mut v = heapless::Vec::new();
+        if self.levels_seen {
+            let _ = v.push(CaptureEvent::Pilot {
+                state: self.state,
+                high_mv: self.levels.0,
+                low_mv: self.levels.1,
+            });
+        }
+        if let Some(duty_bp) = self.duty_bp() {
+            let _ = v.push(CaptureEvent::Duty {
+                duty_bp,
+                freq_mhz: self.reported_freq_mhz,
+            });
+        }
+        if self.contactor {
+            let _ = v.push(CaptureEvent::Contactor(true));
+        }
+        if self.current != [0; 3] {
+            let _ = v.push(CaptureEvent::Current(self.current));
+        }
+        v
+    }
+
     /// The next change to report, with its timer timestamp.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<(u64, CaptureEvent)> {
@@ -474,6 +513,49 @@ mod tests {
         c.handle_levels(2, i32::MIN, i32::MAX);
         c.handle_levels(3, 12_000, 12_000);
         assert!(events(&mut c).len() >= 2);
+    }
+
+    #[test]
+    fn the_state_report_is_what_was_last_reported() {
+        let mut c = ChannelCapture::new(CaptureConfig::default());
+        assert!(
+            c.state_report().is_empty(),
+            "nothing sampled, nothing known"
+        );
+        c.handle_levels(0, 12_000, 12_000);
+        let first = events(&mut c);
+        assert_eq!(
+            c.state_report().as_slice(),
+            &[first[0].1],
+            "the first sample is reported, and is the state"
+        );
+        c.handle_levels(10, 6_000, -12_000);
+        c.handle_pwm_batch(10, 1_000, 533, 40);
+        c.handle_relay(50_000, true);
+        c.handle_current(50_000, [160, 0, 0]);
+        let _ = events(&mut c);
+        let r = c.state_report();
+        assert!(
+            matches!(
+                r.as_slice(),
+                [
+                    CaptureEvent::Pilot {
+                        state: Some(PilotState::C),
+                        high_mv: 6_000,
+                        low_mv: -12_000
+                    },
+                    CaptureEvent::Duty {
+                        duty_bp: 5_330,
+                        freq_mhz: 1_000_000
+                    },
+                    CaptureEvent::Contactor(true),
+                    CaptureEvent::Current([160, 0, 0]),
+                ]
+            ),
+            "{r:?}"
+        );
+        // Reporting changes nothing: no new change is queued.
+        assert!(events(&mut c).is_empty());
     }
 
     fn events(c: &mut ChannelCapture) -> Vec<(u64, CaptureEvent)> {

@@ -84,6 +84,11 @@ struct Chan {
     metered: bool,
 }
 
+/// Lines the fixture holds for its host: 256, plus room for the state
+/// report `RESET` makes of 256 idle channels (one pilot line each) and its
+/// answer.
+pub const OUT_QUEUE: usize = 272;
+
 /// A fixture with up to `N` channels.
 #[derive(Debug)]
 pub struct Fixture<const N: usize> {
@@ -92,7 +97,7 @@ pub struct Fixture<const N: usize> {
     loads: SiteLoads,
     meter: MeterEmulator,
     rx: Vec<u8, { 2 * MAX_LINE }>,
-    out: Deque<Line, 256>,
+    out: Deque<Line, OUT_QUEUE>,
     event_seq: u32,
     hello: bool,
     next_hb: Instant,
@@ -341,6 +346,16 @@ impl<const N: usize> Fixture<N> {
                 }
                 self.loads.clear();
                 self.meter.set_fault(MeterFault::None);
+                // Where each channel stands as the run starts (a host that
+                // connected after the fixture started has seen nothing):
+                // stamped now, before the acknowledgement. What the reset
+                // itself changes (a car unplugged) follows as events.
+                for ch in 0..self.chans.len() {
+                    let c = u8::try_from(ch).unwrap_or(u8::MAX);
+                    for e in self.chans[ch].cap.state_report() {
+                        self.emit(now.ticks(), Self::event_of(c, e));
+                    }
+                }
                 // Losses before the reset are not the next run's: only
                 // what is lost from here on is reported.
                 self.reported_lines_lost = self.dropped_lines;
@@ -452,41 +467,44 @@ impl<const N: usize> Fixture<N> {
         self.ok(seq, "");
     }
 
+    /// A capture change on channel `c` as the protocol reports it.
+    fn event_of(c: u8, e: CaptureEvent) -> Event {
+        match e {
+            CaptureEvent::Duty { duty_bp, freq_mhz } => Event::Duty {
+                ch: c,
+                duty_bp,
+                freq_mhz,
+            },
+            CaptureEvent::PwmOff => Event::PwmOff { ch: c },
+            CaptureEvent::Pilot {
+                state,
+                high_mv,
+                low_mv,
+            } => Event::Pilot {
+                ch: c,
+                state,
+                high_mv,
+                low_mv,
+            },
+            CaptureEvent::Contactor(closed) => Event::Contactor { ch: c, closed },
+            CaptureEvent::Current(da) => Event::Current { ch: c, da },
+        }
+    }
+
     fn drain_capture(&mut self, ch: usize, now: Instant) {
         while let Some((t, e)) = self.chans[ch].cap.poll_event() {
             let c = u8::try_from(ch).unwrap_or(u8::MAX);
-            let ev = match e {
-                CaptureEvent::Duty { duty_bp, freq_mhz } => {
+            match e {
+                CaptureEvent::Duty { duty_bp, .. } => {
                     self.chans[ch]
                         .car
                         .handle_offer(now, current_for_duty(duty_bp));
-                    Event::Duty {
-                        ch: c,
-                        duty_bp,
-                        freq_mhz,
-                    }
                 }
-                CaptureEvent::PwmOff => {
-                    self.chans[ch].car.handle_offer(now, None);
-                    Event::PwmOff { ch: c }
-                }
-                CaptureEvent::Pilot {
-                    state,
-                    high_mv,
-                    low_mv,
-                } => Event::Pilot {
-                    ch: c,
-                    state,
-                    high_mv,
-                    low_mv,
-                },
-                CaptureEvent::Contactor(closed) => {
-                    self.chans[ch].car.handle_power(now, closed);
-                    Event::Contactor { ch: c, closed }
-                }
-                CaptureEvent::Current(da) => Event::Current { ch: c, da },
-            };
-            self.emit(t, ev);
+                CaptureEvent::PwmOff => self.chans[ch].car.handle_offer(now, None),
+                CaptureEvent::Contactor(closed) => self.chans[ch].car.handle_power(now, closed),
+                CaptureEvent::Pilot { .. } | CaptureEvent::Current(_) => {}
+            }
+            self.emit(t, Self::event_of(c, e));
         }
     }
 
@@ -763,6 +781,54 @@ mod tests {
         assert!(f.car_load(0).plugged);
     }
 
+    /// A host that connects after the fixture started has seen none of
+    /// its events: `RESET` tells it where each channel stands, stamped at
+    /// the reset, before the acknowledgement.
+    #[test]
+    fn reset_reports_each_channels_state_before_its_answer() {
+        let mut f = Fixture::<4>::new(
+            FixtureConfig {
+                channels: 2,
+                ..FixtureConfig::default()
+            },
+            us(0),
+        );
+        f.handle_levels(us(0), 0, 12_000, 12_000);
+        f.handle_levels(us(0), 1, 12_000, 12_000);
+        // Nobody was listening: the power-on events are not the run's.
+        let _ = lines(&mut f);
+        cmd(&mut f, 1, Command::Hello { version: 1 });
+        let _ = lines(&mut f);
+        let mut s = String::new();
+        protocol::encode(
+            &Line::Command {
+                seq: 2,
+                cmd: Command::Reset,
+            },
+            &mut s,
+        )
+        .unwrap();
+        f.handle_host_rx(us(7_000), s.as_bytes());
+        let got = lines(&mut f);
+        let pilot_a = |ch: u8| Event::Pilot {
+            ch,
+            state: Some(crate::iec::PilotState::A),
+            high_mv: 12_000,
+            low_mv: 12_000,
+        };
+        assert!(
+            matches!(
+                &got[..],
+                [
+                    Line::Event { t_us: 7_000, event: e0, .. },
+                    Line::Event { t_us: 7_000, event: e1, .. },
+                    Line::Ok { seq: 2, .. },
+                ] if *e0 == pilot_a(0) && *e1 == pilot_a(1)
+            ),
+            "{got:?}"
+        );
+    }
+
     #[test]
     fn the_car_follows_what_capture_sees() {
         // Levels tell PWM on and off here, as in the virtual bench.
@@ -901,11 +967,11 @@ mod tests {
     fn dropped_lines_are_reported_and_leave_a_sequence_gap() {
         let mut f = hello(1);
         // The host stops reading: 200 queries give 400 lines (an event and
-        // an acknowledgement each) for a 256-line queue.
+        // an acknowledgement each) for a queue of OUT_QUEUE (272) lines.
         for k in 0..200 {
             cmd(&mut f, 10 + k, Command::Query(0));
         }
-        assert_eq!(f.dropped_lines(), 144);
+        assert_eq!(f.dropped_lines(), 400 - OUT_QUEUE as u32);
         f.handle_heartbeat(us(0) + secs(1));
         let ls = lines(&mut f);
         let seqs: std::vec::Vec<u32> = ls
@@ -926,7 +992,7 @@ mod tests {
                 Line::Event {
                     event: Event::LostLines { total },
                     ..
-                } if *total >= 144
+                } if *total >= 400 - OUT_QUEUE as u32
             )),
             "{:?}",
             &ls[ls.len() - 3..]
@@ -945,8 +1011,9 @@ mod tests {
                 })
                 .collect::<std::vec::Vec<_>>()
         };
-        assert_eq!(lost(lines(&mut f)), vec![146]);
-        assert_eq!(f.dropped_lines(), 146);
+        let total = 400 - OUT_QUEUE as u32 + 2;
+        assert_eq!(lost(lines(&mut f)), vec![total]);
+        assert_eq!(f.dropped_lines(), total);
         f.handle_heartbeat(us(0) + secs(3));
         assert!(lost(lines(&mut f)).is_empty());
     }

@@ -502,3 +502,50 @@ fn instrument_and_firmware_read_stations_alike() {
         }
     }
 }
+
+#[test]
+fn the_hardware_set_takes_no_fault_a_lab_bench_cannot_make() {
+    let marked = TINY.replace(
+        "duration = \"2min\"",
+        "duration = \"2min\"\nhardware-set = true",
+    );
+    assert!(
+        Scenario::parse(Path::new("hw.toml"), &marked)
+            .unwrap()
+            .hardware_set
+    );
+    assert!(!tiny().hardware_set);
+    let e = err(&format!(
+        "{marked}[[at]]\ntime = \"50s\"\ndo = \"link-down\"\n"
+    ));
+    assert_eq!((e.line, e.column), (4, 16), "{e}");
+    assert!(e.message.contains("only the virtual bench makes"), "{e}");
+}
+
+/// The corpus's hardware set (issue 13 §4): what `run --hardware-set`
+/// runs on a lab bench. It fits 30 minutes of bench time, a 4-station
+/// bench, and needs no fault only the virtual bench makes.
+#[test]
+fn the_corpus_hardware_set_fits_30_minutes_of_a_4_station_bench() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/scenarios");
+    let mut set = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|x| x.to_str()) != Some("toml") {
+            continue;
+        }
+        let sc = Scenario::load(&p).unwrap();
+        if sc.hardware_set {
+            assert!(!sc.needs_sim(), "{}", sc.name);
+            assert!(sc.stations.len() <= 4, "{}", sc.name);
+            set.push(sc);
+        }
+    }
+    let total_us: u64 = set.iter().map(|s| s.duration_us).sum();
+    assert!(set.len() >= 6, "{}", set.len());
+    assert!(
+        total_us <= 30 * 60 * 1_000_000,
+        "{} s",
+        total_us / 1_000_000
+    );
+}

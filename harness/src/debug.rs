@@ -1,0 +1,411 @@
+//! The stations' debug channels on a line bench: one link per station (a
+//! UART adapter, a pty of the virtual fixture, a TCP export), read on its
+//! own thread so each line keeps the wall-clock instant it arrived at.
+//!
+//! Owns reading those links, commissioning over them, and stamping each
+//! station line with fixture time. A station's line carries no time (see
+//! `docs/station-telemetry.md`); the fixture's events do. A line is stamped
+//! by interpolating its arrival between the arrivals of the fixture events
+//! before and after it (heartbeats come every fixture second), so no clock
+//! rate is assumed: the same code stamps a lab bench in real time and the
+//! virtual fixture running faster. Lines a station printed before the
+//! harness commissioned it in this run are not the run's and are dropped.
+//! Does not own the fixture protocol ([`crate::serial`]) nor the telemetry
+//! format (`firmware::telemetry`, read through [`crate::bench::station_line`]).
+//!
+//! Nothing here panics on what a station sends; every wait is the caller's,
+//! bounded by its deadline.
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use firmware::telemetry::{Refusal, Telemetry};
+
+use crate::bench::{BenchError, BenchSpec, Record};
+
+/// The read half of a debug link; its reads must time out.
+pub type DebugRead = Box<dyn Read + Send>;
+/// The write half of a debug link.
+pub type DebugWrite = Box<dyn Write + Send>;
+
+/// How long a debug link's read waits before its thread looks at the stop
+/// flag again.
+const READ_TIMEOUT: Duration = Duration::from_millis(20);
+/// A station line longer than this without a newline is noise: dropped.
+const MAX_DEBUG_LINE: usize = 512;
+
+enum Chunk {
+    Data(Instant, Vec<u8>),
+    Failed(String),
+}
+
+struct Channel {
+    name: String,
+    /// The station id it was commissioned with in this run; lines before
+    /// that are dropped.
+    id: Option<u8>,
+    writer: DebugWrite,
+    rx: Receiver<Chunk>,
+    buf: Vec<u8>,
+    /// Its answer to the last commissioning message.
+    answer: Option<Result<(), Refusal>>,
+}
+
+/// A station line waiting for the fixture event that stamps it.
+struct Unstamped {
+    at: Instant,
+    station: u8,
+    line: String,
+}
+
+/// Every station's debug channel of one bench, channel `i` for the
+/// station on fixture channel `i`.
+pub struct DebugChannels {
+    chans: Vec<Channel>,
+    stop: Arc<AtomicBool>,
+    unstamped: Vec<Unstamped>,
+    /// The last fixture event: its time and when it arrived.
+    anchor: Option<(u64, Instant)>,
+}
+
+impl Drop for DebugChannels {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Open one station's debug channel: a serial port (`serial:PORT[@BAUD]`)
+/// or a raw TCP export (`tcp:HOST:PORT`).
+pub fn open_link(spec: &BenchSpec) -> Result<(DebugRead, DebugWrite), BenchError> {
+    let io = |e: std::io::Error| BenchError::Open {
+        port: spec.to_string(),
+        reason: e.to_string(),
+    };
+    match spec {
+        BenchSpec::Serial { port, baud } => {
+            let p = serialport::new(port, *baud)
+                .timeout(READ_TIMEOUT)
+                .open()
+                .map_err(|e| BenchError::Open {
+                    port: port.clone(),
+                    reason: format!(
+                        "{e} (a station's debug channel); ports on this machine: {}",
+                        crate::link::available_ports()
+                    ),
+                })?;
+            // What the station printed before we listened is not this run's.
+            let _ = p.clear(serialport::ClearBuffer::Input);
+            let w = p
+                .try_clone()
+                .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+            Ok((Box::new(p), Box::new(w)))
+        }
+        BenchSpec::Tcp { host, port } => {
+            let s = std::net::TcpStream::connect((host.as_str(), *port)).map_err(io)?;
+            s.set_read_timeout(Some(READ_TIMEOUT)).map_err(io)?;
+            let w = s.try_clone().map_err(io)?;
+            Ok((Box::new(s), Box::new(w)))
+        }
+        other => Err(BenchError::Setup(format!(
+            "a station's debug channel must be serial:PORT[@BAUD] or tcp:HOST:PORT, not \"{other}\""
+        ))),
+    }
+}
+
+fn reader(mut r: DebugRead, tx: std::sync::mpsc::Sender<Chunk>, stop: Arc<AtomicBool>) {
+    let mut buf = [0u8; 512];
+    while !stop.load(Ordering::Relaxed) {
+        match r.read(&mut buf) {
+            Ok(0) => std::thread::sleep(READ_TIMEOUT),
+            Ok(n) => {
+                if tx
+                    .send(Chunk::Data(Instant::now(), buf[..n].to_vec()))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) if crate::serial::nothing_yet(&e) => {}
+            Err(e) => {
+                let _ = tx.send(Chunk::Failed(e.to_string()));
+                return;
+            }
+        }
+    }
+}
+
+impl DebugChannels {
+    /// Open every station's debug channel (in fixture channel order).
+    pub fn open(specs: &[BenchSpec]) -> Result<Self, BenchError> {
+        let mut links = Vec::new();
+        for s in specs {
+            let (r, w) = open_link(s)?;
+            links.push((s.to_string(), r, w));
+        }
+        Ok(Self::over(links))
+    }
+
+    /// Use already open links (name, read half, write half).
+    #[must_use]
+    pub fn over(links: Vec<(String, DebugRead, DebugWrite)>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let chans = links
+            .into_iter()
+            .map(|(name, r, writer)| {
+                let (tx, rx) = channel();
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || reader(r, tx, stop));
+                Channel {
+                    name,
+                    id: None,
+                    writer,
+                    rx,
+                    buf: Vec::new(),
+                    answer: None,
+                }
+            })
+            .collect();
+        Self {
+            chans,
+            stop,
+            unstamped: Vec::new(),
+            anchor: None,
+        }
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.chans.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.chans.is_empty()
+    }
+
+    /// Take what arrived: split it into lines, note commissioning answers,
+    /// and queue each line for stamping. A dead link is an error.
+    pub fn poll(&mut self) -> Result<(), BenchError> {
+        for c in &mut self.chans {
+            loop {
+                let (at, bytes) = match c.rx.try_recv() {
+                    Ok(Chunk::Data(at, b)) => (at, b),
+                    Ok(Chunk::Failed(e)) => {
+                        return Err(BenchError::Io(format!(
+                            "failed to read the station debug channel {}: {e}",
+                            c.name
+                        )))
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        return Err(BenchError::Io(format!(
+                            "the station debug channel {} closed",
+                            c.name
+                        )))
+                    }
+                };
+                c.buf.extend_from_slice(&bytes);
+                while let Some(n) = c.buf.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = c.buf.drain(..=n).collect();
+                    let Some(station) = c.id else { continue };
+                    let line = String::from_utf8_lossy(&line).into_owned();
+                    match firmware::telemetry::parse_line(&line) {
+                        Ok(Telemetry::ConfigAccepted { .. }) => c.answer = Some(Ok(())),
+                        Ok(Telemetry::ConfigRefused(r)) => c.answer = Some(Err(r)),
+                        _ => {}
+                    }
+                    self.unstamped.push(Unstamped { at, station, line });
+                }
+                if c.buf.len() > MAX_DEBUG_LINE {
+                    c.buf.clear();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A fixture event stamped `t_us` arrived at `at`: the records of
+    /// every station line that arrived by then, stamped by interpolation
+    /// between the previous event and this one.
+    pub fn anchor(&mut self, t_us: u64, at: Instant) -> Vec<Record> {
+        let prev = self.anchor.replace((t_us, at));
+        let mut out = Vec::new();
+        let mut keep = Vec::new();
+        for u in std::mem::take(&mut self.unstamped) {
+            if u.at > at {
+                keep.push(u);
+                continue;
+            }
+            let t = match prev {
+                Some((t0, w0)) if at > w0 && t_us >= t0 => {
+                    let f = u.at.saturating_duration_since(w0).as_secs_f64()
+                        / at.duration_since(w0).as_secs_f64();
+                    t0.saturating_add(((t_us - t0) as f64 * f.clamp(0.0, 1.0)) as u64)
+                }
+                _ => t_us,
+            };
+            out.extend(crate::bench::station_line(t, u.station, &u.line).1);
+        }
+        self.unstamped = keep;
+        out
+    }
+
+    /// Send station `i` (commissioned as station `id`) a commissioning
+    /// message; its answer comes through [`Self::poll`].
+    pub fn send(&mut self, i: usize, id: u8, message: &str) -> Result<(), BenchError> {
+        let n = self.chans.len();
+        let c = self.chans.get_mut(i).ok_or_else(|| {
+            BenchError::Lacks(format!(
+                "the bench lists {n} station debug channel(s); the scenario's station #{i} has none"
+            ))
+        })?;
+        c.id = Some(id);
+        c.answer = None;
+        c.writer
+            .write_all(message.as_bytes())
+            .and_then(|()| c.writer.flush())
+            .map_err(|e| {
+                BenchError::Io(format!(
+                    "failed to write to the station debug channel {}: {e}",
+                    c.name
+                ))
+            })
+    }
+
+    /// Station `i`'s answer to its last commissioning message, once.
+    pub fn answer(&mut self, i: usize) -> Option<Result<(), Refusal>> {
+        self.chans.get_mut(i).and_then(|c| c.answer.take())
+    }
+}
+
+/// The station id a commissioning message gives (`C begin <id> ...`).
+#[must_use]
+pub fn commissioned_id(message: &str) -> Option<u8> {
+    message
+        .lines()
+        .next()?
+        .strip_prefix("C begin ")?
+        .split([' ', '*'])
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A debug link fed from a shared buffer.
+    struct Fed(Arc<Mutex<Vec<u8>>>);
+    impl Read for Fed {
+        fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+            let mut v = self.0.lock().unwrap();
+            if v.is_empty() {
+                drop(v);
+                std::thread::sleep(Duration::from_millis(1));
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            let n = v.len().min(b.len());
+            b[..n].copy_from_slice(&v[..n]);
+            v.drain(..n);
+            Ok(n)
+        }
+    }
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn wait_for(d: &mut DebugChannels, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while d.unstamped.len() < n {
+            d.poll().unwrap();
+            assert!(Instant::now() < deadline, "lines never arrived");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn lines_are_stamped_between_the_fixture_events_around_them() {
+        let input = Arc::new(Mutex::new(Vec::new()));
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let mut d = DebugChannels::over(vec![(
+            "fake".into(),
+            Box::new(Fed(Arc::clone(&input))),
+            Box::new(Sink(Arc::clone(&written))),
+        )]);
+        // Before commissioning: not this run's.
+        input
+            .lock()
+            .unwrap()
+            .extend_from_slice(Telemetry::Grant { da: 10 }.encode().as_bytes());
+        std::thread::sleep(Duration::from_millis(50));
+        d.poll().unwrap();
+        assert!(d.unstamped.is_empty());
+        let w0 = Instant::now();
+        assert!(d.anchor(1_000_000, w0).is_empty());
+        d.send(0, 7, "C begin 7 1 1*0000\n").unwrap();
+        assert_eq!(&*written.lock().unwrap(), b"C begin 7 1 1*0000\n");
+        input.lock().unwrap().extend_from_slice(
+            Telemetry::ConfigAccepted {
+                stations: 1,
+                nodes: 1,
+            }
+            .encode()
+            .as_bytes(),
+        );
+        wait_for(&mut d, 1);
+        assert_eq!(d.answer(0), Some(Ok(())));
+        assert_eq!(d.answer(0), None, "an answer is taken once");
+        let at = d.unstamped[0].at;
+        // The next event arrived as long after the line as the line after
+        // the previous event: the line is stamped half way.
+        let w1 = at + at.duration_since(w0);
+        let r = d.anchor(2_000_000, w1);
+        match &r[..] {
+            [Record::Telemetry {
+                t_us,
+                station: 7,
+                text,
+            }] => {
+                assert!((1_499_000..=1_501_000).contains(t_us), "{t_us}");
+                assert_eq!(text, "configuration accepted (1 station, 1 node)");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A line that arrives after the event waits for the next one.
+        input
+            .lock()
+            .unwrap()
+            .extend_from_slice(Telemetry::Joined.encode().as_bytes());
+        wait_for(&mut d, 1);
+        assert!(d.anchor(2_000_000, w1).is_empty());
+        assert_eq!(d.anchor(3_000_000, Instant::now()).len(), 1);
+    }
+
+    #[test]
+    fn a_station_missing_from_the_bench_is_a_clear_error() {
+        let mut d = DebugChannels::over(Vec::new());
+        let e = d.send(2, 3, "C begin 3 4 1*0000\n").unwrap_err();
+        assert!(
+            e.to_string().contains("lists 0 station debug channel(s)"),
+            "{e}"
+        );
+        assert!(matches!(
+            open_link(&BenchSpec::Qemu),
+            Err(BenchError::Setup(_))
+        ));
+        assert_eq!(commissioned_id("C begin 12 4 1*ABCD\nC group..."), Some(12));
+        assert_eq!(commissioned_id("hello"), None);
+    }
+}
