@@ -260,6 +260,47 @@ fn an_overload_that_outlasts_its_allowance_fails_breaker_measured() {
     );
 }
 
+#[test]
+fn a_reduction_excuses_only_the_reduced_stations_excess() {
+    // Station 0 is cut from 32 to 16 A at 40 s and its car follows at
+    // 41 s. Station 1 is offered 16 A at 40 s but its car draws 32 A from
+    // 41 s to 45 s: 48 A on a 32 A circuit, inside station 0's allowance,
+    // but none of it is station 0's. The whole-node allowance excused it.
+    let sc = tiny();
+    let current = |ch: u8, a: u16| Event::Current { ch, da: [a, 0, 0] };
+    let contactor = |ch: u8| Event::Contactor { ch, closed: true };
+    let mut events = vec![
+        (2 * S, duty(0, 320)),
+        (3 * S, contactor(0)),
+        (4 * S, current(0, 320)),
+        (40 * S, duty(0, 160)),
+        (40 * S + 1_000, duty(1, 160)),
+        (40 * S + 2_000, contactor(1)),
+        (41 * S, current(0, 160)),
+    ];
+    let mut overdraw = events.clone();
+    overdraw.push((41 * S + 1_000, current(1, 320)));
+    overdraw.push((45 * S, current(1, 160)));
+    let cs = run_all(&sc, &trace(&overdraw, 120));
+    let c = find(&cs, "breaker-measured");
+    assert!(!c.passed, "{:?}", c.figures);
+    assert_eq!(c.figures["unexcused_overload_s"], 3.999);
+    assert!(
+        c.failures[0].contains("worst 48.0 A at t=41.001 s"),
+        "{:?}",
+        c.failures
+    );
+    // Station 0's own lag (its car still at 32 A for 4 s after the cut)
+    // while station 1 draws its 16 A: excused.
+    events[6] = (44 * S, current(0, 160));
+    events.push((41 * S, current(1, 160)));
+    let cs = run_all(&sc, &trace(&events, 120));
+    let c = find(&cs, "breaker-measured");
+    assert!(c.passed, "{:?}", c.failures);
+    assert_eq!(c.figures["overload_s"], 3.0);
+    assert_eq!(c.figures["unexcused_overload_s"], 0.0);
+}
+
 /// PWM removed while charging: the contactor must open within 6 s, unless
 /// the station shows F (a welded contact it saw and reported). Found by
 /// `sharebench explore` (seed 678 of `--sites tree`): a weld reported 0.5 s
