@@ -350,3 +350,84 @@ fn pwm_removed_while_charging_needs_an_opening_or_a_reported_weld() {
         c.failures
     );
 }
+
+/// Both cars ask from 1 s; with a 60 s rotation each waits its turn.
+fn rotating(events: &[(u64, Event)], end_s: u64) -> Vec<CheckResult> {
+    let mut sc = tiny();
+    sc.sharing.rotation_us = Some(60 * S);
+    let pilot_c = |ch: u8| Event::Pilot {
+        ch,
+        state: Some(rig::iec::PilotState::C),
+        high_mv: 6_000,
+        low_mv: 6_000,
+    };
+    let mut all = vec![(S, pilot_c(0)), (S, pilot_c(1))];
+    all.extend_from_slice(events);
+    all.sort_by_key(|e| e.0);
+    run_all(&sc, &trace(&all, end_s))
+}
+
+#[test]
+fn a_car_that_charges_twice_before_a_waiting_one_fails_rotation() {
+    // st0 charges, is cut at 60 s while st1 waits, and charges again at
+    // 70 s; st1 gets its turn only at 200 s.
+    let cs = rotating(
+        &[
+            (2 * S, duty(0, 320)),
+            (60 * S, Event::PwmOff { ch: 0 }),
+            (70 * S, duty(0, 320)),
+            (200 * S, Event::PwmOff { ch: 0 }),
+            (201 * S, duty(1, 320)),
+        ],
+        300,
+    );
+    let c = find(&cs, "rotation");
+    assert!(!c.passed);
+    assert!(
+        c.failures.iter().any(|f| f
+            == "st0 charged again at t=70.000 s (it stopped at t=60.000 s) while st1, waiting since t=1.000 s, had not charged once"),
+        "{:?}",
+        c.failures
+    );
+    // 200 s of waiting with two cars queued at 1 s: more than 2 x 60 s +
+    // the 10 s handover.
+    assert!(
+        c.failures.iter().any(|f| f.starts_with(
+            "st1 waited from t=1.000 s and charged only at t=201.000 s: 200.0 s, more than the 130.0 s its turn allows (2 car(s) waiting then"
+        )),
+        "{:?}",
+        c.failures
+    );
+}
+
+#[test]
+fn cars_that_take_turns_pass_rotation_and_one_never_served_fails() {
+    let turns = [
+        (2 * S, duty(0, 320)),
+        (60 * S, Event::PwmOff { ch: 0 }),
+        (62 * S, duty(1, 320)),
+        (120 * S, Event::PwmOff { ch: 1 }),
+        (122 * S, duty(0, 320)),
+        (180 * S, Event::PwmOff { ch: 0 }),
+        (182 * S, duty(1, 320)),
+    ];
+    let cs = rotating(&turns, 240);
+    let c = find(&cs, "rotation");
+    assert!(c.passed, "{:?}", c.failures);
+    assert_eq!(c.figures["turns"], 2);
+    assert_eq!(c.figures["longest_wait_s"], 62.0);
+    // st1 never charges: it waits to the end.
+    let cs = rotating(&[(2 * S, duty(0, 320))], 240);
+    let c = find(&cs, "rotation");
+    assert!(
+        c.failures.iter().any(|f| f
+            .starts_with("st1 waited from t=1.000 s and was still waiting at the end: 239.0 s")),
+        "{:?}",
+        c.failures
+    );
+    // Without rotation the check does not apply.
+    let mut sc = tiny();
+    sc.sharing.rotation_us = None;
+    let cs = run_all(&sc, &trace(&[(2 * S, duty(0, 320))], 240));
+    assert!(find(&cs, "rotation").skipped.is_some());
+}
