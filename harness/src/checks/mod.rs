@@ -105,6 +105,15 @@ pub fn run_all(sc: &Scenario, trace: &Trace) -> Vec<CheckResult> {
         iec::conformance(sc, &series),
         rotation::rotation(sc, &series),
     ];
+    if !sc.expect.reference_notes.is_empty() {
+        let notes = sc.expect.reference_notes.join("; ");
+        for c in out
+            .iter_mut()
+            .filter(|c| matches!(c.name, "convergence" | "failover"))
+        {
+            c.figure("reference", notes.clone());
+        }
+    }
     if trace.incomplete.is_some() {
         for c in &mut out {
             c.figure("partial_trace", true);
