@@ -62,9 +62,22 @@ fn an_allocation_that_never_settles_fails_convergence() {
     assert!(!c.passed);
     assert!(
         c.failures.iter().any(|f| f.contains("never settled")
-            && f.contains("expected [16.0, 16.0] A, seen [32.0, 0.0] A")),
+            && f.contains("expected [st0 16.0, st1 16.0] A, seen [st0 32.0, st1 0.0] A")),
         "{:?}",
         c.failures
+    );
+    // Stations are named by the scenario's ids, not their positions.
+    let mut renumbered = tiny();
+    renumbered.stations[0].id = 5;
+    renumbered.stations[1].id = 7;
+    let cs = run_all(&renumbered, &t);
+    assert!(
+        find(&cs, "convergence")
+            .failures
+            .iter()
+            .any(|f| f.contains("expected [st5 16.0, st7 16.0] A, seen [st5 32.0, st7 0.0] A")),
+        "{:?}",
+        find(&cs, "convergence").failures
     );
 }
 
