@@ -291,6 +291,135 @@ fn exit_codes_are_as_documented() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Golden traces from the CLI: a missing golden is listed (and fails under
+/// `CI`); `--bless --yes` writes it in the `.snap` format insta reads; a
+/// difference prints the golden's path and first differing line and writes
+/// `golden.diff`, which the next passing run removes; `--seed N` compares
+/// against that seed's own golden; `--bless` without a terminal refuses.
+#[test]
+fn golden_traces_are_blessed_compared_and_required_from_the_cli() {
+    let dir = std::env::temp_dir().join(format!("sharebench-e2e-golden-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("e2e.toml");
+    std::fs::write(&file, SITE).expect("write");
+    let out_dir = dir.join("out");
+    let run = |extra: &[&str], ci: bool| {
+        let mut c = sharebench();
+        c.arg("run")
+            .arg(&file)
+            .arg("--out")
+            .arg(&out_dir)
+            .args(extra);
+        if ci {
+            c.env("CI", "true");
+        } else {
+            c.env_remove("CI");
+        }
+        let o = c.stdin(Stdio::null()).output().expect("runs");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let snap = dir.join("snapshots/e2e.snap");
+
+    // No golden: listed in the summary, passes; fails when CI is set.
+    let (code, stdout, stderr) = run(&[], false);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("pass: no golden trace yet: write it with `sharebench run --bless`")
+            && stdout.contains("1 without a golden trace"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(&[], true);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("golden-diff e2e"), "{stdout}");
+    assert!(stdout.contains("CI requires one"), "{stdout}");
+    assert_ci_files_valid(&out_dir);
+
+    // --bless asks on a terminal; without one it needs --yes.
+    let (code, _, stderr) = run(&["--bless"], false);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("stdin is not a terminal"), "{stderr}");
+    assert!(!snap.exists());
+
+    // --bless --yes shows the trace and writes it; the next run matches,
+    // in CI too.
+    let (code, stdout, stderr) = run(&["--bless", "--yes"], false);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("e2e has no golden trace")
+            && stdout.contains("# sharebench trace: e2e (seed 7)"),
+        "{stdout}"
+    );
+    let written = std::fs::read_to_string(&snap).expect("golden written");
+    assert!(
+        written.starts_with("---\nsource: tests/scenarios.rs\n"),
+        "{written}"
+    );
+    let body = harness::golden::read_golden(&snap)
+        .expect("insta reads it")
+        .expect("there");
+    let (code, stdout, _) = run(&[], true);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(!stdout.contains("without a golden"), "{stdout}");
+
+    // A changed golden: path and first differing line on stderr, a diff
+    // file; a passing run afterwards removes the stale diff.
+    let mut lines: Vec<&str> = body.lines().collect();
+    let changed = lines.len() / 2;
+    let was = lines[changed].to_string();
+    let edited = format!("{} 99.9 A (edited)", was);
+    lines[changed] = &edited;
+    let header_end = written.find("\n---\n").expect("header") + 5;
+    std::fs::write(
+        &snap,
+        format!("{}{}\n", &written[..header_end], lines.join("\n")),
+    )
+    .expect("write");
+    let (code, stdout, stderr) = run(&[], false);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("golden-diff e2e"), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "golden trace of e2e differs from {} at line {}:",
+            snap.display(),
+            changed + 1
+        )) && stderr.contains(&format!("  golden:   {}", edited.trim()))
+            && stderr.contains(&format!("  this run: {}", was.trim())),
+        "{stderr}"
+    );
+    let diff = out_dir.join("e2e/golden.diff");
+    assert!(diff.exists());
+    std::fs::write(&snap, &written).expect("restore");
+    let (code, _, _) = run(&[], false);
+    assert_eq!(code, Some(0));
+    assert!(
+        !diff.exists(),
+        "a passing run removes the stale golden.diff"
+    );
+
+    // Another seed: its own golden, missing until blessed; the scenario's
+    // own golden is untouched.
+    let (code, stdout, _) = run(&["--seed", "8"], true);
+    assert_eq!(code, Some(1), "{stdout}");
+    let (code, _, _) = run(&["--seed", "8", "--bless", "--yes"], false);
+    assert_eq!(code, Some(0));
+    let seed8 = harness::golden::read_golden(&dir.join("snapshots/e2e@seed-8.snap"))
+        .expect("reads")
+        .expect("seed 8's golden written");
+    assert!(
+        seed8.starts_with("# sharebench trace: e2e (seed 8)"),
+        "{seed8}"
+    );
+    assert_eq!(std::fs::read_to_string(&snap).expect("own golden"), written);
+    let (code, stdout, _) = run(&["--seed", "8"], true);
+    assert_eq!(code, Some(0), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Two files that name the same scenario: refused before anything runs
 /// (their artefacts would overwrite each other), naming both files.
 #[test]

@@ -122,8 +122,12 @@ fn run_one(path: &Path) -> Result<Completion, Failed> {
     }
     if matches!(run.verdict, Verdict::Incomplete | Verdict::Refused) {
         problems.push(format!(
-            "{:?}: {}",
-            run.verdict,
+            "{}: {}",
+            if run.verdict == Verdict::Refused {
+                "refused"
+            } else {
+                "incomplete"
+            },
             run.trace.incomplete.clone().unwrap_or_default()
         ));
     }

@@ -44,9 +44,9 @@ pub enum HalError {
 impl core::fmt::Display for HalError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::Pwm(k) => write!(f, "failed to set the pilot PWM: {k:?}"),
-            Self::Coil(k) => write!(f, "failed to drive the contactor coil: {k:?}"),
-            Self::RelaySense(k) => write!(f, "failed to read the contactor feedback: {k:?}"),
+            Self::Pwm(k) => write!(f, "failed to set the pilot PWM: {k}"),
+            Self::Coil(k) => write!(f, "failed to drive the contactor coil: {k}"),
+            Self::RelaySense(k) => write!(f, "failed to read the contactor feedback: {k}"),
             Self::Adc => f.write_str("failed to sample the pilot"),
             Self::CurrentSensor => f.write_str("failed to read the current sensor"),
         }

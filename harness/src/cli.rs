@@ -1,7 +1,7 @@
 //! The `sharebench` command line.
 //!
 //! ```text
-//! sharebench run [PATH...] [--bench sim|qemu|URL|NAME] [--benches FILE] [--seed N] [--out DIR] [--filter TEXT] [--hardware-set] [--time-scale X] [--jobs N]
+//! sharebench run [PATH...] [--bench sim|qemu|URL|NAME] [--benches FILE] [--seed N] [--out DIR] [--filter TEXT] [--hardware-set] [--time-scale X] [--jobs N] [--bless [--yes]]
 //! sharebench check FILE...
 //! sharebench virtual-fixture SCENARIO [--pty] [--time-scale X] [--seed N] [--caps WORD,..] [--inventory FILE [--name NAME]]
 //! sharebench selftest --bench serial:PORT[@BAUD] [--channel N]
@@ -14,6 +14,16 @@
 //! scenario needs);
 //! 3 a bench stopped answering, made no progress in fixture time, or the
 //! fixture lost data (the run is incomplete).
+//!
+//! Golden traces: a difference prints the golden's path, the first
+//! differing line and the diff's path on stderr; a missing golden fails the
+//! run when `CI` is set (non-empty) and is listed in the summary otherwise.
+//! `--bless` prints each difference (or the whole new trace, for a missing
+//! golden) and writes it to the `.snap` file after a `y` on the terminal;
+//! `--bless --yes` writes them all (a batch already reviewed). Only runs
+//! whose checks passed are blessed. With `--seed N` other than a scenario's
+//! own seed, the golden is `snapshots/<name>@seed-N.snap` (see
+//! [`golden::golden_name`]).
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -129,8 +139,16 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 50)]
     pub tolerance_ms: u64,
     /// Skip the golden comparison.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "bless")]
     pub no_golden: bool,
+    /// Write this run's trace as the golden of each scenario whose golden
+    /// differs or is missing, after printing the diff and asking on the
+    /// terminal (only scenarios whose checks passed).
+    #[arg(long)]
+    pub bless: bool,
+    /// With `--bless`: write without asking (a batch already reviewed).
+    #[arg(long, requires = "bless")]
+    pub yes: bool,
     /// Serial benches: the slowest the fixture's clock may run, in fixture
     /// seconds per wall second (1 for hardware). Each wait for fixture time
     /// is bounded by the time waited for over this, plus a margin.
@@ -497,6 +515,13 @@ fn run(a: &RunArgs) -> u8 {
         );
         return exit::SETUP;
     }
+    if a.bless && !a.yes && !std::io::stdin().is_terminal() {
+        eprintln!(
+            "error: --bless asks before writing each golden, and stdin is not a terminal; review the diffs (sharebench run without --bless writes them to golden.diff) and use --bless --yes"
+        );
+        return exit::SETUP;
+    }
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
     let (mut serial, _lock) = match open_bench(a) {
         Ok(b) => b,
         Err(e) => {
@@ -601,12 +626,53 @@ fn run(a: &RunArgs) -> u8 {
             } else {
                 0
             };
-            r.golden = Some(golden::compare(
-                &sc.path,
-                &sc.name,
-                &r.trace.golden_text(sc.golden_summary),
-                tol,
-            ));
+            let file =
+                golden::snapshot_file(&sc.path, &golden::golden_name(&sc.name, sc.seed, r.seed));
+            let canonical = r.trace.golden_text(sc.golden_summary);
+            r.golden = Some(golden::compare_file(&file, &canonical, tol, ci));
+            if let Some(GoldenOutcome::Differs { first_line, .. }) = &r.golden {
+                let diff_path = artefacts::scenario_dir(&a.out, &sc.name).join("golden.diff");
+                let shown = golden::read_golden(&file)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                let (was, now) = golden::lines_at(&shown, &canonical, *first_line);
+                bar.suspend(|| {
+                    eprintln!(
+                        "golden trace of {} differs from {} at line {first_line}:\n  golden:   {was}\n  this run: {now}\n  diff: {}",
+                        sc.name,
+                        file.display(),
+                        diff_path.display()
+                    );
+                });
+            }
+            if a.bless
+                && r.golden.as_ref().is_some_and(|g| {
+                    matches!(
+                        g,
+                        GoldenOutcome::Differs { .. } | GoldenOutcome::Missing { .. }
+                    )
+                })
+            {
+                if r.verdict == Verdict::Pass {
+                    let blessed = bar.suspend(|| bless_one(&file, sc, &r, &canonical, a.yes));
+                    match blessed {
+                        Ok(true) => r.golden = Some(GoldenOutcome::Match),
+                        Ok(false) => {}
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            setup_failed = true;
+                        }
+                    }
+                } else {
+                    bar.suspend(|| {
+                        eprintln!(
+                            "not blessed: {} did not pass its checks; its trace is not a golden",
+                            sc.name
+                        );
+                    });
+                }
+            }
         }
         if r.verdict != Verdict::Skipped {
             match artefacts::write_scenario(&a.out, &r) {
@@ -620,7 +686,7 @@ fn run(a: &RunArgs) -> u8 {
             r.verdict,
             Verdict::Fail | Verdict::Incomplete | Verdict::Refused
         ) {
-            bar.suspend(|| report_failure(&r, &a.out));
+            bar.suspend(|| report_failure(&r));
         }
         if line_per_scenario {
             println!("{}", finished_line(&r, runs.len() + 1, scenarios.len()));
@@ -661,9 +727,12 @@ fn run(a: &RunArgs) -> u8 {
     );
     println!("artefacts: {}", a.out.display());
 
-    let golden_differs = runs
-        .iter()
-        .any(|r| matches!(r.golden, Some(GoldenOutcome::Differs { .. })));
+    let golden_differs = runs.iter().any(|r| {
+        matches!(
+            r.golden,
+            Some(GoldenOutcome::Differs { .. } | GoldenOutcome::Missing { required: true })
+        )
+    });
     if setup_failed || runs.iter().any(|r| r.verdict == Verdict::Refused) {
         exit::SETUP
     } else if runs.iter().any(|r| r.verdict == Verdict::Incomplete) {
@@ -675,7 +744,51 @@ fn run(a: &RunArgs) -> u8 {
     }
 }
 
-fn report_failure(r: &ScenarioRun, out: &Path) {
+/// Show the change to `file` that blessing `r` makes and, unless `yes`,
+/// ask on the terminal; write it on a `y`. Returns whether it was written.
+fn bless_one(
+    file: &Path,
+    sc: &Scenario,
+    r: &ScenarioRun,
+    canonical: &str,
+    yes: bool,
+) -> Result<bool, String> {
+    let old = golden::read_golden(file).ok().flatten();
+    match &old {
+        Some(g) => {
+            println!("--- {} would change:", sc.name);
+            print!("{}", golden::unified_diff(file, g, canonical));
+        }
+        None => {
+            println!(
+                "--- {} has no golden trace ({}); this run's (seed {}):",
+                sc.name,
+                file.display(),
+                r.seed
+            );
+            print!("{}", canonical.trim_end());
+            println!();
+        }
+    }
+    if !yes {
+        print!("write it to {}? [y/N] ", file.display());
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        // A person answers on the terminal (checked before the run); end of
+        // input is a no.
+        if std::io::stdin().read_line(&mut answer).is_err()
+            || !matches!(answer.trim(), "y" | "Y" | "yes")
+        {
+            println!("not written");
+            return Ok(false);
+        }
+    }
+    golden::bless(file, &sc.path, canonical)?;
+    println!("wrote {}", file.display());
+    Ok(true)
+}
+
+fn report_failure(r: &ScenarioRun) {
     eprintln!(
         "FAIL {} (seed {}; rerun: sharebench run {} --seed {})",
         r.scenario.name,
@@ -705,14 +818,8 @@ fn report_failure(r: &ScenarioRun, out: &Path) {
             eprintln!("  {}: ... and {} more", c.name, c.more_failures);
         }
     }
-    if let Some(GoldenOutcome::Differs { first_line, .. }) = &r.golden {
-        eprintln!(
-            "  golden trace differs from line {first_line}: see {}",
-            artefacts::scenario_dir(out, &r.scenario.name)
-                .join("golden.diff")
-                .display()
-        );
-    }
+    // A golden difference was printed when it was found (path, first
+    // differing line, diff file).
 }
 
 /// Whether to colour what goes to a terminal: only to a terminal, and not
@@ -799,6 +906,18 @@ fn table(runs: &[ScenarioRun], colour: bool) -> String {
         if let Some(why) = artefacts::report::reason(r) {
             let _ = writeln!(out, "  {}: {why}", artefacts::report::verdict(r));
         }
+        if let Some(GoldenOutcome::Missing { required }) = r.golden {
+            let _ = writeln!(
+                out,
+                "  {}: no golden trace{}: write it with `sharebench run --bless`",
+                artefacts::report::verdict(r),
+                if required {
+                    ", and CI requires one"
+                } else {
+                    " yet"
+                }
+            );
+        }
         sim += r.sim_s;
         wall += r.wall_s;
     }
@@ -814,6 +933,16 @@ fn table(runs: &[ScenarioRun], colour: bool) -> String {
         count(&|v| !matches!(v, "pass" | "skipped")),
         count(&|v| v == "skipped"),
     );
+    let no_golden = runs
+        .iter()
+        .filter(|r| matches!(r.golden, Some(GoldenOutcome::Missing { .. })))
+        .count();
+    if no_golden > 0 {
+        let _ = writeln!(
+            out,
+            "{no_golden} without a golden trace (sharebench run --bless writes them)"
+        );
+    }
     if wall > 0.0 && sim > 0.0 {
         let _ = writeln!(
             out,

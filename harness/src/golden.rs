@@ -3,17 +3,25 @@
 //!
 //! The test runner compares through insta (so `cargo insta review` shows a
 //! readable diff and accepts only what a person accepted); the CLI reads the
-//! same files to report a mismatch and write the diff, and never writes a
-//! snapshot. Real benches compare with [`TimingTolerance`]: every line must
-//! be the same except its time, which may differ by a stated number of ms;
-//! lines whose times lie within that tolerance of each other may come in
-//! either order (two stations' lines reach a real bench over separate wires,
-//! so nothing orders them closer than the tolerance). With no tolerance
-//! (the virtual bench) the order is exact.
+//! same files through insta's public [`Snapshot::from_file`] to report a
+//! mismatch and write the diff, and writes one only when asked
+//! (`sharebench run --bless`, see [`bless`]), in the documented `.snap`
+//! format: a YAML metadata block between `---` lines, then the trace. Real
+//! benches compare with [`TimingTolerance`]: every line must be the same
+//! except its time, which may differ by a stated number of ms; lines whose
+//! times lie within that tolerance of each other may come in either order
+//! (two stations' lines reach a real bench over separate wires, so nothing
+//! orders them closer than the tolerance). With no tolerance (the virtual
+//! bench) the order is exact.
+//!
+//! A golden trace is of one seed: the scenario's own (`<name>.snap`, the one
+//! `cargo test --test scenarios` checks). A run with `--seed N` for another
+//! seed compares against `<name>@seed-N.snap` (see [`golden_name`]), which
+//! `--bless` writes like any other; without it the golden is missing, never
+//! a diff of every line against another seed's trace.
 
 use std::path::{Path, PathBuf};
 
-use insta::internals::SnapshotContents;
 use insta::{Comparator, Snapshot};
 
 /// Where a scenario's golden trace lives.
@@ -31,6 +39,18 @@ pub fn snapshot_file(scenario_path: &Path, name: &str) -> PathBuf {
     snapshot_dir(scenario_path).join(format!("{name}.snap"))
 }
 
+/// The snapshot name of `name`'s golden trace for a run of `seed`, when the
+/// scenario's own seed is `own_seed`: the name itself for its own seed,
+/// `<name>@seed-<seed>` for any other.
+#[must_use]
+pub fn golden_name(name: &str, own_seed: u64, seed: u64) -> String {
+    if seed == own_seed {
+        name.to_string()
+    } else {
+        format!("{name}@seed-{seed}")
+    }
+}
+
 /// The result of a golden comparison.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
@@ -41,21 +61,31 @@ pub enum GoldenOutcome {
         diff: String,
         first_line: usize,
     },
-    /// No golden trace yet.
-    Missing,
+    /// No golden trace yet; `required` when that fails the run (`CI` is
+    /// set: a golden must be reviewed and committed, never left out).
+    Missing {
+        required: bool,
+    },
     NotChecked {
         reason: String,
     },
 }
 
-/// The body of an insta `.snap` file (after its metadata header).
-#[must_use]
-pub fn snapshot_body(file_text: &str) -> &str {
-    // ---\n<yaml>\n---\n<body>
-    let rest = file_text.strip_prefix("---\n").unwrap_or(file_text);
-    match rest.find("\n---\n") {
-        Some(i) => &rest[i + 5..],
-        None => rest,
+/// The trace a `.snap` file holds, read through insta's public API (its
+/// metadata skipped, its text normalised as insta compares it). `Ok(None)`
+/// when there is no such file.
+pub fn read_golden(file: &Path) -> Result<Option<String>, String> {
+    if !file.exists() {
+        return Ok(None);
+    }
+    let snap = Snapshot::from_file(file)
+        .map_err(|e| format!("failed to read golden trace {}: {e}", file.display()))?;
+    match snap.as_text() {
+        Some(t) => Ok(Some(t.to_string())),
+        None => Err(format!(
+            "golden trace {}: expected a text snapshot, found a binary one",
+            file.display()
+        )),
     }
 }
 
@@ -137,8 +167,9 @@ pub fn first_difference(reference: &str, test: &str, tolerance_ms: u64) -> Optio
     used.iter().position(|u| !u).map(|j| j.min(a.len()) + 1)
 }
 
-/// Compare a run's canonical trace with its golden file (the CLI's path; it
-/// never writes the golden file).
+/// Compare a run's canonical trace with its golden file `name` (see
+/// [`golden_name`]); a missing golden is `required` when that should fail
+/// the run. Never writes the golden file.
 #[must_use]
 pub fn compare(
     scenario_path: &Path,
@@ -146,25 +177,107 @@ pub fn compare(
     canonical: &str,
     tolerance_ms: u64,
 ) -> GoldenOutcome {
-    let file = snapshot_file(scenario_path, name);
-    let Ok(text) = std::fs::read_to_string(&file) else {
-        return GoldenOutcome::Missing;
-    };
-    let golden = snapshot_body(&text);
-    match first_difference(golden, canonical, tolerance_ms) {
-        None => GoldenOutcome::Match,
-        Some(line) => {
-            let diff = similar::TextDiff::from_lines(golden.trim_end(), canonical.trim_end())
-                .unified_diff()
-                .context_radius(3)
-                .header(&format!("golden {}", file.display()), "this run")
-                .to_string();
-            GoldenOutcome::Differs {
-                diff,
-                first_line: line,
-            }
+    compare_file(
+        &snapshot_file(scenario_path, name),
+        canonical,
+        tolerance_ms,
+        false,
+    )
+}
+
+/// [`compare`] against the snapshot file `file`.
+#[must_use]
+pub fn compare_file(
+    file: &Path,
+    canonical: &str,
+    tolerance_ms: u64,
+    required: bool,
+) -> GoldenOutcome {
+    let golden = match read_golden(file) {
+        Ok(Some(g)) => g,
+        Ok(None) => return GoldenOutcome::Missing { required },
+        Err(e) => {
+            // An unreadable golden is a difference, not a pass: show it.
+            return GoldenOutcome::Differs {
+                diff: format!("{e}\n"),
+                first_line: 1,
+            };
         }
+    };
+    match first_difference(&golden, canonical, tolerance_ms) {
+        None => GoldenOutcome::Match,
+        Some(line) => GoldenOutcome::Differs {
+            diff: unified_diff(file, &golden, canonical),
+            first_line: line,
+        },
     }
+}
+
+/// The unified diff from the golden trace in `file` to this run's.
+#[must_use]
+pub fn unified_diff(file: &Path, golden: &str, canonical: &str) -> String {
+    similar::TextDiff::from_lines(golden.trim_end(), canonical.trim_end())
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("golden {}", file.display()), "this run")
+        .to_string()
+}
+
+/// Line `line` (1-based) of the golden and of this run, as a person reads
+/// them in a one-line message: `(end of trace)` past either's end.
+#[must_use]
+pub fn lines_at(golden: &str, canonical: &str, line: usize) -> (String, String) {
+    let pick = |t: &str| {
+        t.trim_end()
+            .lines()
+            .nth(line.saturating_sub(1))
+            .map_or_else(|| "(end of trace)".to_string(), |l| l.trim().to_string())
+    };
+    (pick(golden), pick(canonical))
+}
+
+/// Write `canonical` as the golden trace in `file`, in the `.snap` format
+/// `cargo insta review` and `insta::assert_snapshot!` use: an existing
+/// file keeps its metadata block and gets the new trace; a new file gets
+/// the metadata the scenario tests write (`source`, `input_file`). The
+/// written file is read back through insta and must hold exactly
+/// `canonical`.
+pub fn bless(file: &Path, scenario_path: &Path, canonical: &str) -> Result<(), String> {
+    let old = match std::fs::read_to_string(file) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("failed to read {}: {e}", file.display())),
+    };
+    let header = match old.as_deref().and_then(metadata_block) {
+        Some(h) => h.to_string(),
+        None => {
+            let input = scenario_path
+                .file_name()
+                .map(|f| format!("fixtures/scenarios/{}", f.to_string_lossy()))
+                .unwrap_or_default();
+            format!("---\nsource: tests/scenarios.rs\ninput_file: {input}\n---\n")
+        }
+    };
+    let text = format!("{header}{}\n", canonical.trim_end());
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(file, &text).map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+    match read_golden(file)? {
+        Some(back) if first_difference(&back, canonical, 0).is_none() => Ok(()),
+        _ => Err(format!(
+            "{}: the trace read back through insta differs from the one written",
+            file.display()
+        )),
+    }
+}
+
+/// The metadata block of a `.snap` file, `---` lines included.
+fn metadata_block(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix("---\n")?;
+    let end = rest.find("\n---\n")?;
+    Some(&text[..4 + end + 5])
 }
 
 /// insta comparator for traces from real benches: timings may differ by up
@@ -176,10 +289,8 @@ pub struct TimingTolerance {
 
 impl Comparator for TimingTolerance {
     fn matches(&self, reference: &Snapshot, test: &Snapshot) -> bool {
-        match (reference.contents(), test.contents()) {
-            (SnapshotContents::Text(a), SnapshotContents::Text(b)) => {
-                traces_match(&a.to_string(), &b.to_string(), self.ms)
-            }
+        match (reference.as_text(), test.as_text()) {
+            (Some(a), Some(b)) => traces_match(&a.to_string(), &b.to_string(), self.ms),
             _ => false,
         }
     }
@@ -246,9 +357,84 @@ mod tests {
         assert_eq!(first_difference(a, &e, 50), Some(5));
     }
 
+    fn scratch(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("sharebench-golden-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
     #[test]
-    fn snapshot_body_skips_the_header() {
-        let f = "---\nsource: tests/scenarios.rs\nexpression: trace\n---\n# sharebench trace\n";
-        assert_eq!(snapshot_body(f), "# sharebench trace\n");
+    fn a_golden_is_read_through_insta_without_its_header() {
+        let d = scratch("read");
+        let f = d.join("x.snap");
+        std::fs::write(
+            &f,
+            "---\nsource: tests/scenarios.rs\nexpression: trace\n---\n# sharebench trace\n     1000 st1 offer 6.0 A\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read_golden(&f).unwrap().as_deref(),
+            Some("# sharebench trace\n     1000 st1 offer 6.0 A")
+        );
+        assert_eq!(read_golden(&d.join("none.snap")), Ok(None));
+    }
+
+    #[test]
+    fn bless_keeps_the_header_and_writes_what_insta_reads_back() {
+        let d = scratch("bless");
+        let f = d.join("s.snap");
+        let sc = Path::new("fixtures/scenarios/s.toml");
+        // New file: the scenario tests' metadata.
+        bless(&f, sc, "# t\n     5 st1 offer 6.0 A\n").unwrap();
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert_eq!(
+            text,
+            "---\nsource: tests/scenarios.rs\ninput_file: fixtures/scenarios/s.toml\n---\n# t\n     5 st1 offer 6.0 A\n"
+        );
+        assert_eq!(
+            compare_file(&f, "# t\n     5 st1 offer 6.0 A\n", 0, true),
+            GoldenOutcome::Match
+        );
+        // Existing file: its own metadata stays, the trace is replaced.
+        std::fs::write(
+            &f,
+            "---\nsource: tests/scenarios.rs\nassertion_line: 112\ninput_file: fixtures/scenarios/s.toml\n---\n# old\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            compare_file(&f, "# new\n", 0, false),
+            GoldenOutcome::Differs { first_line: 1, .. }
+        ));
+        bless(&f, sc, "# new\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&f).unwrap(),
+            "---\nsource: tests/scenarios.rs\nassertion_line: 112\ninput_file: fixtures/scenarios/s.toml\n---\n# new\n"
+        );
+        assert_eq!(compare_file(&f, "# new\n", 0, false), GoldenOutcome::Match);
+    }
+
+    #[test]
+    fn a_missing_golden_says_whether_it_fails_the_run() {
+        let d = scratch("missing");
+        assert_eq!(
+            compare_file(&d.join("no.snap"), "# t\n", 0, true),
+            GoldenOutcome::Missing { required: true }
+        );
+        assert_eq!(
+            compare_file(&d.join("no.snap"), "# t\n", 0, false),
+            GoldenOutcome::Missing { required: false }
+        );
+    }
+
+    #[test]
+    fn another_seed_has_its_own_golden_name_and_the_first_difference_is_shown() {
+        assert_eq!(golden_name("priority", 9, 9), "priority");
+        assert_eq!(golden_name("priority", 9, 3), "priority@seed-3");
+        let (g, r) = lines_at("# a\n 10 st1 x\n", "# a\n 10 st1 y\n 20 st2 z\n", 2);
+        assert_eq!((g.as_str(), r.as_str()), ("10 st1 x", "10 st1 y"));
+        let (g, r) = lines_at("# a\n", "# a\n 20 st2 z\n", 2);
+        assert_eq!((g.as_str(), r.as_str()), ("(end of trace)", "20 st2 z"));
     }
 }

@@ -141,10 +141,24 @@ pub fn allocate_site(nodes: &[SiteNode], stations: &[SiteStation], wants: &[Want
 }
 
 /// Fill in the expected allocation after every step that has none, by
-/// replaying who asks for energy. Stops at the first fault or meter-driven
-/// site: after those the oracle does not know the state.
+/// replaying who asks for energy. Where the oracle does not know the state
+/// it computes nothing and says so in `sc.expect.reference_notes` (which
+/// the convergence checks put in the report):
+/// - a link fault (link down, one-way, partition, noise) or a crashed
+///   station: nothing until the link is repaired and every crashed station
+///   rebooted; the step that ends the fault gets the fair shares again,
+///   with the leader timeout added to its deadline (the group re-forms);
+/// - a forged frame: nothing for that step (the stations must ignore it);
+/// - a misbehaving car, a welded contactor or a meter fault: nothing for
+///   the rest of the run (the firmware may lock a station out for good);
+/// - a metered site: nothing at all (the oracle has no model of the meter).
 pub fn fill_expectations(sc: &mut Scenario) {
+    sc.expect.reference_notes.clear();
     if sc.meter.is_some() {
+        sc.expect.reference_notes.push(
+            "no reference expectations: the reference allocator does not model a metered site"
+                .into(),
+        );
         return;
     }
     let n = sc.stations.len();
@@ -159,22 +173,68 @@ pub fn fill_expectations(sc: &mut Scenario) {
         })
         .collect();
     let within = sc.expect.converge_within_us;
+    let mut link_fault = false;
+    let mut crashed = vec![false; n];
+    let mut stopped: Option<(u64, String)> = None;
     for k in 0..sc.timeline.len() {
         let step = &sc.timeline[k];
+        let what = crate::runner::describe(sc, &step.action);
+        let t = step.at_us;
+        let was_blind = link_fault || crashed.contains(&true);
+        let mut skip_this = false;
         match step.action {
             Action::Arrive(i) => {
                 asking[i] = true;
-                arrival[i] = step.at_us;
+                arrival[i] = t;
             }
             Action::Request(i) => {
                 if !asking[i] {
-                    arrival[i] = step.at_us;
+                    arrival[i] = t;
                 }
                 asking[i] = true;
             }
             Action::Unplug(i) | Action::Stop(i) | Action::Pause(i) => asking[i] = false,
             Action::Plug(_) | Action::Load { .. } | Action::Check => {}
-            _ => return,
+            Action::LinkDown
+            | Action::OneWay { .. }
+            | Action::Partition(_)
+            | Action::Noise { .. } => link_fault = true,
+            Action::Repair => link_fault = false,
+            Action::Crash(i) => crashed[i] = true,
+            Action::Reboot(i) => {
+                // A reboot of a running station: it rejoins; nothing to
+                // expect while it does.
+                skip_this = !crashed[i];
+                crashed[i] = false;
+            }
+            Action::Forge => skip_this = true,
+            // Clearing what never started changes nothing.
+            Action::Meter(rig::meter::MeterFault::None)
+            | Action::Misbehave(_, rig::protocol::Misbehave::None) => {}
+            Action::Meter(_) | Action::Misbehave(..) | Action::Welded(..) => {
+                sc.expect.reference_notes.push(format!(
+                    "reference expectations stop at {} ({what}): the reference allocator cannot model it; none after",
+                    crate::checks::when(t)
+                ));
+                return;
+            }
+        }
+        let blind = link_fault || crashed.contains(&true);
+        if blind && !was_blind {
+            stopped = Some((t, what.clone()));
+        }
+        let resumed = was_blind && !blind;
+        if resumed {
+            if let Some((from, why)) = stopped.take() {
+                sc.expect.reference_notes.push(format!(
+                    "reference expectations paused from {} ({why}) to {} ({what})",
+                    crate::checks::when(from),
+                    crate::checks::when(t)
+                ));
+            }
+        }
+        if blind || skip_this {
+            continue;
         }
         if sc.timeline[k].expect.is_some() {
             continue;
@@ -195,9 +255,19 @@ pub fn fill_expectations(sc: &mut Scenario) {
         sc.timeline[k].expect = Some(Expectation {
             exact: Some(exact),
             max: None,
-            within_us: within,
+            within_us: if resumed {
+                within.saturating_add(sc.sharing.leader_timeout_us)
+            } else {
+                within
+            },
             from_reference: true,
         });
+    }
+    if let Some((from, why)) = stopped {
+        sc.expect.reference_notes.push(format!(
+            "reference expectations stop at {} ({why}): the fault is never cleared",
+            crate::checks::when(from)
+        ));
     }
 }
 
@@ -273,6 +343,65 @@ rotation = "off"
         assert_eq!(
             s.timeline[1].expect.as_ref().unwrap().exact,
             Some(vec![240, 240, 0])
+        );
+    }
+
+    #[test]
+    fn expectations_pause_over_a_link_fault_and_stop_at_a_misbehaving_car() {
+        let mut text = SITE.to_string();
+        text.push_str("[expect]\nreference = true\n");
+        for (time, act, station) in [
+            ("1s", "arrive", Some(0)),
+            ("30s", "link-down", None),
+            ("40s", "arrive", Some(1)),
+            ("60s", "repair", None),
+            ("90s", "arrive", Some(2)),
+            ("120s", "crash", Some(2)),
+            ("150s", "reboot", Some(2)),
+            ("200s", "misbehave", Some(1)),
+            ("230s", "unplug", Some(0)),
+        ] {
+            text.push_str(&format!("[[at]]\ntime = \"{time}\"\ndo = \"{act}\"\n"));
+            if let Some(st) = station {
+                text.push_str(&format!("station = {st}\n"));
+            }
+            if act == "misbehave" {
+                text.push_str("kind = \"overdraw\"\nvalue = \"4A\"\n");
+            }
+        }
+        let s = sc(&text);
+        let exact: Vec<Option<Vec<u16>>> = s
+            .timeline
+            .iter()
+            .map(|st| st.expect.as_ref().and_then(|e| e.exact.clone()))
+            .collect();
+        assert_eq!(
+            exact,
+            vec![
+                Some(vec![325, 0, 0]),
+                None,
+                None,
+                // The repair: both cars on c1 share again.
+                Some(vec![240, 240, 0]),
+                Some(vec![240, 240, 325]),
+                None,
+                Some(vec![240, 240, 325]),
+                None,
+                None,
+            ]
+        );
+        let repair = s.timeline[3].expect.as_ref().unwrap();
+        assert_eq!(
+            repair.within_us,
+            s.expect.converge_within_us + s.sharing.leader_timeout_us
+        );
+        assert_eq!(
+            s.expect.reference_notes,
+            vec![
+                "reference expectations paused from t=30.000 s (link down) to t=60.000 s (link repaired)".to_string(),
+                "reference expectations paused from t=120.000 s (crash st2) to t=150.000 s (reboot st2)".to_string(),
+                "reference expectations stop at t=200.000 s (misbehave st1 overdraw 4.0 A): the reference allocator cannot model it; none after".to_string(),
+            ]
         );
     }
 }

@@ -496,6 +496,10 @@ pub struct Expect {
     pub measured_overload_max_us: u64,
     pub known_violations: Vec<String>,
     pub skip: Vec<String>,
+    /// With `reference`: where the reference allocator stopped computing
+    /// expectations and where it resumed, for the report (filled by
+    /// [`crate::oracle::fill_expectations`]).
+    pub reference_notes: Vec<String>,
 }
 
 /// A validated scenario.
@@ -1153,6 +1157,7 @@ impl Ctx<'_> {
                 .map(|k| k.get_ref().clone())
                 .collect(),
             skip: e.skip.iter().map(|k| k.get_ref().clone()).collect(),
+            reference_notes: Vec::new(),
         };
         for (list, k) in e
             .known_violations

@@ -1433,16 +1433,16 @@ impl Bench for VirtualBench {
         sink: &mut dyn FnMut(Record),
     ) -> Result<Option<Result<(), Refusal>>, BenchError> {
         let now = self.now;
+        let count = self.stations.len();
         let Some(st) = self.stations.get_mut(station) else {
             return Err(BenchError::Setup(format!(
-                "no station {station} on this bench"
+                "no station at position {station} on this bench ({count} stations)"
             )));
         };
         st.answer = None;
+        let id = st.id;
         let Some(b) = st.board.as_mut() else {
-            return Err(BenchError::Setup(format!(
-                "station {station} is not powered"
-            )));
+            return Err(BenchError::Setup(format!("station st{id} is not powered")));
         };
         b.debug_rx(now, message.as_bytes());
         self.drive(station);
@@ -1473,7 +1473,10 @@ impl Bench for VirtualBench {
         }
         // The virtual station answers at once; silence is a bug.
         answer.map(Some).ok_or_else(|| BenchError::Timeout {
-            what: format!("station {station}'s answer to its commissioning"),
+            what: format!(
+                "station st{}'s answer to its commissioning",
+                self.stations[station].id
+            ),
             timeout_ms: 0,
         })
     }

@@ -299,8 +299,12 @@ fn golden(h: &mut String, r: &ScenarioRun) {
     match &r.golden {
         None => {}
         Some(GoldenOutcome::Match) => h.push_str("<p class=\"golden\">golden trace: matches</p>\n"),
-        Some(GoldenOutcome::Missing) => {
-            h.push_str("<p class=\"golden\">golden trace: none yet</p>\n");
+        Some(GoldenOutcome::Missing { required }) => {
+            h.push_str(if *required {
+                "<p class=\"golden\"><b>golden trace: none</b> (CI requires one: write it with <code>sharebench run --bless</code>)</p>\n"
+            } else {
+                "<p class=\"golden\">golden trace: none yet</p>\n"
+            });
         }
         Some(GoldenOutcome::NotChecked { reason }) => {
             let _ = writeln!(

@@ -29,10 +29,16 @@ pub fn write_scenario(out: &Path, run: &ScenarioRun) -> std::io::Result<Vec<Path
     let mut f = std::io::BufWriter::new(std::fs::File::create(&vcd)?);
     vcd::write(&mut f, &run.scenario, &run.trace)?;
     files.push(vcd);
+    let d = dir.join("golden.diff");
     if let Some(crate::golden::GoldenOutcome::Differs { diff, .. }) = &run.golden {
-        let d = dir.join("golden.diff");
         std::fs::write(&d, diff)?;
         files.push(d);
+    } else {
+        // A diff from an earlier run must not outlive the run that fixed it.
+        match std::fs::remove_file(&d) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
     }
     for ext in ["svg", "png"] {
         let p = dir.join(format!("plot.{ext}"));

@@ -18,7 +18,8 @@
 //!     "verdict": "pass" | "fail" | "golden-diff" | "skipped" | "incomplete" | "refused",
 //!     "reason": null | "why it was skipped, incomplete or refused",
 //!     "sim_seconds": 600.0, "wall_seconds": 0.12, "speedup": 5000.0 | null,
-//!     "golden": null | {"status": "match" | "differs" | "missing" | "not-checked", ...},
+//!     "golden": null | {"status": "match" | "differs" | "missing" | "not-checked", ...}
+//!               (missing: {"required": true} when `CI` is set, which fails the run),
 //!     "artefacts": {"trace.txt": "target/sharebench/x/trace.txt", ...},
 //!     "checks": [{
 //!       "name": "breaker-offered", "verdict": "pass" | "fail" | "skipped",
@@ -33,7 +34,8 @@
 //! A check's `verdict` is the one that counts: for a known violation (a
 //! hazard the scenario demonstrates) it is `pass` when the check caught the
 //! hazard. A scenario's `verdict` is the run's: `golden-diff` when every
-//! check passed but the trace differs from its golden.
+//! check passed but the trace differs from its golden, or it has none and
+//! `CI` is set.
 //!
 //! `junit.xml` follows the JUnit dialect Jenkins and GitLab read (the
 //! project's schema of it, `harness/tests/schemas/junit.xsd`, validated
@@ -185,11 +187,14 @@ pub fn classname(system: &str) -> String {
 
 /// A scenario's verdict as the run counts it (the exit code, the table,
 /// both reports): a passing run whose trace differs from its golden is
-/// `golden-diff`.
+/// `golden-diff`, as is one without a golden when `CI` requires one.
 #[must_use]
 pub fn verdict(r: &ScenarioRun) -> &'static str {
     match (r.verdict, &r.golden) {
-        (Verdict::Pass, Some(GoldenOutcome::Differs { .. })) => "golden-diff",
+        (
+            Verdict::Pass,
+            Some(GoldenOutcome::Differs { .. } | GoldenOutcome::Missing { required: true }),
+        ) => "golden-diff",
         (Verdict::Pass, _) => "pass",
         (Verdict::Fail, _) => "fail",
         (Verdict::Skipped, _) => "skipped",
@@ -358,7 +363,13 @@ fn failure_message(r: &ScenarioRun) -> String {
             verdict(r),
             r.trace.incomplete.clone().unwrap_or_default()
         ),
-        _ if failed.is_empty() => "golden trace differs".to_string(),
+        _ if failed.is_empty() => match r.golden {
+            Some(GoldenOutcome::Missing { .. }) => {
+                "no golden trace, and CI requires one (sharebench run --bless writes it)"
+                    .to_string()
+            }
+            _ => "golden trace differs".to_string(),
+        },
         _ => format!("failed checks: {}", failed.join(", ")),
     };
     format!("{msg} (seed {})", r.seed)

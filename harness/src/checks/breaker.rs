@@ -1,6 +1,7 @@
 //! Breaker safety, three ways: offered currents under every node never over
-//! its limit (strict); measured currents over it only within a car's
-//! allowance after a reduction or a load step; and a thermal trip model
+//! its limit (strict); measured currents over it only by a just-reduced
+//! station's own excess within its car's allowance, or within a load step's
+//! allowance; and a thermal trip model
 //! (IEC 60898-1, UL 489) that says whether a real breaker would have tripped.
 
 use super::{s, when, CheckResult};
@@ -175,23 +176,13 @@ pub fn offered(sc: &Scenario, series: &Series) -> CheckResult {
     c
 }
 
-/// The windows in which an over-limit under `node` is excused, merged and
-/// in time order: a car's allowance after an offer under the node was
-/// reduced, and (metered node only) a load step's allowance after another
-/// load switched on. Only the time inside a window is excused: an overload
-/// that starts in one and outlasts it is unexcused from the window's end.
-fn allowances(sc: &Scenario, series: &Series, node: usize) -> Vec<(u64, u64)> {
+/// The windows in which any over-limit under the metered `node` is
+/// excused: a load step's allowance after another load (which no station
+/// offers for) switched on, merged and in time order. Only the time inside
+/// a window is excused: an overload that starts in one and outlasts it is
+/// unexcused from the window's end.
+fn load_windows(sc: &Scenario, node: usize) -> Vec<(u64, u64)> {
     let mut w: Vec<(u64, u64)> = Vec::new();
-    for (i, st) in sc.stations.iter().enumerate() {
-        if sc.is_under(st.node, node) {
-            w.extend(
-                series.offered[i]
-                    .windows(2)
-                    .filter(|p| p[1].1 < p[0].1)
-                    .map(|p| (p[1].0, p[1].0.saturating_add(CAR_ALLOWANCE_US))),
-            );
-        }
-    }
     if sc.meter.as_ref().is_some_and(|m| m.node == node) {
         w.extend(
             sc.timeline
@@ -209,6 +200,52 @@ fn allowances(sc: &Scenario, series: &Series, node: usize) -> Vec<(u64, u64)> {
         }
     }
     merged
+}
+
+/// Each reduction of station `i`'s offer: `(when, offer before)`.
+fn reductions(series: &Series, i: usize) -> Vec<(u64, u16)> {
+    series.offered[i]
+        .windows(2)
+        .filter(|p| p[1].1 < p[0].1)
+        .map(|p| (p[1].0, p[0].1))
+        .collect()
+}
+
+/// What the stations under `node` that were reduced within their car's
+/// allowance before `t` may draw above their new offer, per grid phase: for
+/// each, its measured current above its new offer, up to the offer it had
+/// before the reduction (a car may take up to 5 s to follow a cut; it was
+/// never allowed more than its old offer). A station that was not reduced
+/// excuses nothing, and neither does a reduced one's allowance excuse
+/// another station's draw.
+fn reduced_excess(
+    sc: &Scenario,
+    series: &Series,
+    cuts: &[Vec<(u64, u16)>],
+    node: usize,
+    t: u64,
+) -> [u32; 3] {
+    let mut excess = [0u32; 3];
+    for (i, st) in sc.stations.iter().enumerate() {
+        if !sc.is_under(st.node, node) {
+            continue;
+        }
+        let before = cuts[i]
+            .iter()
+            .filter(|&&(r, _)| r <= t && t < r.saturating_add(CAR_ALLOWANCE_US))
+            .map(|&(_, old)| old)
+            .max();
+        let Some(old) = before else {
+            continue;
+        };
+        let now = offered_grid(sc, i, at(&series.offered[i], t, 0));
+        let ceiling = offered_grid(sc, i, old);
+        let drawn = to_grid(sc, i, at(&series.measured[i], t, [0; 3]));
+        for p in 0..3 {
+            excess[p] = excess[p].saturating_add(drawn[p].min(ceiling[p]).saturating_sub(now[p]));
+        }
+    }
+    excess
 }
 
 /// The part of `[from, to)` outside every window: its length, and where it
@@ -231,30 +268,72 @@ fn unexcused(windows: &[(u64, u64)], from: u64, to: u64) -> (u64, Option<u64>) {
     (total, first)
 }
 
-/// Measured currents under each node: over the limit only within allowances.
+/// Measured currents under each node: over the limit only by what a station
+/// that was just reduced still draws above its new offer, within its car's
+/// allowance (see [`reduced_excess`]), or within a load step's allowance
+/// on the metered node.
 pub fn measured(sc: &Scenario, series: &Series) -> CheckResult {
     let mut c = CheckResult::new("breaker-measured");
     if !sc.expect.breaker_safe {
         return CheckResult::skip("breaker-measured", "breaker_safe = false in the scenario");
     }
+    let cuts: Vec<Vec<(u64, u16)>> = (0..sc.stations.len())
+        .map(|i| reductions(series, i))
+        .collect();
     let mut peak = 0.0f64;
     let mut overload_us = 0u64;
     let mut unexcused_us = 0u64;
-    let mut worst: Option<(u64, usize, usize, u32)> = None;
+    // (from, node, phase, measured, excused)
+    let mut worst: Option<(u64, usize, usize, u32, u32)> = None;
     for (ni, points) in node_sums(sc, series, true).into_iter().enumerate() {
         let node = &sc.nodes[ni];
-        let windows = allowances(sc, series, ni);
+        let windows = load_windows(sc, ni);
+        let under: Vec<usize> = (0..sc.stations.len())
+            .filter(|&i| sc.is_under(sc.stations[i].node, ni))
+            .collect();
         for (k, &(t, sum)) in points.iter().enumerate() {
             let next = points.get(k + 1).map_or(series.end_us, |p| p.0).max(t);
             let hottest = (0..3).max_by_key(|&p| sum[p]).unwrap_or(0);
             peak = peak.max(f64::from(sum[hottest]) / f64::from(node.limit_da.max(1)));
-            if sum[hottest] > node.limit_da {
-                overload_us += next - t;
-                let (out, from) = unexcused(&windows, t, next);
+            if sum[hottest] <= node.limit_da {
+                continue;
+            }
+            overload_us += next - t;
+            // Within [t, next) the excusable excess changes where a station
+            // under the node changes its offer or draw, or an allowance ends.
+            let mut cut_at: Vec<u64> = vec![t, next];
+            for &i in &under {
+                let inside = |x: u64| x > t && x < next;
+                cut_at.extend(series.offered[i].iter().map(|p| p.0).filter(|&x| inside(x)));
+                cut_at.extend(
+                    series.measured[i]
+                        .iter()
+                        .map(|p| p.0)
+                        .filter(|&x| inside(x)),
+                );
+                cut_at.extend(
+                    cuts[i]
+                        .iter()
+                        .map(|p| p.0.saturating_add(CAR_ALLOWANCE_US))
+                        .filter(|&x| inside(x)),
+                );
+            }
+            cut_at.sort_unstable();
+            cut_at.dedup();
+            for w in cut_at.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                let excused = reduced_excess(sc, series, &cuts, ni, a);
+                let over = (0..3)
+                    .filter(|&p| sum[p].saturating_sub(excused[p]) > node.limit_da)
+                    .max_by_key(|&p| sum[p].saturating_sub(excused[p]));
+                let Some(p) = over else {
+                    continue;
+                };
+                let (out, from) = unexcused(&windows, a, b);
                 unexcused_us += out;
                 if let Some(from) = from {
-                    if worst.is_none_or(|w| sum[hottest] > w.3) {
-                        worst = Some((from, ni, hottest, sum[hottest]));
+                    if worst.is_none_or(|w| sum[p].saturating_sub(excused[p]) > w.3 - w.4) {
+                        worst = Some((from, ni, p, sum[p], excused[p]));
                     }
                 }
             }
@@ -264,9 +343,17 @@ pub fn measured(sc: &Scenario, series: &Series) -> CheckResult {
     c.figure("overload_s", s(overload_us));
     c.figure("unexcused_overload_s", s(unexcused_us));
     if unexcused_us > sc.expect.measured_overload_max_us {
-        if let Some((t, ni, p, sum)) = worst {
+        if let Some((t, ni, p, sum, excused)) = worst {
+            let excused_text = if excused > 0 {
+                format!(
+                    " ({} A of it a just-reduced station's excess, excused)",
+                    amps(i64::from(excused))
+                )
+            } else {
+                String::new()
+            };
             c.fail(format!(
-                "node {} L{} carried more than its {} A limit for {:.1} s outside any car or load-step allowance (allowed {:.1} s); worst {} A at {}",
+                "node {} L{} carried more than its {} A limit for {:.1} s beyond what a just-reduced station may still draw in its car's allowance, or a load step's (allowed {:.1} s); worst {} A{excused_text} at {}",
                 sc.nodes[ni].name,
                 p + 1,
                 amps(i64::from(sc.nodes[ni].limit_da)),

@@ -6,8 +6,16 @@ use crate::scenario::{Action, Scenario};
 use crate::trace::{at, Series};
 use crate::units::amps;
 
-fn fmt_list(v: &[u16]) -> String {
-    let parts: Vec<String> = v.iter().map(|&d| amps(i64::from(d))).collect();
+/// Offers per station, named by the scenario's ids: `[st1 16.0, st2 0.0] A`.
+fn fmt_list(sc: &Scenario, v: &[u16]) -> String {
+    let parts: Vec<String> = v
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| {
+            let id = sc.stations.get(i).map_or(i, |st| usize::from(st.id));
+            format!("st{id} {}", amps(i64::from(d)))
+        })
+        .collect();
     format!("[{}] A", parts.join(", "))
 }
 
@@ -92,7 +100,7 @@ pub fn convergence(sc: &Scenario, series: &Series, failover: bool) -> CheckResul
                 crate::runner::describe(sc, &step.action),
                 s(t - start),
                 s(exp.within_us),
-                fmt_list(&want)
+                fmt_list(sc, &want)
             )),
             None => c.fail(format!(
                 "step at {} (line {}, {}): never settled before {}; {kind} {}, seen {}",
@@ -100,8 +108,8 @@ pub fn convergence(sc: &Scenario, series: &Series, failover: bool) -> CheckResul
                 step.line,
                 crate::runner::describe(sc, &step.action),
                 when(end),
-                fmt_list(&want),
-                fmt_list(&seen_at_end)
+                fmt_list(sc, &want),
+                fmt_list(sc, &seen_at_end)
             )),
         }
     }

@@ -1,5 +1,5 @@
-//! Checks over a trace: convergence, breaker safety, failover and IEC
-//! 61851-1 conformance. Each check reads only what the fixture measured
+//! Checks over a trace: convergence, breaker safety, failover, IEC
+//! 61851-1 conformance and rotation under shortage. Each check reads only what the fixture measured
 //! (and the scenario), puts its figures in the report, and says on failure
 //! what was expected, what was seen, when, and on which station.
 
@@ -13,6 +13,7 @@ use crate::trace::Trace;
 pub(crate) mod breaker;
 mod convergence;
 mod iec;
+mod rotation;
 
 pub use breaker::{trip_time_s, TripModel};
 
@@ -25,6 +26,7 @@ pub const CHECK_NAMES: &[&str] = &[
     "breaker-thermal",
     "iec-61851",
     "no-flapping",
+    "rotation",
 ];
 
 /// Most failure lines kept per check.
@@ -101,7 +103,17 @@ pub fn run_all(sc: &Scenario, trace: &Trace) -> Vec<CheckResult> {
         breaker::measured(sc, &series),
         breaker::thermal(sc, &series),
         iec::conformance(sc, &series),
+        rotation::rotation(sc, &series),
     ];
+    if !sc.expect.reference_notes.is_empty() {
+        let notes = sc.expect.reference_notes.join("; ");
+        for c in out
+            .iter_mut()
+            .filter(|c| matches!(c.name, "convergence" | "failover"))
+        {
+            c.figure("reference", notes.clone());
+        }
+    }
     if trace.incomplete.is_some() {
         for c in &mut out {
             c.figure("partial_trace", true);

@@ -62,9 +62,22 @@ fn an_allocation_that_never_settles_fails_convergence() {
     assert!(!c.passed);
     assert!(
         c.failures.iter().any(|f| f.contains("never settled")
-            && f.contains("expected [16.0, 16.0] A, seen [32.0, 0.0] A")),
+            && f.contains("expected [st0 16.0, st1 16.0] A, seen [st0 32.0, st1 0.0] A")),
         "{:?}",
         c.failures
+    );
+    // Stations are named by the scenario's ids, not their positions.
+    let mut renumbered = tiny();
+    renumbered.stations[0].id = 5;
+    renumbered.stations[1].id = 7;
+    let cs = run_all(&renumbered, &t);
+    assert!(
+        find(&cs, "convergence")
+            .failures
+            .iter()
+            .any(|f| f.contains("expected [st5 16.0, st7 16.0] A, seen [st5 32.0, st7 0.0] A")),
+        "{:?}",
+        find(&cs, "convergence").failures
     );
 }
 
@@ -260,6 +273,47 @@ fn an_overload_that_outlasts_its_allowance_fails_breaker_measured() {
     );
 }
 
+#[test]
+fn a_reduction_excuses_only_the_reduced_stations_excess() {
+    // Station 0 is cut from 32 to 16 A at 40 s and its car follows at
+    // 41 s. Station 1 is offered 16 A at 40 s but its car draws 32 A from
+    // 41 s to 45 s: 48 A on a 32 A circuit, inside station 0's allowance,
+    // but none of it is station 0's. The whole-node allowance excused it.
+    let sc = tiny();
+    let current = |ch: u8, a: u16| Event::Current { ch, da: [a, 0, 0] };
+    let contactor = |ch: u8| Event::Contactor { ch, closed: true };
+    let mut events = vec![
+        (2 * S, duty(0, 320)),
+        (3 * S, contactor(0)),
+        (4 * S, current(0, 320)),
+        (40 * S, duty(0, 160)),
+        (40 * S + 1_000, duty(1, 160)),
+        (40 * S + 2_000, contactor(1)),
+        (41 * S, current(0, 160)),
+    ];
+    let mut overdraw = events.clone();
+    overdraw.push((41 * S + 1_000, current(1, 320)));
+    overdraw.push((45 * S, current(1, 160)));
+    let cs = run_all(&sc, &trace(&overdraw, 120));
+    let c = find(&cs, "breaker-measured");
+    assert!(!c.passed, "{:?}", c.figures);
+    assert_eq!(c.figures["unexcused_overload_s"], 3.999);
+    assert!(
+        c.failures[0].contains("worst 48.0 A at t=41.001 s"),
+        "{:?}",
+        c.failures
+    );
+    // Station 0's own lag (its car still at 32 A for 4 s after the cut)
+    // while station 1 draws its 16 A: excused.
+    events[6] = (44 * S, current(0, 160));
+    events.push((41 * S, current(1, 160)));
+    let cs = run_all(&sc, &trace(&events, 120));
+    let c = find(&cs, "breaker-measured");
+    assert!(c.passed, "{:?}", c.failures);
+    assert_eq!(c.figures["overload_s"], 3.0);
+    assert_eq!(c.figures["unexcused_overload_s"], 0.0);
+}
+
 /// PWM removed while charging: the contactor must open within 6 s, unless
 /// the station shows F (a welded contact it saw and reported). Found by
 /// `sharebench explore` (seed 678 of `--sites tree`): a weld reported 0.5 s
@@ -308,4 +362,85 @@ fn pwm_removed_while_charging_needs_an_opening_or_a_reported_weld() {
         "{:?}",
         c.failures
     );
+}
+
+/// Both cars ask from 1 s; with a 60 s rotation each waits its turn.
+fn rotating(events: &[(u64, Event)], end_s: u64) -> Vec<CheckResult> {
+    let mut sc = tiny();
+    sc.sharing.rotation_us = Some(60 * S);
+    let pilot_c = |ch: u8| Event::Pilot {
+        ch,
+        state: Some(rig::iec::PilotState::C),
+        high_mv: 6_000,
+        low_mv: 6_000,
+    };
+    let mut all = vec![(S, pilot_c(0)), (S, pilot_c(1))];
+    all.extend_from_slice(events);
+    all.sort_by_key(|e| e.0);
+    run_all(&sc, &trace(&all, end_s))
+}
+
+#[test]
+fn a_car_that_charges_twice_before_a_waiting_one_fails_rotation() {
+    // st0 charges, is cut at 60 s while st1 waits, and charges again at
+    // 70 s; st1 gets its turn only at 200 s.
+    let cs = rotating(
+        &[
+            (2 * S, duty(0, 320)),
+            (60 * S, Event::PwmOff { ch: 0 }),
+            (70 * S, duty(0, 320)),
+            (200 * S, Event::PwmOff { ch: 0 }),
+            (201 * S, duty(1, 320)),
+        ],
+        300,
+    );
+    let c = find(&cs, "rotation");
+    assert!(!c.passed);
+    assert!(
+        c.failures.iter().any(|f| f
+            == "st0 charged again at t=70.000 s (it stopped at t=60.000 s) while st1, waiting since t=1.000 s, had not charged once"),
+        "{:?}",
+        c.failures
+    );
+    // 200 s of waiting with two cars queued at 1 s: more than 2 x 60 s +
+    // the 10 s handover.
+    assert!(
+        c.failures.iter().any(|f| f.starts_with(
+            "st1 waited from t=1.000 s and charged only at t=201.000 s: 200.0 s, more than the 130.0 s its turn allows (2 car(s) waiting then"
+        )),
+        "{:?}",
+        c.failures
+    );
+}
+
+#[test]
+fn cars_that_take_turns_pass_rotation_and_one_never_served_fails() {
+    let turns = [
+        (2 * S, duty(0, 320)),
+        (60 * S, Event::PwmOff { ch: 0 }),
+        (62 * S, duty(1, 320)),
+        (120 * S, Event::PwmOff { ch: 1 }),
+        (122 * S, duty(0, 320)),
+        (180 * S, Event::PwmOff { ch: 0 }),
+        (182 * S, duty(1, 320)),
+    ];
+    let cs = rotating(&turns, 240);
+    let c = find(&cs, "rotation");
+    assert!(c.passed, "{:?}", c.failures);
+    assert_eq!(c.figures["turns"], 2);
+    assert_eq!(c.figures["longest_wait_s"], 62.0);
+    // st1 never charges: it waits to the end.
+    let cs = rotating(&[(2 * S, duty(0, 320))], 240);
+    let c = find(&cs, "rotation");
+    assert!(
+        c.failures.iter().any(|f| f
+            .starts_with("st1 waited from t=1.000 s and was still waiting at the end: 239.0 s")),
+        "{:?}",
+        c.failures
+    );
+    // Without rotation the check does not apply.
+    let mut sc = tiny();
+    sc.sharing.rotation_us = None;
+    let cs = run_all(&sc, &trace(&[(2 * S, duty(0, 320))], 240));
+    assert!(find(&cs, "rotation").skipped.is_some());
 }
