@@ -324,9 +324,11 @@ impl Remote {
             out.push(String::from_utf8_lossy(&line).trim_end().to_string());
         }
         if self.rx[k].len() > MAX_LINE {
-            let head = String::from_utf8_lossy(&self.rx[k][..32]).into_owned();
+            let head = String::from_utf8_lossy(&self.rx[k][..32])
+                .escape_default()
+                .to_string();
             self.fail(format!(
-                "sent {} bytes on its {} UART without a newline (garbage: {head:?}...)",
+                "sent {} bytes on its {} UART without a newline (garbage: \"{head}...\")",
                 self.rx[k].len(),
                 UARTS[k]
             ));
@@ -344,7 +346,8 @@ impl Remote {
                 }
                 Err(e) => {
                     return self.fail(format!(
-                        "printed garbage on its debug channel ({e}): {line:?}"
+                        "printed garbage on its debug channel ({e}): \"{}\"",
+                        line.escape_default()
                     ))
                 }
             }
@@ -364,7 +367,12 @@ impl Remote {
                 Ok(PinLine::Refused(e)) => {
                     return self.fail(format!("refused a bridge line of the bench: {e}"))
                 }
-                Err(e) => return self.fail(format!("sent a bad bridge line ({e}): {line:?}")),
+                Err(e) => {
+                    return self.fail(format!(
+                        "sent a bad bridge line ({e}): \"{}\"",
+                        line.escape_default()
+                    ))
+                }
             }
         }
     }
