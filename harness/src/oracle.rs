@@ -11,7 +11,7 @@
 //! lets the station see the car ask for more; sharing-quality requirement:
 //! at most 0.5 A).
 
-use crate::scenario::{Action, Expectation, Scenario};
+use crate::scenario::{Action, Bound, Expectation, Scenario};
 
 /// A car that draws less than its share keeps this much above its draw.
 pub const RECLAIM_MARGIN_DA: u16 = 5;
@@ -192,10 +192,17 @@ pub fn fill_expectations(sc: &mut Scenario) {
             })
             .collect();
         let exact = allocate(sc, &wants);
+        // Exact here; the convergence check gives a reference 0.1 A.
         sc.timeline[k].expect = Some(Expectation {
-            exact: Some(exact),
-            max: None,
+            offers: exact
+                .into_iter()
+                .map(|da| Bound::around(u32::from(da), 0))
+                .collect(),
+            nodes: Vec::new(),
+            spread: None,
+            cars: Vec::new(),
             within_us: within,
+            until_us: None,
             from_reference: true,
         });
     }
@@ -266,12 +273,12 @@ rotation = "off"
         text.push_str("[expect]\nreference = true\n[[at]]\ntime = \"1s\"\ndo = \"arrive\"\nstation = 0\n[[at]]\ntime = \"60s\"\ndo = \"arrive\"\nstation = 1\n");
         let s = sc(&text);
         assert_eq!(
-            s.timeline[0].expect.as_ref().unwrap().exact,
+            s.timeline[0].expect.as_ref().unwrap().exact_offers(),
             Some(vec![325, 0, 0]),
             "a 32 A car (the default) keeps 0.5 A above its draw"
         );
         assert_eq!(
-            s.timeline[1].expect.as_ref().unwrap().exact,
+            s.timeline[1].expect.as_ref().unwrap().exact_offers(),
             Some(vec![240, 240, 0])
         );
     }

@@ -21,6 +21,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::units;
+mod expect;
+pub use expect::{Bound, CarExpectation, CarState, NodeExpectation, Quantity, Spread};
 use firmware::charge_point::{ChargePointConfig, ConfigError};
 use firmware::sharing::frame::MAX_FRAME;
 use firmware::sharing::meter::MeterConfig;
@@ -202,8 +204,17 @@ struct RawStep {
     loss: Option<Spanned<f64>>,
     corrupt: Option<Spanned<f64>>,
     expect: Option<Spanned<Vec<S>>>,
+    expect_min: Option<Spanned<Vec<S>>>,
     expect_max: Option<Spanned<Vec<S>>>,
+    /// Give or take, for every `expect`, `sum` and `draw` of the step that
+    /// states none of its own.
+    tolerance: Option<S>,
+    expect_node: Option<Vec<expect::RawNodeExpect>>,
+    expect_spread: Option<expect::RawSpread>,
+    expect_car: Option<Vec<expect::RawCarExpect>>,
     within: Option<S>,
+    /// The expectation holds until this time, not only until the next step.
+    until: Option<S>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -457,16 +468,32 @@ impl Action {
     }
 }
 
-/// What the offers must settle to after a step.
+/// What must settle after a step, within `within_us`, and hold to the end
+/// of its window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expectation {
-    /// Exact offered current per station (by index), deciamps.
-    pub exact: Option<Vec<u16>>,
-    /// Upper bounds per station, deciamps.
-    pub max: Option<Vec<u16>>,
+    /// The offered current per station (by index), deciamps; empty when
+    /// the step states no offers, [`Bound::ANY`] for a station it leaves free.
+    pub offers: Vec<Bound>,
+    pub nodes: Vec<NodeExpectation>,
+    pub spread: Option<Spread>,
+    pub cars: Vec<CarExpectation>,
     pub within_us: u64,
+    /// The end of the window; `None`: the next step (or the end of the run).
+    pub until_us: Option<u64>,
     /// Computed by the harness's reference allocator, not written in the file.
     pub from_reference: bool,
+}
+
+impl Expectation {
+    /// The exact offers, when the step states one value for every station.
+    #[must_use]
+    pub fn exact_offers(&self) -> Option<Vec<u32>> {
+        if self.offers.is_empty() {
+            return None;
+        }
+        self.offers.iter().map(Bound::exact).collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1253,28 +1280,16 @@ impl Ctx<'_> {
                     ))
                 }
             };
-            let amps_list = |v: &Spanned<Vec<S>>| -> Result<Vec<u16>, ScenarioError> {
-                if v.get_ref().len() != stations.len() {
-                    return Err(self.err(
-                        v,
-                        format!(
-                            "expected one current per station ({}), found {}",
-                            stations.len(),
-                            v.get_ref().len()
-                        ),
-                    ));
-                }
-                v.get_ref().iter().map(|a| self.da16(a)).collect()
-            };
-            let within_us = self.opt_us(&st.within, expect.converge_within_us)?;
-            let exact = st.expect.as_ref().map(amps_list).transpose()?;
-            let max = st.expect_max.as_ref().map(amps_list).transpose()?;
-            let expectation = (exact.is_some() || max.is_some()).then_some(Expectation {
-                exact,
-                max,
-                within_us,
-                from_reference: false,
-            });
+            let expectation = self.step_expectation(
+                st,
+                at_us,
+                duration_us,
+                &expect,
+                &stations,
+                &nodes,
+                &names,
+                &index_of,
+            )?;
             let line = self.line_col(st.time.span().start).0;
             timeline.push(Step {
                 at_us,
@@ -1309,11 +1324,12 @@ impl Ctx<'_> {
             return Err(self.group_rule_broken(&raw, &sc, e));
         }
         for (raw_step, step) in raw.timeline.iter().zip(&sc.timeline) {
-            if let (Some(v), Some(exact)) = (
-                &raw_step.expect,
-                step.expect.as_ref().and_then(|x| x.exact.as_ref()),
+            if let (Some(v), Some(x)) = (
+                raw_step.expect.as_ref().or(raw_step.expect_min.as_ref()),
+                step.expect.as_ref(),
             ) {
-                self.check_expected_offers(&sc, v, exact)?;
+                let least: Vec<u32> = x.offers.iter().map(|b| b.min_da).collect();
+                self.check_expected_offers(&sc, v, &least)?;
             }
         }
         if sc.expect.reference {
@@ -1325,6 +1341,116 @@ impl Ctx<'_> {
 
 /// The rules the firmware and the link impose, each refused at its key.
 impl Ctx<'_> {
+    /// A step's expectation, if it states any.
+    #[allow(clippy::too_many_arguments)]
+    fn step_expectation(
+        &self,
+        st: &RawStep,
+        at_us: u64,
+        duration_us: u64,
+        expect: &Expect,
+        stations: &[Station],
+        nodes: &[Node],
+        names: &BTreeMap<String, usize>,
+        index_of: &dyn Fn(&Spanned<u8>) -> Result<usize, ScenarioError>,
+    ) -> Result<Option<Expectation>, ScenarioError> {
+        let tolerance_da = st
+            .tolerance
+            .as_ref()
+            .map(|t| self.q(t, |s| units::deciamps_upto(s, MAX_SITE_DA)))
+            .transpose()?
+            .unwrap_or(0);
+        let per_station = |v: &Spanned<Vec<S>>| -> Result<(), ScenarioError> {
+            if v.get_ref().len() == stations.len() {
+                return Ok(());
+            }
+            Err(self.err(
+                v,
+                format!(
+                    "expected one current per station ({}), found {}; \"*\" leaves a station free",
+                    stations.len(),
+                    v.get_ref().len()
+                ),
+            ))
+        };
+        let mut offers = Vec::new();
+        if st.expect.is_some() || st.expect_min.is_some() || st.expect_max.is_some() {
+            offers = vec![Bound::ANY; stations.len()];
+        }
+        if let Some(v) = &st.expect {
+            per_station(v)?;
+            for (b, a) in offers.iter_mut().zip(v.get_ref()) {
+                *b = self.bound(a, tolerance_da, true)?;
+            }
+        }
+        for (list, lower) in [(&st.expect_min, true), (&st.expect_max, false)] {
+            let Some(v) = list else { continue };
+            per_station(v)?;
+            for (b, a) in offers.iter_mut().zip(v.get_ref()) {
+                let x = self.limit(a, true)?;
+                let (min, max) = if lower { (x, None) } else { (None, x) };
+                *b = self.narrow(*b, min, max, a.span().start)?;
+            }
+        }
+        let nodes_x = st
+            .expect_node
+            .iter()
+            .flatten()
+            .map(|n| self.node_expectation(n, nodes, names, tolerance_da))
+            .collect::<Result<Vec<_>, _>>()?;
+        let spread = st
+            .expect_spread
+            .as_ref()
+            .map(|s| self.spread(s, index_of, stations.len()))
+            .transpose()?;
+        let cars = st
+            .expect_car
+            .iter()
+            .flatten()
+            .map(|c| self.car_expectation(c, index_of, tolerance_da))
+            .collect::<Result<Vec<_>, _>>()?;
+        let until_us = match &st.until {
+            None => None,
+            Some(u) => {
+                let t = self.us(u)?;
+                if t <= at_us || t > duration_us {
+                    return Err(self.err(
+                        u,
+                        format!(
+                            "expected until after the step ({}) and at most the scenario's duration ({}), found \"{}\"",
+                            crate::checks::when(at_us),
+                            crate::checks::when(duration_us),
+                            u.get_ref()
+                        ),
+                    ));
+                }
+                Some(t)
+            }
+        };
+        let any = !offers.is_empty() || !nodes_x.is_empty() || spread.is_some() || !cars.is_empty();
+        if !any {
+            for (key, v) in [
+                ("tolerance", &st.tolerance),
+                ("until", &st.until),
+                ("within", &st.within),
+            ] {
+                if let Some(v) = v {
+                    return Err(self.err(v, format!("{key} without an expectation: expected expect, expect_min, expect_max, expect_node, expect_spread or expect_car in this step")));
+                }
+            }
+            return Ok(None);
+        }
+        Ok(Some(Expectation {
+            offers,
+            nodes: nodes_x,
+            spread,
+            cars,
+            within_us: self.opt_us(&st.within, expect.converge_within_us)?,
+            until_us,
+            from_reference: false,
+        }))
+    }
+
     /// The firmware's own check of the station's charging point (a breaker
     /// under 6 A, a nameplate outside 6-80 A), at the key that breaks it.
     fn check_charge_point(&self, raw: &RawStation, st: &Station) -> Result<(), ScenarioError> {
@@ -1449,16 +1575,17 @@ impl Ctx<'_> {
         }
     }
 
-    /// Exact expected offers the firmware could make: each at most the
-    /// station's own cap, and per node and phase at most the node's limit.
+    /// Expected offers the firmware could make: the least each accepts at
+    /// most the station's own cap, and per node and phase at most the
+    /// node's limit.
     fn check_expected_offers(
         &self,
         sc: &Scenario,
         raw: &Spanned<Vec<S>>,
-        exact_da: &[u16],
+        exact_da: &[u32],
     ) -> Result<(), ScenarioError> {
         for ((st, da), v) in sc.stations.iter().zip(exact_da).zip(raw.get_ref()) {
-            if *da > st.cap_da() {
+            if *da > u32::from(st.cap_da()) {
                 return Err(self.err(
                     v,
                     format!(
@@ -1476,7 +1603,7 @@ impl Ctx<'_> {
                 if sc.is_under(st.node, ni) {
                     for (ph, on) in st.loads().into_iter().enumerate() {
                         if on {
-                            sum_da[ph] += u32::from(*da);
+                            sum_da[ph] = sum_da[ph].saturating_add(*da);
                         }
                     }
                 }

@@ -309,3 +309,192 @@ fn pwm_removed_while_charging_needs_an_opening_or_a_reported_weld() {
         c.failures
     );
 }
+
+/// The tiny site with its reference expectations replaced by `steps`.
+fn stated(steps: &str) -> Scenario {
+    let text = crate::scenario::tests::TINY
+        .replace("[expect]\nreference = true\n", "")
+        .split("[[at]]")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+        + steps;
+    Scenario::parse(std::path::Path::new("t.toml"), &text).unwrap()
+}
+
+fn pilot(ch: u8, state: rig::iec::PilotState) -> Event {
+    Event::Pilot {
+        ch,
+        state: Some(state),
+        high_mv: 6_000,
+        low_mv: -12_000,
+    }
+}
+
+fn convergence_failures(sc: &Scenario, t: &Trace) -> Vec<String> {
+    let cs = run_all(sc, t);
+    let c = find(&cs, "convergence");
+    if c.passed {
+        Vec::new()
+    } else {
+        c.failures.clone()
+    }
+}
+
+const ONE_STEP: &str = "[[at]]\ntime = \"1s\"\ndo = \"arrive\"\nstation = 0\n";
+
+#[test]
+fn a_tolerance_accepts_within_and_fails_beyond() {
+    let sc = stated(&format!(
+        "{ONE_STEP}expect = [\"13.3A +/- 0.1A\", \"0A\"]\n"
+    ));
+    // Duties that give these currents exactly (multiples of 0.3 A).
+    let near = trace(&[(2 * S, duty(0, 132))], 60);
+    assert!(convergence_failures(&sc, &near).is_empty());
+    let off = trace(&[(2 * S, duty(0, 135))], 60);
+    let f = convergence_failures(&sc, &off);
+    assert!(
+        f.iter()
+            .any(|f| f.contains("expected [13.2..13.4, 0.0] A, seen [13.5, 0.0] A")),
+        "{f:?}"
+    );
+    // The step-level tolerance does the same for every value.
+    let sc = stated(&format!(
+        "{ONE_STEP}expect = [\"13.3A\", \"0A\"]\ntolerance = \"0.2A\"\n"
+    ));
+    assert!(convergence_failures(&sc, &off).is_empty());
+    let further = trace(&[(2 * S, duty(0, 138))], 60);
+    assert!(!convergence_failures(&sc, &further).is_empty());
+}
+
+#[test]
+fn expect_min_and_a_free_station_are_checked() {
+    let sc = stated(&format!(
+        "{ONE_STEP}expect_min = [\"10A\", \"*\"]\nexpect_max = [\"*\", \"0A\"]\n"
+    ));
+    // Station 1 is free below 0 A only; station 0 at least 10 A.
+    let good = trace(&[(2 * S, duty(0, 300))], 60);
+    assert!(convergence_failures(&sc, &good).is_empty());
+    let low = trace(&[(2 * S, duty(0, 90))], 60);
+    let f = convergence_failures(&sc, &low);
+    assert!(
+        f.iter()
+            .any(|f| f.contains("expected [>=10.0, 0.0] A, seen [9.0, 0.0] A")),
+        "{f:?}"
+    );
+    // "*" leaves the station out entirely.
+    let sc = stated(&format!("{ONE_STEP}expect = [\"32A\", \"*\"]\n"));
+    let other = trace(&[(2 * S, duty(0, 320)), (3 * S, duty(1, 60))], 60);
+    assert!(convergence_failures(&sc, &other).is_empty());
+}
+
+#[test]
+fn node_sums_offered_and_measured_are_checked() {
+    let sc = stated(&format!(
+        "{ONE_STEP}expect_node = [{{ node = \"circuit\", sum = \"limit\" }}, {{ node = \"circuit\", phase = \"L1\", of = \"measured\", max = \"20A\" }}]\n"
+    ));
+    let current = |ch: u8, a: u16| Event::Current { ch, da: [a, 0, 0] };
+    let good = trace(
+        &[
+            (2 * S, duty(0, 160)),
+            (2 * S, duty(1, 160)),
+            (5 * S, current(0, 150)),
+        ],
+        60,
+    );
+    assert!(convergence_failures(&sc, &good).is_empty());
+    // Nothing wasted fails when 4 A of the limit is left unoffered.
+    let wasted = trace(&[(2 * S, duty(0, 160)), (2 * S, duty(1, 120))], 60);
+    let f = convergence_failures(&sc, &wasted);
+    assert!(
+        f.iter().any(
+            |f| f.contains("node circuit (most loaded phase) offered sum 28.0 A")
+                && f.contains("expected")
+                && f.contains("offered sum 32.0 A")
+        ),
+        "{f:?}"
+    );
+    // The measured sum over its bound fails.
+    let hot = trace(
+        &[
+            (2 * S, duty(0, 160)),
+            (2 * S, duty(1, 160)),
+            (5 * S, current(0, 150)),
+            (5 * S, current(1, 100)),
+        ],
+        60,
+    );
+    let f = convergence_failures(&sc, &hot);
+    assert!(
+        f.iter()
+            .any(|f| f.contains("node circuit L1 measured sum 25.0 A")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn a_spread_between_stations_is_checked() {
+    let sc = stated(&format!(
+        "{ONE_STEP}expect_spread = {{ max = \"1A\", stations = [0, 1] }}\n"
+    ));
+    let even = trace(&[(2 * S, duty(0, 160)), (2 * S, duty(1, 155))], 60);
+    assert!(convergence_failures(&sc, &even).is_empty());
+    let uneven = trace(&[(2 * S, duty(0, 200)), (2 * S, duty(1, 120))], 60);
+    let f = convergence_failures(&sc, &uneven);
+    assert!(
+        f.iter()
+            .any(|f| f.contains("spread of st0, st1 at most 1.0 A")
+                && f.contains("seen spread 8.0 A")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn what_the_car_does_is_checked() {
+    use rig::iec::PilotState::{B, C};
+    let sc = stated(&format!(
+        "{ONE_STEP}expect_car = [{{ station = 0, draw = \"16A +/- 0.5A\", state = \"charging\" }}]\n"
+    ));
+    let closed = |ch| Event::Contactor { ch, closed: true };
+    let draw = |ch: u8, a: u16| Event::Current { ch, da: [a, 0, 0] };
+    let charging = trace(
+        &[
+            (2 * S, duty(0, 160)),
+            (3 * S, pilot(0, C)),
+            (3 * S, closed(0)),
+            (4 * S, draw(0, 158)),
+        ],
+        60,
+    );
+    assert!(convergence_failures(&sc, &charging).is_empty());
+    // A car that stays in B (not asking) with no draw fails.
+    let idle = trace(&[(2 * S, duty(0, 160)), (3 * S, pilot(0, B))], 60);
+    let f = convergence_failures(&sc, &idle);
+    assert!(
+        f.iter().any(
+            |f| f.contains("expected st0 car draw 15.5..16.5 A charging")
+                && f.contains("seen st0 car draw 0.0 A connected")
+        ),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn an_until_window_reaches_past_the_next_step() {
+    let sc = stated(&format!(
+        "{ONE_STEP}expect = [\"32A\", \"*\"]\nuntil = \"50s\"\n[[at]]\ntime = \"20s\"\ndo = \"check\"\n"
+    ));
+    // The offer drops at 30 s, after the next step but inside the window.
+    let dropped = trace(&[(2 * S, duty(0, 320)), (30 * S, duty(0, 160))], 60);
+    let f = convergence_failures(&sc, &dropped);
+    assert!(
+        f.iter()
+            .any(|f| f.contains("held until t=50.000 s") && f.contains("seen [16.0, 0.0] A")),
+        "{f:?}"
+    );
+    // Without `until` the window ends at the next step, and it passes.
+    let sc = stated(&format!(
+        "{ONE_STEP}expect = [\"32A\", \"*\"]\n[[at]]\ntime = \"20s\"\ndo = \"check\"\n"
+    ));
+    assert!(convergence_failures(&sc, &dropped).is_empty());
+}

@@ -47,7 +47,7 @@ fn a_valid_file_loads() {
     assert_eq!(s.stations[1].fallback_da, 160);
     assert_eq!(s.timeline[1].at_us, 40_000_000);
     assert_eq!(
-        s.timeline[1].expect.as_ref().unwrap().exact,
+        s.timeline[1].expect.as_ref().unwrap().exact_offers(),
         Some(vec![160, 160])
     );
 }
@@ -500,5 +500,188 @@ fn instrument_and_firmware_read_stations_alike() {
                 assert_eq!(st.cap_da(), fw.cap_da(), "{st:?}");
             }
         }
+    }
+}
+
+/// TINY without its reference expectations, with `step` as its only step.
+fn with_step(step: &str) -> String {
+    TINY.replace("[expect]\nreference = true\n", "")
+        .split("[[at]]")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+        + "[[at]]\ntime = \"1s\"\ndo = \"arrive\"\nstation = 0\n"
+        + step
+}
+
+/// Line and column of `needle` in `text`, 1-based.
+fn at_of(text: &str, needle: &str) -> (usize, usize) {
+    let off = text.find(needle).unwrap();
+    let before = &text[..off];
+    (
+        before.matches('\n').count() + 1,
+        off - before.rfind('\n').map_or(0, |i| i + 1) + 1,
+    )
+}
+
+#[test]
+fn expectation_keys_parse_into_bounds() {
+    let s = Scenario::parse(
+        Path::new("t.toml"),
+        &with_step(
+            "expect = [\"13.3A +/- 0.1A\", \"*\"]\nexpect_min = [\"*\", \"6A\"]\ntolerance = \"0.5A\"\nuntil = \"90s\"\nexpect_node = [{ node = \"circuit\", sum = \"limit\" }, { node = \"circuit\", phase = \"L2\", of = \"measured\", min = \"1A\", max = \"2A\" }]\nexpect_spread = { max = \"1A\" }\nexpect_car = [{ station = 1, draw = \"10A\", state = \"connected\" }]\n",
+        ),
+    )
+    .unwrap();
+    let x = s.timeline[0].expect.as_ref().unwrap();
+    assert_eq!(
+        x.offers[0],
+        Bound {
+            min_da: 132,
+            max_da: 134
+        }
+    );
+    assert_eq!(
+        x.offers[1],
+        Bound {
+            min_da: 60,
+            max_da: u32::MAX
+        }
+    );
+    assert_eq!(x.until_us, Some(90_000_000));
+    assert_eq!(
+        x.nodes[0].bound,
+        Bound {
+            min_da: 315,
+            max_da: 325
+        },
+        "the limit, give or take the step's tolerance"
+    );
+    assert_eq!(
+        (x.nodes[1].phase, x.nodes[1].of),
+        (Some(1), Quantity::Measured)
+    );
+    assert_eq!(
+        x.nodes[1].bound,
+        Bound {
+            min_da: 10,
+            max_da: 20
+        }
+    );
+    assert_eq!(x.spread.as_ref().unwrap().stations, vec![0, 1]);
+    assert_eq!(
+        x.cars[0].draw,
+        Bound {
+            min_da: 95,
+            max_da: 105
+        }
+    );
+    assert_eq!(x.cars[0].state, Some(CarState::Connected));
+}
+
+#[test]
+fn bad_expectations_are_refused_at_their_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "expect = [\"13.3A +- 0.1A\", \"0A\"]\n",
+            "\"13.3A +-",
+            "expected a current",
+        ),
+        (
+            "expect = [\"13.3A +/- x\", \"0A\"]\n",
+            "\"13.3A +/-",
+            "(the tolerance)",
+        ),
+        (
+            "expect_max = [\"3A +/- 1A\", \"*\"]\n",
+            "\"3A +/-",
+            "a tolerance is for",
+        ),
+        (
+            "expect = [\"*\"]\n",
+            "[\"*\"]",
+            "one current per station (2), found 1",
+        ),
+        (
+            "expect_min = [\"20A\", \"*\"]\nexpect_max = [\"10A\", \"*\"]\n",
+            "\"10A\"",
+            "leaves nothing",
+        ),
+        (
+            "expect = [\"*\", \"*\"]\nuntil = \"0.5s\"\n",
+            "\"0.5s\"",
+            "expected until after the step",
+        ),
+        (
+            "expect = [\"*\", \"*\"]\nuntil = \"3min\"\n",
+            "\"3min\"",
+            "at most the scenario's duration",
+        ),
+        (
+            "until = \"1min\"\n",
+            "\"1min\"",
+            "until without an expectation",
+        ),
+        (
+            "expect_node = [{ node = \"garage\", sum = \"3A\" }]\n",
+            "\"garage\"",
+            "unknown node \"garage\"; expected one of circuit",
+        ),
+        (
+            "expect_node = [{ node = \"circuit\", phase = \"L4\", max = \"3A\" }]\n",
+            "\"L4\"",
+            "expected phase = \"L1\"",
+        ),
+        (
+            "expect_node = [{ node = \"circuit\", of = \"drawn\", max = \"3A\" }]\n",
+            "\"drawn\"",
+            "expected of = \"offered\" or \"measured\"",
+        ),
+        (
+            "expect_node = [{ node = \"circuit\" }]\n",
+            "\"circuit\" }",
+            "expected sum",
+        ),
+        (
+            "expect_spread = { max = \"1A\", stations = [0] }\n",
+            "\"1A\"",
+            "at least two stations",
+        ),
+        (
+            "expect_spread = { max = \"1A\", stations = [0, 7] }\n",
+            "7]",
+            "unknown station 7",
+        ),
+        (
+            "expect_car = [{ station = 0, state = \"asleep\" }]\n",
+            "\"asleep\"",
+            "expected state = \"unplugged\"",
+        ),
+        (
+            "expect_car = [{ station = 0 }]\n",
+            "0 }",
+            "expected draw, draw_min, draw_max or state",
+        ),
+        (
+            "expect_car = [{ station = 0, colour = \"red\" }]\n",
+            "colour",
+            "unknown field `colour`",
+        ),
+        (
+            "expect = [\"33A\", \"*\"]\n",
+            "\"33A\"",
+            "at most its 32A cap",
+        ),
+        (
+            "expect_min = [\"20A\", \"20A\"]\n",
+            "[\"20A\"",
+            "add up to 40A on L1",
+        ),
+    ];
+    for (step, needle, message) in cases {
+        let text = with_step(step);
+        let e = Scenario::parse(Path::new("bad.toml"), &text).unwrap_err();
+        assert!(e.message.contains(message), "{step}: {e}");
+        assert_eq!((e.line, e.column), at_of(&text, needle), "{step}: {e}");
     }
 }
