@@ -21,7 +21,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::units;
+mod assertion;
 mod expect;
+pub use assertion::{AssertKind, Assertion, ASSERT_KINDS};
 pub use expect::{Bound, CarExpectation, CarState, NodeExpectation, Quantity, Spread};
 use firmware::charge_point::{ChargePointConfig, ConfigError};
 use firmware::sharing::frame::MAX_FRAME;
@@ -99,6 +101,9 @@ struct RawScenario {
     timeline: Vec<RawStep>,
     #[serde(default)]
     expect: RawExpect,
+    /// Assertions over time.
+    #[serde(default, rename = "assert")]
+    assertions: Vec<assertion::RawAssert>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -538,6 +543,8 @@ pub struct Scenario {
     pub bench: Bench,
     pub timeline: Vec<Step>,
     pub expect: Expect,
+    /// `[[assert]]`: checked by the `assertions` check.
+    pub assertions: Vec<Assertion>,
 }
 
 impl Scenario {
@@ -1299,6 +1306,11 @@ impl Ctx<'_> {
             });
         }
 
+        let assertions = raw
+            .assertions
+            .iter()
+            .map(|a| self.assertion(a, &stations, &names, duration_us, &index_of))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut sc = Scenario {
             name: raw.name.as_ref().map_or(file_name, |n| n.get_ref().clone()),
             name_at: raw.name.as_ref().map(|n| self.line_col(n.span().start)),
@@ -1317,6 +1329,7 @@ impl Ctx<'_> {
             bench,
             timeline,
             expect,
+            assertions,
         };
         // The firmware's own rules for the group (fallbacks over a limit,
         // 6 A each without rotation...) are the scenario's rules too.

@@ -1,5 +1,5 @@
-//! Checks over a trace: convergence, breaker safety, failover and IEC
-//! 61851-1 conformance. Each check reads only what the fixture measured
+//! Checks over a trace: convergence, breaker safety, failover, IEC
+//! 61851-1 conformance and the scenario's own assertions. Each check reads only what the fixture measured
 //! (and the scenario), puts its figures in the report, and says on failure
 //! what was expected, what was seen, when, and on which station.
 
@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::scenario::Scenario;
 use crate::trace::Trace;
 
+mod assertions;
 pub(crate) mod breaker;
 mod convergence;
 mod iec;
@@ -25,6 +26,7 @@ pub const CHECK_NAMES: &[&str] = &[
     "breaker-thermal",
     "iec-61851",
     "no-flapping",
+    "assertions",
 ];
 
 /// Most failure lines kept per check.
@@ -101,6 +103,7 @@ pub fn run_all(sc: &Scenario, trace: &Trace) -> Vec<CheckResult> {
         breaker::measured(sc, &series),
         breaker::thermal(sc, &series),
         iec::conformance(sc, &series),
+        assertions::assertions(sc, &series, trace),
     ];
     if trace.incomplete.is_some() {
         for c in &mut out {

@@ -514,9 +514,9 @@ fn with_step(step: &str) -> String {
         + step
 }
 
-/// Line and column of `needle` in `text`, 1-based.
+/// Line and column of the last `needle` in `text`, 1-based.
 fn at_of(text: &str, needle: &str) -> (usize, usize) {
-    let off = text.find(needle).unwrap();
+    let off = text.rfind(needle).unwrap();
     let before = &text[..off];
     (
         before.matches('\n').count() + 1,
@@ -683,5 +683,83 @@ fn bad_expectations_are_refused_at_their_key() {
         let e = Scenario::parse(Path::new("bad.toml"), &text).unwrap_err();
         assert!(e.message.contains(message), "{step}: {e}");
         assert_eq!((e.line, e.column), at_of(&text, needle), "{step}: {e}");
+    }
+}
+
+#[test]
+fn bad_assertions_are_refused_at_their_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "that = \"sometimes\"\n",
+            "\"sometimes\"",
+            "unknown assertion \"sometimes\"; expected that = no-offer-between",
+        ),
+        (
+            "that = \"no-offer-between\"\nabove = \"6A\"\nbelow = \"6A\"\n",
+            "below = \"6A\"",
+            "the range between them",
+        ),
+        (
+            "that = \"at-most-charging\"\n",
+            "\"at-most-charging\"",
+            "expected count",
+        ),
+        (
+            "that = \"at-most-charging\"\ncount = 1\nnode = \"circuit\"\n",
+            "\"circuit\"\n",
+            "does not read node",
+        ),
+        (
+            "that = \"node-within-limit\"\nnode = \"garage\"\n",
+            "\"garage\"",
+            "unknown node \"garage\"",
+        ),
+        (
+            "that = \"first-offer-after-drop\"\nstation = 1\nafter = 1\n",
+            "after = 1",
+            "another station",
+        ),
+        (
+            "that = \"first-offer-after-drop\"\nstation = 1\n",
+            "\"first-offer",
+            "expected after = <station id>",
+        ),
+        (
+            "that = \"opens-after-overcurrent\"\nstation = 0\nbetween = [\"8s\"]\n",
+            "[\"8s\"]",
+            "two durations",
+        ),
+        (
+            "that = \"opens-after-overcurrent\"\nstation = 0\nbetween = [\"8s\", \"6s\"]\n",
+            "\"6s\"",
+            "at least the first",
+        ),
+        (
+            "that = \"reported\"\nstation = 0\nsays = \"fault\"\ntimes = \"twice\"\n",
+            "\"twice\"",
+            "expected times = \"once\"",
+        ),
+        (
+            "that = \"someone-charging\"\nuntil = \"3min\"\n",
+            "\"3min\"",
+            "at most the scenario's duration",
+        ),
+        (
+            "that = \"someone-charging\"\nfrom = \"1min\"\nuntil = \"30s\"\n",
+            "\"30s\"",
+            "expected until after from",
+        ),
+    ];
+    for (body, needle, message) in cases {
+        let text = with_step("") + "[[assert]]\n" + body;
+        let e = Scenario::parse(Path::new("bad.toml"), &text).unwrap_err();
+        assert!(e.message.contains(message), "{body}: {e}");
+        let (line, col) = at_of(&text, needle);
+        let col = if needle.starts_with("below") || needle.starts_with("after") {
+            col + needle.find(' ').unwrap() + 3
+        } else {
+            col
+        };
+        assert_eq!((e.line, e.column), (line, col), "{body}: {e}");
     }
 }
