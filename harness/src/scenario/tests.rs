@@ -763,3 +763,47 @@ fn bad_assertions_are_refused_at_their_key() {
         assert_eq!((e.line, e.column), (line, col), "{body}: {e}");
     }
 }
+
+/// Each ```toml block of `text` with the line it starts on.
+fn toml_blocks(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut cur: Option<(usize, String)> = None;
+    for (k, line) in text.lines().enumerate() {
+        match &mut cur {
+            None if line.trim_start() == "```toml" => cur = Some((k + 2, String::new())),
+            None => {}
+            Some(_) if line.trim_start() == "```" => out.extend(cur.take()),
+            Some((_, b)) => {
+                b.push_str(line);
+                b.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// Every scenario block in the README loads: the first is a whole file,
+/// the others extend it (a step, an assertion). The bench inventory's
+/// block is not a scenario.
+#[test]
+fn every_scenario_block_in_the_readme_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let mut base: Option<String> = None;
+    let mut checked = 0;
+    for (line, block) in toml_blocks(&readme) {
+        if block.contains("[[bench]]") {
+            continue;
+        }
+        let text = match &base {
+            None => block.clone(),
+            Some(b) => format!("{b}{block}"),
+        };
+        if let Err(e) = Scenario::parse(Path::new("README.md"), &text) {
+            panic!("the README's scenario block at line {line} does not load: {e}");
+        }
+        base.get_or_insert(block);
+        checked += 1;
+    }
+    assert!(checked >= 3, "found {checked} scenario blocks");
+}
