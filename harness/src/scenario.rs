@@ -30,7 +30,7 @@ use firmware::sharing::frame::MAX_FRAME;
 use firmware::sharing::meter::MeterConfig;
 use firmware::time::{secs, Duration};
 use rig::meter::MeterFault;
-use rig::protocol::Misbehave;
+use rig::protocol::{CarSetting, Misbehave};
 
 /// A scenario that failed to load.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -208,6 +208,11 @@ struct RawStep {
     value: Option<S>,
     loss: Option<Spanned<f64>>,
     corrupt: Option<Spanned<f64>>,
+    /// `car`: the car's new maximum, SoC, target, battery.
+    max: Option<S>,
+    soc: Option<Spanned<u16>>,
+    target: Option<Spanned<u16>>,
+    capacity: Option<S>,
     expect: Option<Spanned<Vec<S>>>,
     expect_min: Option<Spanned<Vec<S>>>,
     expect_max: Option<Spanned<Vec<S>>>,
@@ -417,6 +422,9 @@ pub enum Action {
     },
     Meter(MeterFault),
     Misbehave(usize, Misbehave),
+    /// The car on the station changes (a new maximum, target, battery; a
+    /// new SoC sets its charge, anything else keeps it).
+    Car(usize, Vec<CarSetting>),
     /// Sim only: the whole sharing link drops every frame.
     LinkDown,
     /// Sim only: frames from `from` to `to` are lost.
@@ -1173,6 +1181,25 @@ impl Ctx<'_> {
         let mut load_names = std::collections::BTreeSet::new();
         for st in &raw.timeline {
             let at_us = self.us(&st.time)?;
+            if st.action.get_ref() != "car" {
+                let car_key = [
+                    ("max", st.max.as_ref().map(|v| v.span().start)),
+                    ("soc", st.soc.as_ref().map(|v| v.span().start)),
+                    ("target", st.target.as_ref().map(|v| v.span().start)),
+                    ("capacity", st.capacity.as_ref().map(|v| v.span().start)),
+                ]
+                .into_iter()
+                .find_map(|(k, at)| at.map(|at| (k, at)));
+                if let Some((key, at)) = car_key {
+                    return Err(self.err_at(
+                        at,
+                        format!(
+                            "{key} is for do = \"car\"; this step does \"{}\"",
+                            st.action.get_ref()
+                        ),
+                    ));
+                }
+            }
             if at_us < last {
                 return Err(self.err(&st.time, "timeline steps must be in time order"));
             }
@@ -1251,6 +1278,27 @@ impl Ctx<'_> {
                     };
                     Action::Misbehave(station, m)
                 }
+                "car" => {
+                    let station = need_station()?;
+                    let mut settings = Vec::new();
+                    if let Some(m) = &st.max {
+                        settings.push(CarSetting::MaxDa(self.da16(m)?));
+                    }
+                    if let Some(c) = &st.capacity {
+                        settings.push(CarSetting::CapacityWh(self.q(c, units::watt_hours)?));
+                    }
+                    if st.target.is_some() {
+                        settings.push(CarSetting::TargetPermille(self.permille(st.target.as_ref(), "target", 1_000)?));
+                    }
+                    // Last: a new SoC is of the battery as now set.
+                    if st.soc.is_some() {
+                        settings.push(CarSetting::SocPermille(self.permille(st.soc.as_ref(), "soc", 0)?));
+                    }
+                    if settings.is_empty() {
+                        return Err(self.err(&st.action, "expected max, soc, target or capacity for do = \"car\""));
+                    }
+                    Action::Car(station, settings)
+                }
                 "link-down" => Action::LinkDown,
                 "one-way" => {
                     let from = st.from.as_ref().ok_or_else(|| self.err(&st.action, "expected from = <station id>"))?;
@@ -1283,7 +1331,7 @@ impl Ctx<'_> {
                 other => {
                     return Err(self.err(
                         &st.action,
-                        format!("unknown action \"{other}\"; expected arrive, plug, unplug, request, stop, pause, load-on, load-off, meter, misbehave, link-down, one-way, partition, noise, repair, crash, reboot, weld, unweld, forge or check"),
+                        format!("unknown action \"{other}\"; expected arrive, plug, unplug, request, stop, pause, load-on, load-off, meter, misbehave, car, link-down, one-way, partition, noise, repair, crash, reboot, weld, unweld, forge or check"),
                     ))
                 }
             };

@@ -807,3 +807,51 @@ fn every_scenario_block_in_the_readme_loads() {
     }
     assert!(checked >= 3, "found {checked} scenario blocks");
 }
+
+#[test]
+fn a_car_step_changes_the_car_and_its_keys_belong_to_it() {
+    let s = Scenario::parse(
+        Path::new("t.toml"),
+        &with_step("[[at]]\ntime = \"5s\"\ndo = \"car\"\nstation = 1\nmax = \"10A\"\nsoc = 20\ntarget = 80\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        s.timeline[1].action,
+        Action::Car(
+            1,
+            vec![
+                CarSetting::MaxDa(100),
+                CarSetting::TargetPermille(800),
+                CarSetting::SocPermille(200)
+            ]
+        ),
+        "the SoC last: it is of the battery as now set"
+    );
+    for (step, needle, message) in [
+        (
+            "[[at]]\ntime = \"5s\"\ndo = \"car\"\nstation = 1\n",
+            "\"car\"",
+            "expected max, soc, target or capacity",
+        ),
+        (
+            "[[at]]\ntime = \"5s\"\ndo = \"car\"\nmax = \"10A\"\n",
+            "\"car\"",
+            "expected station = <id>",
+        ),
+        (
+            "[[at]]\ntime = \"5s\"\ndo = \"car\"\nstation = 1\nsoc = 120\n",
+            "120",
+            "expected soc from 0 to 100",
+        ),
+        (
+            "[[at]]\ntime = \"5s\"\ndo = \"unplug\"\nstation = 1\nmax = \"10A\"\n",
+            "\"10A\"",
+            "max is for do = \"car\"",
+        ),
+    ] {
+        let text = with_step(step);
+        let e = Scenario::parse(Path::new("bad.toml"), &text).unwrap_err();
+        assert!(e.message.contains(message), "{step}: {e}");
+        assert_eq!((e.line, e.column), at_of(&text, needle), "{step}: {e}");
+    }
+}
