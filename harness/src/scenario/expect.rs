@@ -166,8 +166,7 @@ pub(super) struct RawCarExpect {
     state: Option<S>,
 }
 
-const BOUND_HELP: &str =
-    "expected a current such as \"16A\", \"13.3A +/- 0.1A\", or \"*\" for any value";
+const BOUND_HELP: &str = "expected a current such as \"16A\" or \"13.3A +/- 0.1A\"";
 
 impl Ctx<'_> {
     /// A site-sized current (up to [`super::MAX_SITE_DA`]).
@@ -196,23 +195,34 @@ impl Ctx<'_> {
         }
         match t.split_once("+/-") {
             Some((value, tol)) => {
-                let value = self.site_current(v, value).map_err(|e| ScenarioError {
-                    message: format!("{}; {BOUND_HELP}", e.message),
-                    ..e
-                })?;
-                let tol = self.site_current(v, tol).map_err(|e| ScenarioError {
-                    message: format!("{} (the tolerance); {BOUND_HELP}", e.message),
-                    ..e
-                })?;
+                let value = self
+                    .site_current(v, value)
+                    .map_err(|e| self.bound_error(v, star, e, ""))?;
+                let tol = self
+                    .site_current(v, tol)
+                    .map_err(|e| self.bound_error(v, star, e, " (the tolerance)"))?;
                 Ok(Bound::around(value, tol))
             }
             None => self
                 .site_current(v, t)
                 .map(|x| Bound::around(x, tolerance_da))
-                .map_err(|e| ScenarioError {
-                    message: format!("{}; {BOUND_HELP}", e.message),
-                    ..e
-                }),
+                .map_err(|e| self.bound_error(v, star, e, "")),
+        }
+    }
+
+    /// A current that is not one: what a bound may be, and what was found
+    /// (a range error is kept as it is: it names the range).
+    fn bound_error(&self, v: &S, star: bool, e: ScenarioError, part: &str) -> ScenarioError {
+        if e.message.starts_with("expected a current from") {
+            return ScenarioError {
+                message: format!("{}{part}", e.message),
+                ..e
+            };
+        }
+        let any = if star { ", or \"*\" for any value" } else { "" };
+        ScenarioError {
+            message: format!("{BOUND_HELP}{any}{part}, found \"{}\"", v.get_ref()),
+            ..e
         }
     }
 

@@ -585,7 +585,7 @@ fn bad_expectations_are_refused_at_their_key() {
         (
             "expect = [\"13.3A +- 0.1A\", \"0A\"]\n",
             "\"13.3A +-",
-            "expected a current",
+            "expected a current such as \"16A\" or \"13.3A +/- 0.1A\", or \"*\" for any value, found \"13.3A +- 0.1A\"",
         ),
         (
             "expect = [\"13.3A +/- x\", \"0A\"]\n",
