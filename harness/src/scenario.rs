@@ -32,6 +32,32 @@ use firmware::time::{secs, Duration};
 use rig::meter::MeterFault;
 use rig::protocol::{CarSetting, Misbehave};
 
+/// Every timeline action (`do = "..."`), for messages and the reference.
+pub const ACTIONS: &[&str] = &[
+    "arrive",
+    "plug",
+    "unplug",
+    "request",
+    "stop",
+    "pause",
+    "load-on",
+    "load-off",
+    "meter",
+    "misbehave",
+    "car",
+    "link-down",
+    "one-way",
+    "partition",
+    "noise",
+    "repair",
+    "crash",
+    "reboot",
+    "weld",
+    "unweld",
+    "forge",
+    "check",
+];
+
 /// A scenario that failed to load.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}:{line}:{column}: {message}")]
@@ -1221,9 +1247,14 @@ impl Ctx<'_> {
                 "stop" => Action::Stop(need_station()?),
                 "pause" => Action::Pause(need_station()?),
                 "load-on" | "load-off" => {
-                    let name = st.name.as_ref().ok_or_else(|| self.err(&st.action, "expected name = \"...\" for a load"))?;
+                    let name = st.name.as_ref().ok_or_else(|| {
+                        self.err(&st.action, "expected name = \"...\" for a load")
+                    })?;
                     if name.get_ref().len() > 15 || name.get_ref().contains(' ') {
-                        return Err(self.err(name, "expected a load name under 16 characters without spaces"));
+                        return Err(self.err(
+                            name,
+                            "expected a load name under 16 characters without spaces",
+                        ));
                     }
                     load_names.insert(name.get_ref().as_str());
                     if load_names.len() > rig::loads::MAX_LOADS {
@@ -1234,14 +1265,28 @@ impl Ctx<'_> {
                         Some("L2") => 2,
                         Some("L3") => 4,
                         Some("L123") => 7,
-                        Some(_) => return Err(self.err(st.phases.as_ref().unwrap_or(name), "expected phases = \"L1\", \"L2\", \"L3\" or \"L123\"")),
+                        Some(_) => {
+                            return Err(self.err(
+                                st.phases.as_ref().unwrap_or(name),
+                                "expected phases = \"L1\", \"L2\", \"L3\" or \"L123\"",
+                            ))
+                        }
                     };
                     let da = match &st.current {
                         Some(c) => self.q(c, |s| units::signed_deciamps_within(s, MAX_SITE_DA))?,
                         None if st.action.get_ref() == "load-off" => 0,
-                        None => return Err(self.err(&st.action, "expected current = \"13A\" for load-on")),
+                        None => {
+                            return Err(
+                                self.err(&st.action, "expected current = \"13A\" for load-on")
+                            )
+                        }
                     };
-                    Action::Load { name: name.get_ref().clone(), phases, da, on: st.action.get_ref() == "load-on" }
+                    Action::Load {
+                        name: name.get_ref().clone(),
+                        phases,
+                        da,
+                        on: st.action.get_ref() == "load-on",
+                    }
                 }
                 "meter" => {
                     let m = st.mode.as_ref().ok_or_else(|| self.err(&st.action, "expected mode = \"ok\"|\"silent\"|\"garbage\"|\"stale\"|\"implausible\""))?;
@@ -1256,13 +1301,22 @@ impl Ctx<'_> {
                 }
                 "misbehave" => {
                     let station = need_station()?;
-                    let k = st.kind.as_ref().ok_or_else(|| self.err(&st.action, "expected kind = \"...\""))?;
+                    let k = st
+                        .kind
+                        .as_ref()
+                        .ok_or_else(|| self.err(&st.action, "expected kind = \"...\""))?;
                     let value_da = || -> Result<u16, ScenarioError> {
-                        let v = st.value.as_ref().ok_or_else(|| self.err(k, "expected value = \"3A\""))?;
+                        let v = st
+                            .value
+                            .as_ref()
+                            .ok_or_else(|| self.err(k, "expected value = \"3A\""))?;
                         self.da16(v)
                     };
                     let value_ms = || -> Result<u32, ScenarioError> {
-                        let v = st.value.as_ref().ok_or_else(|| self.err(k, "expected value = \"8s\""))?;
+                        let v = st
+                            .value
+                            .as_ref()
+                            .ok_or_else(|| self.err(k, "expected value = \"8s\""))?;
                         self.ms(v)
                     };
                     let m = match k.get_ref().as_str() {
@@ -1288,30 +1342,55 @@ impl Ctx<'_> {
                         settings.push(CarSetting::CapacityWh(self.q(c, units::watt_hours)?));
                     }
                     if st.target.is_some() {
-                        settings.push(CarSetting::TargetPermille(self.permille(st.target.as_ref(), "target", 1_000)?));
+                        settings.push(CarSetting::TargetPermille(self.permille(
+                            st.target.as_ref(),
+                            "target",
+                            1_000,
+                        )?));
                     }
                     // Last: a new SoC is of the battery as now set.
                     if st.soc.is_some() {
-                        settings.push(CarSetting::SocPermille(self.permille(st.soc.as_ref(), "soc", 0)?));
+                        settings.push(CarSetting::SocPermille(self.permille(
+                            st.soc.as_ref(),
+                            "soc",
+                            0,
+                        )?));
                     }
                     if settings.is_empty() {
-                        return Err(self.err(&st.action, "expected max, soc, target or capacity for do = \"car\""));
+                        return Err(self.err(
+                            &st.action,
+                            "expected max, soc, target or capacity for do = \"car\"",
+                        ));
                     }
                     Action::Car(station, settings)
                 }
                 "link-down" => Action::LinkDown,
                 "one-way" => {
-                    let from = st.from.as_ref().ok_or_else(|| self.err(&st.action, "expected from = <station id>"))?;
-                    let to = st.to.as_ref().ok_or_else(|| self.err(&st.action, "expected to = <station id>"))?;
-                    Action::OneWay { from: index_of(from)?, to: index_of(to)? }
+                    let from = st
+                        .from
+                        .as_ref()
+                        .ok_or_else(|| self.err(&st.action, "expected from = <station id>"))?;
+                    let to = st
+                        .to
+                        .as_ref()
+                        .ok_or_else(|| self.err(&st.action, "expected to = <station id>"))?;
+                    Action::OneWay {
+                        from: index_of(from)?,
+                        to: index_of(to)?,
+                    }
                 }
                 "partition" => {
-                    let g = st.groups.as_ref().ok_or_else(|| self.err(&st.action, "expected groups = [[0, 1], [2]]"))?;
+                    let g = st
+                        .groups
+                        .as_ref()
+                        .ok_or_else(|| self.err(&st.action, "expected groups = [[0, 1], [2]]"))?;
                     let mut groups = Vec::new();
                     for grp in g {
                         let mut v = Vec::new();
                         for id in grp {
-                            v.push(stations.iter().position(|s| s.id == *id).ok_or_else(|| self.err(&st.action, format!("unknown station {id} in groups")))?);
+                            v.push(stations.iter().position(|s| s.id == *id).ok_or_else(|| {
+                                self.err(&st.action, format!("unknown station {id} in groups"))
+                            })?);
                         }
                         groups.push(v);
                     }
@@ -1331,7 +1410,10 @@ impl Ctx<'_> {
                 other => {
                     return Err(self.err(
                         &st.action,
-                        format!("unknown action \"{other}\"; expected arrive, plug, unplug, request, stop, pause, load-on, load-off, meter, misbehave, car, link-down, one-way, partition, noise, repair, crash, reboot, weld, unweld, forge or check"),
+                        format!(
+                            "unknown action \"{other}\"; expected one of {}",
+                            ACTIONS.join(", ")
+                        ),
                     ))
                 }
             };

@@ -855,3 +855,111 @@ fn a_car_step_changes_the_car_and_its_keys_belong_to_it() {
         assert_eq!((e.line, e.column), at_of(&text, needle), "{step}: {e}");
     }
 }
+
+/// The keys a table accepts, from the parser itself: its unknown-field
+/// error lists them.
+fn keys_of(snippet: &str) -> std::collections::BTreeSet<String> {
+    let e = Scenario::parse(Path::new("k.toml"), snippet).unwrap_err();
+    let list = e
+        .message
+        .split_once("expected")
+        .map(|(_, l)| l.to_string())
+        .unwrap_or_default();
+    let keys: std::collections::BTreeSet<String> = list
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    assert!(!keys.is_empty(), "{snippet}: {e}");
+    keys
+}
+
+/// The names in the first column of the tables in `heading`'s section.
+fn documented(doc: &str, heading: &str) -> std::collections::BTreeSet<String> {
+    let start = doc
+        .find(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("no section {heading}"));
+    let body = &doc[start + heading.len() + 2..];
+    let end = body
+        .find("\n## ")
+        .into_iter()
+        .chain(body.find("\n### "))
+        .min()
+        .unwrap_or(body.len());
+    body[..end]
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once("` |").map(|(k, _)| k.to_string()))
+        .collect()
+}
+
+/// docs/scenario-reference.md documents exactly the keys the parser takes,
+/// every action and every assertion kind; its examples load.
+#[test]
+fn the_reference_matches_the_parser() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/scenario-reference.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let tables = [
+        ("## Top level", "zzz = 1\n"),
+        ("## `[[node]]`", "[[node]]\nzzz = 1\n"),
+        ("## `[[station]]`", "[[station]]\nzzz = 1\n"),
+        ("## `[[car]]`", "[[car]]\nzzz = 1\n"),
+        ("## `[sharing]`", "[sharing]\nzzz = 1\n"),
+        ("## `[meter]`", "[meter]\nzzz = 1\n"),
+        ("## `[bench]`", "[bench]\nzzz = 1\n"),
+        ("## `[expect]`", "[expect]\nzzz = 1\n"),
+        ("## `[[at]]`: a timeline step", "[[at]]\nzzz = 1\n"),
+        (
+            "### `expect_node` items",
+            "[[at]]\nexpect_node = [{ zzz = 1 }]\n",
+        ),
+        (
+            "### `expect_spread`",
+            "[[at]]\nexpect_spread = { zzz = 1 }\n",
+        ),
+        (
+            "### `expect_car` items",
+            "[[at]]\nexpect_car = [{ zzz = 1 }]\n",
+        ),
+        (
+            "## `[[assert]]`: assertions over time",
+            "[[assert]]\nzzz = 1\n",
+        ),
+    ];
+    for (heading, snippet) in tables {
+        assert_eq!(documented(&doc, heading), keys_of(snippet), "{heading}");
+    }
+    let names = |v: &[&str]| {
+        v.iter()
+            .map(|s| (*s).to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(documented(&doc, "### Actions (`do`)"), names(ACTIONS));
+    assert_eq!(
+        documented(&doc, "### Assertion kinds (`that`)"),
+        names(ASSERT_KINDS)
+    );
+    // Every action listed is one the parser takes.
+    for a in ACTIONS {
+        let text = with_step(&format!(
+            "[[at]]\ntime = \"5s\"\ndo = \"{a}\"\nstation = 1\n"
+        ));
+        if let Err(e) = Scenario::parse(Path::new("a.toml"), &text) {
+            assert!(!e.message.contains("unknown action"), "{a}: {e}");
+        }
+    }
+    let mut base: Option<String> = None;
+    let mut checked = 0;
+    for (line, block) in toml_blocks(&doc) {
+        let text = base
+            .as_ref()
+            .map_or_else(|| block.clone(), |b| format!("{b}{block}"));
+        if let Err(e) = Scenario::parse(Path::new("scenario-reference.md"), &text) {
+            panic!("the reference's block at line {line} does not load: {e}");
+        }
+        base.get_or_insert(block);
+        checked += 1;
+    }
+    assert_eq!(checked, 3);
+}
