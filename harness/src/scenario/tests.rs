@@ -963,3 +963,100 @@ fn the_reference_matches_the_parser() {
     }
     assert_eq!(checked, 3);
 }
+
+/// docs/scenario.schema.json (for editors) accepts every scenario in
+/// fixtures/, refuses what the parser refuses by shape (an unknown key, a
+/// current without its unit, an unknown action), and names exactly the
+/// parser's keys in every table, so it cannot drift.
+#[test]
+fn the_json_schema_matches_the_parser_and_the_corpus() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("docs/scenario.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let as_json = |text: &str| -> serde_json::Value {
+        serde_json::to_value(toml::from_str::<toml::Value>(text).unwrap()).unwrap()
+    };
+    let mut files = 0;
+    for entry in std::fs::read_dir(root.join("fixtures/scenarios")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let v = as_json(&std::fs::read_to_string(&p).unwrap());
+            let errors: Vec<String> = validator
+                .iter_errors(&v)
+                .map(|e| format!("{e} at {}", e.instance_path()))
+                .collect();
+            assert!(errors.is_empty(), "{}: {errors:?}", p.display());
+            files += 1;
+        }
+    }
+    assert!(files >= 30, "{files} files");
+    let good = with_step("expect = [\"16A +/- 0.5A\", \"*\"]\n");
+    assert!(validator.is_valid(&as_json(&good)));
+    for bad in [
+        good.replace("expect = [", "expectt = ["),
+        good.replace("limit = \"32A\"", "limit = \"32\""),
+        good.replace("do = \"arrive\"", "do = \"arive\""),
+        good.clone() + "[[assert]]\nthat = \"sometimes\"\n",
+    ] {
+        assert!(!validator.is_valid(&as_json(&bad)), "{bad}");
+    }
+    // Each table's properties are the parser's keys.
+    let props = |v: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        v["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let item = |v: &serde_json::Value| v["items"].clone();
+    let p = &schema["properties"];
+    let at = item(&p["at"]);
+    let tables = [
+        (schema.clone(), "zzz = 1\n"),
+        (item(&p["node"]), "[[node]]\nzzz = 1\n"),
+        (item(&p["station"]), "[[station]]\nzzz = 1\n"),
+        (item(&p["car"]), "[[car]]\nzzz = 1\n"),
+        (p["sharing"].clone(), "[sharing]\nzzz = 1\n"),
+        (p["meter"].clone(), "[meter]\nzzz = 1\n"),
+        (p["bench"].clone(), "[bench]\nzzz = 1\n"),
+        (p["expect"].clone(), "[expect]\nzzz = 1\n"),
+        (at.clone(), "[[at]]\nzzz = 1\n"),
+        (
+            item(&at["properties"]["expect_node"]),
+            "[[at]]\nexpect_node = [{ zzz = 1 }]\n",
+        ),
+        (
+            at["properties"]["expect_spread"].clone(),
+            "[[at]]\nexpect_spread = { zzz = 1 }\n",
+        ),
+        (
+            item(&at["properties"]["expect_car"]),
+            "[[at]]\nexpect_car = [{ zzz = 1 }]\n",
+        ),
+        (item(&p["assert"]), "[[assert]]\nzzz = 1\n"),
+    ];
+    for (table, snippet) in tables {
+        assert_eq!(props(&table), keys_of(snippet), "{snippet}");
+    }
+    let listed = |v: &serde_json::Value| -> Vec<String> {
+        v["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(listed(&at["properties"]["do"]), ACTIONS.to_vec());
+    assert_eq!(
+        listed(&item(&p["assert"])["properties"]["that"]),
+        ASSERT_KINDS.to_vec()
+    );
+    assert_eq!(
+        listed(&p["expect"]["properties"]["skip"]["items"]),
+        crate::checks::CHECK_NAMES.to_vec()
+    );
+}
