@@ -310,6 +310,45 @@ impl Ctx<'_> {
                     )
                 })
             }
+            AssertKind::PausesAtLeast {
+                stations,
+                at_least_us,
+            } => {
+                for &i in stations {
+                    let pilot: Vec<u64> = series.pilot[i].iter().map(|p| p.0).collect();
+                    let times = times_in(&[&self.offer_times(i), &pilot], from, to);
+                    let asks = |t: u64| {
+                        matches!(pilot_at(series, i, t), Some(PilotState::C | PilotState::D))
+                    };
+                    let mut paused: Option<u64> = None;
+                    let mut last = u32::from(at(&series.offered[i], from, 0));
+                    for &t in &times {
+                        let o = u32::from(at(&series.offered[i], t, 0));
+                        if !asks(t) {
+                            // It left or stopped asking: no pause to time.
+                            paused = None;
+                        } else if o == 0 && last > 0 {
+                            paused = Some(t);
+                        } else if o > 0 {
+                            if let Some(p) = paused.take() {
+                                if t - p < *at_least_us {
+                                    return Some(format!(
+                                        "{} paused at {} and was offered {} A again at {}, after {:.1} s (at least {:.1} s)",
+                                        self.st(i),
+                                        when(p),
+                                        a(o),
+                                        when(t),
+                                        s(t - p),
+                                        s(*at_least_us)
+                                    ));
+                                }
+                            }
+                        }
+                        last = o;
+                    }
+                }
+                None
+            }
             AssertKind::Reported {
                 station,
                 says,

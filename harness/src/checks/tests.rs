@@ -721,3 +721,26 @@ fn a_station_report_is_counted() {
     let at_least = x.replace("says = ", "times = \"at-least-once\"\nsays = ");
     assert!(!assertion_failures(&at_least, &none).is_empty());
 }
+
+#[test]
+fn a_pause_shorter_than_its_minimum_fails() {
+    use rig::iec::PilotState::C;
+    let x = "[[assert]]\nthat = \"pauses-at-least\"\nat_least = \"60s\"\n";
+    let run = |resume_s: u64| {
+        trace(
+            &[
+                (2 * S, pilot(0, C)),
+                (2 * S, duty(0, 160)),
+                (10 * S, duty(0, 0)),
+                (resume_s * S, duty(0, 160)),
+            ],
+            120,
+        )
+    };
+    assert!(assertion_failures(x, &run(75)).is_empty());
+    let f = assertion_failures(x, &run(40));
+    assert!(
+        f.iter().any(|f| f.contains("st0 paused at t=10.000 s and was offered 16.0 A again at t=40.000 s, after 30.0 s (at least 60.0 s)")),
+        "{f:?}"
+    );
+}

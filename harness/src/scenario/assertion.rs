@@ -54,6 +54,12 @@ pub enum AssertKind {
         max_us: u64,
         margin_da: u32,
     },
+    /// A paused car (its offer cut to 0 while it still asks) is offered
+    /// current again no sooner than `at_least_us` later.
+    PausesAtLeast {
+        stations: Vec<usize>,
+        at_least_us: u64,
+    },
     /// `station` reports (telemetry containing `says`) exactly once, or at
     /// least once, in the window.
     Reported {
@@ -74,6 +80,7 @@ impl AssertKind {
             Self::NodeWithinLimit { .. } => "node-within-limit",
             Self::FirstOfferAfterDrop { .. } => "first-offer-after-drop",
             Self::OpensAfterOvercurrent { .. } => "opens-after-overcurrent",
+            Self::PausesAtLeast { .. } => "pauses-at-least",
             Self::Reported { .. } => "reported",
         }
     }
@@ -87,6 +94,7 @@ pub const ASSERT_KINDS: &[&str] = &[
     "node-within-limit",
     "first-offer-after-drop",
     "opens-after-overcurrent",
+    "pauses-at-least",
     "reported",
 ];
 
@@ -108,6 +116,7 @@ pub(super) struct RawAssert {
     margin: Option<S>,
     says: Option<S>,
     times: Option<S>,
+    at_least: Option<S>,
 }
 
 impl Ctx<'_> {
@@ -240,6 +249,22 @@ impl Ctx<'_> {
                     margin_da: current(raw.margin.as_ref(), "margin", Some(0))?,
                 }
             }
+            "pauses-at-least" => {
+                let a = raw.at_least.as_ref().ok_or_else(|| {
+                    self.err(
+                        that,
+                        "expected at_least = \"2min\" for that = \"pauses-at-least\"",
+                    )
+                })?;
+                let stations = match &raw.stations {
+                    None => (0..stations.len()).collect(),
+                    Some(list) => list.iter().map(index_of).collect::<Result<_, _>>()?,
+                };
+                AssertKind::PausesAtLeast {
+                    stations,
+                    at_least_us: self.us(a)?,
+                }
+            }
             "reported" => {
                 let station = need(raw.station.as_ref(), "station")?;
                 let says = raw.says.as_ref().ok_or_else(|| {
@@ -309,6 +334,7 @@ impl Ctx<'_> {
             AssertKind::NodeWithinLimit { .. } => &["node", "longer_than"],
             AssertKind::FirstOfferAfterDrop { .. } => &["station", "after"],
             AssertKind::OpensAfterOvercurrent { .. } => &["station", "between", "margin"],
+            AssertKind::PausesAtLeast { .. } => &["stations", "at_least"],
             AssertKind::Reported { .. } => &["station", "says", "times"],
         };
         let span = |v: Option<std::ops::Range<usize>>| v.map(|r| r.start);
@@ -336,6 +362,7 @@ impl Ctx<'_> {
             ("margin", span(raw.margin.as_ref().map(Spanned::span))),
             ("says", span(raw.says.as_ref().map(Spanned::span))),
             ("times", span(raw.times.as_ref().map(Spanned::span))),
+            ("at_least", span(raw.at_least.as_ref().map(Spanned::span))),
         ];
         for (key, at) in present {
             if let Some(at) = at {
