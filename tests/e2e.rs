@@ -1096,3 +1096,30 @@ fn flash_without_the_probe_names_the_probe_expected() {
         "{err}"
     );
 }
+
+/// `check DIR` finds the files `run DIR` would, checks every one and names
+/// each bad file; an empty directory is an error, not a pass.
+#[test]
+fn check_takes_a_directory_like_run() {
+    let dir = std::env::temp_dir().join(format!("sharebench-checkdir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let out = sharebench().arg("check").arg(&dir).output().expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no scenario files (*.toml) in"), "{err}");
+
+    std::fs::write(dir.join("a.toml"), SITE).expect("write");
+    std::fs::write(dir.join("notes.txt"), "not a scenario").expect("write");
+    let out = sharebench().arg("check").arg(&dir).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("a.toml: ok (e2e,"), "{stdout}");
+
+    std::fs::write(dir.join("b.toml"), "duration = \"soon\"\n").expect("write");
+    let out = sharebench().arg("check").arg(&dir).output().expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("b.toml:1:12: expected a duration"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -66,7 +66,7 @@ pub struct Cli {
 enum Cmd {
     /// Run scenarios (files or directories) and check them.
     Run(RunArgs),
-    /// Validate scenario files without running them.
+    /// Validate scenarios (files or directories) without running them.
     Check(CheckArgs),
     /// Serve a scenario's virtual site as a fixture on a pseudo-terminal.
     VirtualFixture(VirtualFixtureArgs),
@@ -234,9 +234,28 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 }
 
 fn check(a: &CheckArgs) -> u8 {
+    // Files or directories, found as `run` finds them.
+    let files = match discover(&a.files) {
+        Ok(f) if f.is_empty() => {
+            eprintln!(
+                "error: no scenario files (*.toml) in {}",
+                a.files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return exit::SETUP;
+        }
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::SETUP;
+        }
+    };
     let mut code = exit::PASS;
     let mut loaded = Vec::new();
-    for f in &a.files {
+    for f in &files {
         match Scenario::load(f) {
             Ok(sc) => {
                 println!(

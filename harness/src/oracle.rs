@@ -11,7 +11,7 @@
 //! lets the station see the car ask for more; sharing-quality requirement:
 //! at most 0.5 A).
 
-use crate::scenario::{Action, Expectation, Scenario};
+use crate::scenario::{Action, Bound, Expectation, Scenario};
 
 /// A car that draws less than its share keeps this much above its draw.
 pub const RECLAIM_MARGIN_DA: u16 = 5;
@@ -211,7 +211,7 @@ pub fn fill_expectations(sc: &mut Scenario) {
             // Clearing what never started changes nothing.
             Action::Meter(rig::meter::MeterFault::None)
             | Action::Misbehave(_, rig::protocol::Misbehave::None) => {}
-            Action::Meter(_) | Action::Misbehave(..) | Action::Welded(..) => {
+            Action::Meter(_) | Action::Misbehave(..) | Action::Welded(..) | Action::Car(..) => {
                 sc.expect.reference_notes.push(format!(
                     "reference expectations stop at {} ({what}): the reference allocator cannot model it; none after",
                     crate::checks::when(t)
@@ -252,14 +252,21 @@ pub fn fill_expectations(sc: &mut Scenario) {
             })
             .collect();
         let exact = allocate(sc, &wants);
+        // Exact here; the convergence check gives a reference 0.1 A.
         sc.timeline[k].expect = Some(Expectation {
-            exact: Some(exact),
-            max: None,
+            offers: exact
+                .into_iter()
+                .map(|da| Bound::around(u32::from(da), 0))
+                .collect(),
+            nodes: Vec::new(),
+            spread: None,
+            cars: Vec::new(),
             within_us: if resumed {
                 within.saturating_add(sc.sharing.leader_timeout_us)
             } else {
                 within
             },
+            until_us: None,
             from_reference: true,
         });
     }
@@ -336,12 +343,12 @@ rotation = "off"
         text.push_str("[expect]\nreference = true\n[[at]]\ntime = \"1s\"\ndo = \"arrive\"\nstation = 0\n[[at]]\ntime = \"60s\"\ndo = \"arrive\"\nstation = 1\n");
         let s = sc(&text);
         assert_eq!(
-            s.timeline[0].expect.as_ref().unwrap().exact,
+            s.timeline[0].expect.as_ref().unwrap().exact_offers(),
             Some(vec![325, 0, 0]),
             "a 32 A car (the default) keeps 0.5 A above its draw"
         );
         assert_eq!(
-            s.timeline[1].expect.as_ref().unwrap().exact,
+            s.timeline[1].expect.as_ref().unwrap().exact_offers(),
             Some(vec![240, 240, 0])
         );
     }
@@ -373,7 +380,13 @@ rotation = "off"
         let exact: Vec<Option<Vec<u16>>> = s
             .timeline
             .iter()
-            .map(|st| st.expect.as_ref().and_then(|e| e.exact.clone()))
+            .map(|st| {
+                st.expect.as_ref().and_then(|e| e.exact_offers()).map(|v| {
+                    v.into_iter()
+                        .map(|d| u16::try_from(d).unwrap_or(u16::MAX))
+                        .collect()
+                })
+            })
             .collect();
         assert_eq!(
             exact,

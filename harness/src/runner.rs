@@ -109,6 +109,21 @@ pub fn describe(sc: &Scenario, a: &Action) -> String {
             Misbehave::SlowMs(ms) => format!("misbehave {} slow {} ms", st(i), ms),
             m => format!("misbehave {} {}", st(i), m.word()),
         },
+        Action::Car(i, settings) => {
+            let parts: Vec<String> = settings
+                .iter()
+                .map(|s| match s {
+                    CarSetting::MaxDa(da) => {
+                        format!("max {} A", crate::units::amps(i64::from(*da)))
+                    }
+                    CarSetting::CapacityWh(wh) => format!("capacity {wh} Wh"),
+                    CarSetting::TargetPermille(p) => format!("target {} %", p / 10),
+                    CarSetting::SocPermille(p) => format!("soc {} %", p / 10),
+                    _ => String::new(),
+                })
+                .collect();
+            format!("car {}: {}", st(i), parts.join(", "))
+        }
         Action::LinkDown => "link down".into(),
         Action::OneWay { from, to } => format!("frames from {} to {} lost", st(from), st(to)),
         Action::Partition(g) => format!(
@@ -391,6 +406,12 @@ fn act(
         }
         Action::Meter(f) => bench.command(Command::Meter(*f), sink),
         Action::Misbehave(i, m) => bench.command(Command::Misbehave(ch(i), *m), sink),
+        Action::Car(i, settings) => {
+            for s in settings {
+                bench.command(Command::Car(ch(i), *s), sink)?;
+            }
+            Ok(())
+        }
         Action::LinkDown => bench.fault(&SimFault::LinkDown),
         Action::OneWay { from, to } => bench.fault(&SimFault::OneWay {
             from: *from,

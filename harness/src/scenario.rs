@@ -21,12 +21,42 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::units;
+mod assertion;
+mod expect;
+pub use assertion::{AssertKind, Assertion, ASSERT_KINDS};
+pub use expect::{Bound, CarExpectation, CarState, NodeExpectation, Quantity, Spread};
 use firmware::charge_point::{ChargePointConfig, ConfigError};
 use firmware::sharing::frame::MAX_FRAME;
 use firmware::sharing::meter::MeterConfig;
 use firmware::time::{secs, Duration};
 use rig::meter::MeterFault;
-use rig::protocol::Misbehave;
+use rig::protocol::{CarSetting, Misbehave};
+
+/// Every timeline action (`do = "..."`), for messages and the reference.
+pub const ACTIONS: &[&str] = &[
+    "arrive",
+    "plug",
+    "unplug",
+    "request",
+    "stop",
+    "pause",
+    "load-on",
+    "load-off",
+    "meter",
+    "misbehave",
+    "car",
+    "link-down",
+    "one-way",
+    "partition",
+    "noise",
+    "repair",
+    "crash",
+    "reboot",
+    "weld",
+    "unweld",
+    "forge",
+    "check",
+];
 
 /// A scenario that failed to load.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +131,9 @@ struct RawScenario {
     timeline: Vec<RawStep>,
     #[serde(default)]
     expect: RawExpect,
+    /// Assertions over time.
+    #[serde(default, rename = "assert")]
+    assertions: Vec<assertion::RawAssert>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -208,9 +241,23 @@ struct RawStep {
     value: Option<S>,
     loss: Option<Spanned<f64>>,
     corrupt: Option<Spanned<f64>>,
+    /// `car`: the car's new maximum, SoC, target, battery.
+    max: Option<S>,
+    soc: Option<Spanned<u16>>,
+    target: Option<Spanned<u16>>,
+    capacity: Option<S>,
     expect: Option<Spanned<Vec<S>>>,
+    expect_min: Option<Spanned<Vec<S>>>,
     expect_max: Option<Spanned<Vec<S>>>,
+    /// Give or take, for every `expect`, `sum` and `draw` of the step that
+    /// states none of its own.
+    tolerance: Option<S>,
+    expect_node: Option<Vec<expect::RawNodeExpect>>,
+    expect_spread: Option<expect::RawSpread>,
+    expect_car: Option<Vec<expect::RawCarExpect>>,
     within: Option<S>,
+    /// The expectation holds until this time, not only until the next step.
+    until: Option<S>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -410,6 +457,9 @@ pub enum Action {
     },
     Meter(MeterFault),
     Misbehave(usize, Misbehave),
+    /// The car on the station changes (a new maximum, target, battery; a
+    /// new SoC sets its charge, anything else keeps it).
+    Car(usize, Vec<CarSetting>),
     /// Sim only: the whole sharing link drops every frame.
     LinkDown,
     /// Sim only: frames from `from` to `to` are lost.
@@ -466,16 +516,32 @@ impl Action {
     }
 }
 
-/// What the offers must settle to after a step.
+/// What must settle after a step, within `within_us`, and hold to the end
+/// of its window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expectation {
-    /// Exact offered current per station (by index), deciamps.
-    pub exact: Option<Vec<u16>>,
-    /// Upper bounds per station, deciamps.
-    pub max: Option<Vec<u16>>,
+    /// The offered current per station (by index), deciamps; empty when
+    /// the step states no offers, [`Bound::ANY`] for a station it leaves free.
+    pub offers: Vec<Bound>,
+    pub nodes: Vec<NodeExpectation>,
+    pub spread: Option<Spread>,
+    pub cars: Vec<CarExpectation>,
     pub within_us: u64,
+    /// The end of the window; `None`: the next step (or the end of the run).
+    pub until_us: Option<u64>,
     /// Computed by the harness's reference allocator, not written in the file.
     pub from_reference: bool,
+}
+
+impl Expectation {
+    /// The exact offers, when the step states one value for every station.
+    #[must_use]
+    pub fn exact_offers(&self) -> Option<Vec<u32>> {
+        if self.offers.is_empty() {
+            return None;
+        }
+        self.offers.iter().map(Bound::exact).collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -526,6 +592,8 @@ pub struct Scenario {
     pub bench: Bench,
     pub timeline: Vec<Step>,
     pub expect: Expect,
+    /// `[[assert]]`: checked by the `assertions` check.
+    pub assertions: Vec<Assertion>,
 }
 
 impl Scenario {
@@ -1183,6 +1251,25 @@ impl Ctx<'_> {
         let mut load_names = std::collections::BTreeSet::new();
         for st in &raw.timeline {
             let at_us = self.us(&st.time)?;
+            if st.action.get_ref() != "car" {
+                let car_key = [
+                    ("max", st.max.as_ref().map(|v| v.span().start)),
+                    ("soc", st.soc.as_ref().map(|v| v.span().start)),
+                    ("target", st.target.as_ref().map(|v| v.span().start)),
+                    ("capacity", st.capacity.as_ref().map(|v| v.span().start)),
+                ]
+                .into_iter()
+                .find_map(|(k, at)| at.map(|at| (k, at)));
+                if let Some((key, at)) = car_key {
+                    return Err(self.err_at(
+                        at,
+                        format!(
+                            "{key} is for do = \"car\"; this step does \"{}\"",
+                            st.action.get_ref()
+                        ),
+                    ));
+                }
+            }
             if at_us < last {
                 return Err(self.err(&st.time, "timeline steps must be in time order"));
             }
@@ -1204,9 +1291,14 @@ impl Ctx<'_> {
                 "stop" => Action::Stop(need_station()?),
                 "pause" => Action::Pause(need_station()?),
                 "load-on" | "load-off" => {
-                    let name = st.name.as_ref().ok_or_else(|| self.err(&st.action, "expected name = \"...\" for a load"))?;
+                    let name = st.name.as_ref().ok_or_else(|| {
+                        self.err(&st.action, "expected name = \"...\" for a load")
+                    })?;
                     if name.get_ref().len() > 15 || name.get_ref().contains(' ') {
-                        return Err(self.err(name, "expected a load name under 16 characters without spaces"));
+                        return Err(self.err(
+                            name,
+                            "expected a load name under 16 characters without spaces",
+                        ));
                     }
                     load_names.insert(name.get_ref().as_str());
                     if load_names.len() > rig::loads::MAX_LOADS {
@@ -1217,14 +1309,28 @@ impl Ctx<'_> {
                         Some("L2") => 2,
                         Some("L3") => 4,
                         Some("L123") => 7,
-                        Some(_) => return Err(self.err(st.phases.as_ref().unwrap_or(name), "expected phases = \"L1\", \"L2\", \"L3\" or \"L123\"")),
+                        Some(_) => {
+                            return Err(self.err(
+                                st.phases.as_ref().unwrap_or(name),
+                                "expected phases = \"L1\", \"L2\", \"L3\" or \"L123\"",
+                            ))
+                        }
                     };
                     let da = match &st.current {
                         Some(c) => self.q(c, |s| units::signed_deciamps_within(s, MAX_SITE_DA))?,
                         None if st.action.get_ref() == "load-off" => 0,
-                        None => return Err(self.err(&st.action, "expected current = \"13A\" for load-on")),
+                        None => {
+                            return Err(
+                                self.err(&st.action, "expected current = \"13A\" for load-on")
+                            )
+                        }
                     };
-                    Action::Load { name: name.get_ref().clone(), phases, da, on: st.action.get_ref() == "load-on" }
+                    Action::Load {
+                        name: name.get_ref().clone(),
+                        phases,
+                        da,
+                        on: st.action.get_ref() == "load-on",
+                    }
                 }
                 "meter" => {
                     let m = st.mode.as_ref().ok_or_else(|| self.err(&st.action, "expected mode = \"ok\"|\"silent\"|\"garbage\"|\"stale\"|\"implausible\""))?;
@@ -1239,13 +1345,22 @@ impl Ctx<'_> {
                 }
                 "misbehave" => {
                     let station = need_station()?;
-                    let k = st.kind.as_ref().ok_or_else(|| self.err(&st.action, "expected kind = \"...\""))?;
+                    let k = st
+                        .kind
+                        .as_ref()
+                        .ok_or_else(|| self.err(&st.action, "expected kind = \"...\""))?;
                     let value_da = || -> Result<u16, ScenarioError> {
-                        let v = st.value.as_ref().ok_or_else(|| self.err(k, "expected value = \"3A\""))?;
+                        let v = st
+                            .value
+                            .as_ref()
+                            .ok_or_else(|| self.err(k, "expected value = \"3A\""))?;
                         self.da16(v)
                     };
                     let value_ms = || -> Result<u32, ScenarioError> {
-                        let v = st.value.as_ref().ok_or_else(|| self.err(k, "expected value = \"8s\""))?;
+                        let v = st
+                            .value
+                            .as_ref()
+                            .ok_or_else(|| self.err(k, "expected value = \"8s\""))?;
                         self.ms(v)
                     };
                     let m = match k.get_ref().as_str() {
@@ -1261,19 +1376,65 @@ impl Ctx<'_> {
                     };
                     Action::Misbehave(station, m)
                 }
+                "car" => {
+                    let station = need_station()?;
+                    let mut settings = Vec::new();
+                    if let Some(m) = &st.max {
+                        settings.push(CarSetting::MaxDa(self.da16(m)?));
+                    }
+                    if let Some(c) = &st.capacity {
+                        settings.push(CarSetting::CapacityWh(self.q(c, units::watt_hours)?));
+                    }
+                    if st.target.is_some() {
+                        settings.push(CarSetting::TargetPermille(self.permille(
+                            st.target.as_ref(),
+                            "target",
+                            1_000,
+                        )?));
+                    }
+                    // Last: a new SoC is of the battery as now set.
+                    if st.soc.is_some() {
+                        settings.push(CarSetting::SocPermille(self.permille(
+                            st.soc.as_ref(),
+                            "soc",
+                            0,
+                        )?));
+                    }
+                    if settings.is_empty() {
+                        return Err(self.err(
+                            &st.action,
+                            "expected max, soc, target or capacity for do = \"car\"",
+                        ));
+                    }
+                    Action::Car(station, settings)
+                }
                 "link-down" => Action::LinkDown,
                 "one-way" => {
-                    let from = st.from.as_ref().ok_or_else(|| self.err(&st.action, "expected from = <station id>"))?;
-                    let to = st.to.as_ref().ok_or_else(|| self.err(&st.action, "expected to = <station id>"))?;
-                    Action::OneWay { from: index_of(from)?, to: index_of(to)? }
+                    let from = st
+                        .from
+                        .as_ref()
+                        .ok_or_else(|| self.err(&st.action, "expected from = <station id>"))?;
+                    let to = st
+                        .to
+                        .as_ref()
+                        .ok_or_else(|| self.err(&st.action, "expected to = <station id>"))?;
+                    Action::OneWay {
+                        from: index_of(from)?,
+                        to: index_of(to)?,
+                    }
                 }
                 "partition" => {
-                    let g = st.groups.as_ref().ok_or_else(|| self.err(&st.action, "expected groups = [[0, 1], [2]]"))?;
+                    let g = st
+                        .groups
+                        .as_ref()
+                        .ok_or_else(|| self.err(&st.action, "expected groups = [[0, 1], [2]]"))?;
                     let mut groups = Vec::new();
                     for grp in g {
                         let mut v = Vec::new();
                         for id in grp {
-                            v.push(stations.iter().position(|s| s.id == *id).ok_or_else(|| self.err(&st.action, format!("unknown station {id} in groups")))?);
+                            v.push(stations.iter().position(|s| s.id == *id).ok_or_else(|| {
+                                self.err(&st.action, format!("unknown station {id} in groups"))
+                            })?);
                         }
                         groups.push(v);
                     }
@@ -1293,32 +1454,23 @@ impl Ctx<'_> {
                 other => {
                     return Err(self.err(
                         &st.action,
-                        format!("unknown action \"{other}\"; expected arrive, plug, unplug, request, stop, pause, load-on, load-off, meter, misbehave, link-down, one-way, partition, noise, repair, crash, reboot, weld, unweld, forge or check"),
+                        format!(
+                            "unknown action \"{other}\"; expected one of {}",
+                            ACTIONS.join(", ")
+                        ),
                     ))
                 }
             };
-            let amps_list = |v: &Spanned<Vec<S>>| -> Result<Vec<u16>, ScenarioError> {
-                if v.get_ref().len() != stations.len() {
-                    return Err(self.err(
-                        v,
-                        format!(
-                            "expected one current per station ({}), found {}",
-                            stations.len(),
-                            v.get_ref().len()
-                        ),
-                    ));
-                }
-                v.get_ref().iter().map(|a| self.da16(a)).collect()
-            };
-            let within_us = self.opt_us(&st.within, expect.converge_within_us)?;
-            let exact = st.expect.as_ref().map(amps_list).transpose()?;
-            let max = st.expect_max.as_ref().map(amps_list).transpose()?;
-            let expectation = (exact.is_some() || max.is_some()).then_some(Expectation {
-                exact,
-                max,
-                within_us,
-                from_reference: false,
-            });
+            let expectation = self.step_expectation(
+                st,
+                at_us,
+                duration_us,
+                &expect,
+                &stations,
+                &nodes,
+                &names,
+                &index_of,
+            )?;
             let line = self.line_col(st.time.span().start).0;
             timeline.push(Step {
                 at_us,
@@ -1328,6 +1480,11 @@ impl Ctx<'_> {
             });
         }
 
+        let assertions = raw
+            .assertions
+            .iter()
+            .map(|a| self.assertion(a, &stations, &names, duration_us, &index_of))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut sc = Scenario {
             name: raw.name.as_ref().map_or(file_name, |n| n.get_ref().clone()),
             name_at: raw.name.as_ref().map(|n| self.line_col(n.span().start)),
@@ -1347,6 +1504,7 @@ impl Ctx<'_> {
             bench,
             timeline,
             expect,
+            assertions,
         };
         if let Some(h) = raw.hardware_set.as_ref().filter(|h| *h.get_ref()) {
             if sc.needs_sim() {
@@ -1362,11 +1520,12 @@ impl Ctx<'_> {
             return Err(self.group_rule_broken(&raw, &sc, e));
         }
         for (raw_step, step) in raw.timeline.iter().zip(&sc.timeline) {
-            if let (Some(v), Some(exact)) = (
-                &raw_step.expect,
-                step.expect.as_ref().and_then(|x| x.exact.as_ref()),
+            if let (Some(v), Some(x)) = (
+                raw_step.expect.as_ref().or(raw_step.expect_min.as_ref()),
+                step.expect.as_ref(),
             ) {
-                self.check_expected_offers(&sc, v, exact)?;
+                let least: Vec<u32> = x.offers.iter().map(|b| b.min_da).collect();
+                self.check_expected_offers(&sc, v, &least)?;
             }
         }
         if sc.expect.reference {
@@ -1378,6 +1537,116 @@ impl Ctx<'_> {
 
 /// The rules the firmware and the link impose, each refused at its key.
 impl Ctx<'_> {
+    /// A step's expectation, if it states any.
+    #[allow(clippy::too_many_arguments)]
+    fn step_expectation(
+        &self,
+        st: &RawStep,
+        at_us: u64,
+        duration_us: u64,
+        expect: &Expect,
+        stations: &[Station],
+        nodes: &[Node],
+        names: &BTreeMap<String, usize>,
+        index_of: &dyn Fn(&Spanned<u8>) -> Result<usize, ScenarioError>,
+    ) -> Result<Option<Expectation>, ScenarioError> {
+        let tolerance_da = st
+            .tolerance
+            .as_ref()
+            .map(|t| self.q(t, |s| units::deciamps_upto(s, MAX_SITE_DA)))
+            .transpose()?
+            .unwrap_or(0);
+        let per_station = |v: &Spanned<Vec<S>>| -> Result<(), ScenarioError> {
+            if v.get_ref().len() == stations.len() {
+                return Ok(());
+            }
+            Err(self.err(
+                v,
+                format!(
+                    "expected one current per station ({}), found {}; \"*\" leaves a station free",
+                    stations.len(),
+                    v.get_ref().len()
+                ),
+            ))
+        };
+        let mut offers = Vec::new();
+        if st.expect.is_some() || st.expect_min.is_some() || st.expect_max.is_some() {
+            offers = vec![Bound::ANY; stations.len()];
+        }
+        if let Some(v) = &st.expect {
+            per_station(v)?;
+            for (b, a) in offers.iter_mut().zip(v.get_ref()) {
+                *b = self.bound(a, tolerance_da, true)?;
+            }
+        }
+        for (list, lower) in [(&st.expect_min, true), (&st.expect_max, false)] {
+            let Some(v) = list else { continue };
+            per_station(v)?;
+            for (b, a) in offers.iter_mut().zip(v.get_ref()) {
+                let x = self.limit(a, true)?;
+                let (min, max) = if lower { (x, None) } else { (None, x) };
+                *b = self.narrow(*b, min, max, a.span().start)?;
+            }
+        }
+        let nodes_x = st
+            .expect_node
+            .iter()
+            .flatten()
+            .map(|n| self.node_expectation(n, nodes, names, tolerance_da))
+            .collect::<Result<Vec<_>, _>>()?;
+        let spread = st
+            .expect_spread
+            .as_ref()
+            .map(|s| self.spread(s, index_of, stations.len()))
+            .transpose()?;
+        let cars = st
+            .expect_car
+            .iter()
+            .flatten()
+            .map(|c| self.car_expectation(c, index_of, tolerance_da))
+            .collect::<Result<Vec<_>, _>>()?;
+        let until_us = match &st.until {
+            None => None,
+            Some(u) => {
+                let t = self.us(u)?;
+                if t <= at_us || t > duration_us {
+                    return Err(self.err(
+                        u,
+                        format!(
+                            "expected until after the step ({}) and at most the scenario's duration ({}), found \"{}\"",
+                            crate::checks::when(at_us),
+                            crate::checks::when(duration_us),
+                            u.get_ref()
+                        ),
+                    ));
+                }
+                Some(t)
+            }
+        };
+        let any = !offers.is_empty() || !nodes_x.is_empty() || spread.is_some() || !cars.is_empty();
+        if !any {
+            for (key, v) in [
+                ("tolerance", &st.tolerance),
+                ("until", &st.until),
+                ("within", &st.within),
+            ] {
+                if let Some(v) = v {
+                    return Err(self.err(v, format!("{key} without an expectation: expected expect, expect_min, expect_max, expect_node, expect_spread or expect_car in this step")));
+                }
+            }
+            return Ok(None);
+        }
+        Ok(Some(Expectation {
+            offers,
+            nodes: nodes_x,
+            spread,
+            cars,
+            within_us: self.opt_us(&st.within, expect.converge_within_us)?,
+            until_us,
+            from_reference: false,
+        }))
+    }
+
     /// The firmware's own check of the station's charging point (a breaker
     /// under 6 A, a nameplate outside 6-80 A), at the key that breaks it.
     fn check_charge_point(&self, raw: &RawStation, st: &Station) -> Result<(), ScenarioError> {
@@ -1502,16 +1771,17 @@ impl Ctx<'_> {
         }
     }
 
-    /// Exact expected offers the firmware could make: each at most the
-    /// station's own cap, and per node and phase at most the node's limit.
+    /// Expected offers the firmware could make: the least each accepts at
+    /// most the station's own cap, and per node and phase at most the
+    /// node's limit.
     fn check_expected_offers(
         &self,
         sc: &Scenario,
         raw: &Spanned<Vec<S>>,
-        exact_da: &[u16],
+        exact_da: &[u32],
     ) -> Result<(), ScenarioError> {
         for ((st, da), v) in sc.stations.iter().zip(exact_da).zip(raw.get_ref()) {
-            if *da > st.cap_da() {
+            if *da > u32::from(st.cap_da()) {
                 return Err(self.err(
                     v,
                     format!(
@@ -1529,7 +1799,7 @@ impl Ctx<'_> {
                 if sc.is_under(st.node, ni) {
                     for (ph, on) in st.loads().into_iter().enumerate() {
                         if on {
-                            sum_da[ph] += u32::from(*da);
+                            sum_da[ph] = sum_da[ph].saturating_add(*da);
                         }
                     }
                 }

@@ -414,7 +414,13 @@ impl<const N: usize> Fixture<N> {
                         return self.ok(seq, "");
                     }
                 }
-                chan.car.set_params(now, p);
+                // A new SoC sets the charge; any other setting keeps what
+                // the car has charged so far (a car changed mid-run).
+                if matches!(s, CarSetting::SocPermille(_)) {
+                    chan.car.set_params(now, p);
+                } else {
+                    chan.car.change_params(now, p);
+                }
             }
             Command::Misbehave(c, m) => {
                 let mb = &mut self.chans[usize::from(c)].car.misbehaviour;

@@ -153,6 +153,22 @@ impl Vehicle {
         self.retarget(now);
     }
 
+    /// Change the car's parameters mid-session (a new maximum, phases,
+    /// target...), keeping the energy it holds: only [`Car::set_params`]
+    /// (a new SoC) sets it. A full car whose target is raised above its
+    /// charge asks again.
+    pub fn change_params(&mut self, now: Instant, params: CarParams) {
+        self.integrate(now);
+        self.params = params;
+        let cap_mwh = u64::from(params.capacity_wh) * 1_000;
+        self.energy_mwh = self.energy_mwh.min(cap_mwh);
+        let target = u64::from(params.capacity_wh) * u64::from(params.target_permille);
+        if self.done && self.energy_mwh < target {
+            self.done = false;
+        }
+        self.retarget(now);
+    }
+
     /// The phases the station supplies (channel wiring: 1 or 3; 3 until
     /// told). The car draws only on those.
     pub fn set_supply_phases(&mut self, now: Instant, phases: u8) {
@@ -572,6 +588,42 @@ mod tests {
         assert!(!v.load().s2_closed, "back to B");
         assert_eq!(v.draw_da(), [0, 0, 0]);
         assert_eq!(v.soc_permille(), 1_000);
+    }
+
+    #[test]
+    fn a_car_changed_mid_run_keeps_its_charge_and_asks_again_above_its_target() {
+        let p = CarParams {
+            capacity_wh: 1_000,
+            soc_permille: 500,
+            target_permille: 600,
+            ..CarParams::default()
+        };
+        let mut v = charging(p);
+        run(&mut v, us(0) + secs(600));
+        assert!(v.done(), "full at its 60 % target");
+        let soc = v.soc_permille();
+        assert!(soc >= 600, "{soc}");
+        // A new maximum keeps the charge (set_params would reset it to 50 %).
+        v.change_params(us(0) + secs(601), CarParams { max_da: 100, ..p });
+        assert_eq!(v.soc_permille(), soc);
+        assert!(v.done(), "still full");
+        // The target raised above its charge: it asks again.
+        v.change_params(
+            us(0) + secs(602),
+            CarParams {
+                max_da: 100,
+                target_permille: 900,
+                ..p
+            },
+        );
+        assert!(!v.done());
+        run(&mut v, us(0) + secs(610));
+        assert_eq!(
+            v.draw_da()[0],
+            100,
+            "charging again at its new 10 A maximum"
+        );
+        assert!(v.load().s2_closed);
     }
 
     #[test]

@@ -1,8 +1,13 @@
-//! Convergence and failover: after each step, the offers reach what is
-//! expected within the deadline and stay there; and nothing flaps.
+//! Convergence and failover: after each step, what it expects (offers,
+//! sums under a node, the spread between stations, what the car does)
+//! holds within the deadline and stays so to the end of its window; and
+//! nothing flaps.
 
+use rig::iec::PilotState;
+
+use super::breaker::node_sums;
 use super::{s, when, CheckResult};
-use crate::scenario::{Action, Scenario};
+use crate::scenario::{Action, Bound, CarState, Expectation, NodeExpectation, Quantity, Scenario};
 use crate::trace::{at, Series};
 use crate::units::amps;
 
@@ -19,12 +24,260 @@ fn fmt_list(sc: &Scenario, v: &[u16]) -> String {
     format!("[{}] A", parts.join(", "))
 }
 
+/// Per node, its per-phase sums as change points.
+type NodeSeries = Vec<Vec<(u64, [u32; 3])>>;
+
+/// Node sums per quantity, computed once and only when a step asks.
+struct Sums {
+    offered: Option<NodeSeries>,
+    measured: Option<NodeSeries>,
+}
+
+impl Sums {
+    fn new(sc: &Scenario, series: &Series) -> Self {
+        let wants = |q: Quantity| {
+            sc.timeline
+                .iter()
+                .filter_map(|st| st.expect.as_ref())
+                .any(|x| x.nodes.iter().any(|n| n.of == q))
+        };
+        Self {
+            offered: wants(Quantity::Offered).then(|| node_sums(sc, series, false)),
+            measured: wants(Quantity::Measured).then(|| node_sums(sc, series, true)),
+        }
+    }
+
+    fn at(&self, q: Quantity, node: usize, t: u64) -> [u32; 3] {
+        let s = match q {
+            Quantity::Offered => &self.offered,
+            Quantity::Measured => &self.measured,
+        };
+        s.as_ref()
+            .and_then(|s| s.get(node))
+            .map_or([0; 3], |points| at(points, t, [0; 3]))
+    }
+}
+
+/// The car's state at `t`, from its pilot and contactor.
+fn car_state(series: &Series, i: usize, t: u64) -> Option<CarState> {
+    let pilot = &series.pilot[i];
+    let k = pilot.partition_point(|p| p.0 <= t);
+    let state = k.checked_sub(1).and_then(|k| pilot[k].1)?;
+    let closed = at(&series.contactor[i], t, false);
+    match state {
+        PilotState::A => Some(CarState::Unplugged),
+        PilotState::B => Some(CarState::Connected),
+        PilotState::C | PilotState::D if closed => Some(CarState::Charging),
+        PilotState::C | PilotState::D => Some(CarState::Waiting),
+        _ => None,
+    }
+}
+
+fn state_word(s: Option<CarState>) -> &'static str {
+    s.map_or(
+        "in no car state (pilot E or F, or not seen yet)",
+        CarState::word,
+    )
+}
+
+/// One part of an expectation: what it asks for, and what is seen at `t`
+/// (`Err` with the seen text when it does not hold).
+struct Judge<'a> {
+    sc: &'a Scenario,
+    series: &'a Series,
+    sums: &'a Sums,
+}
+
+impl Judge<'_> {
+    fn station(&self, i: usize) -> String {
+        format!("st{}", self.sc.stations[i].id)
+    }
+
+    fn node_phase(&self, n: &NodeExpectation) -> String {
+        let name = &self.sc.nodes[n.node].name;
+        match n.phase {
+            Some(p) => format!("node {name} L{}", p + 1),
+            None => format!("node {name} (most loaded phase)"),
+        }
+    }
+
+    fn offer(&self, i: usize, t: u64) -> u32 {
+        u32::from(at(&self.series.offered[i], t, 0))
+    }
+
+    /// What `x` asks for, in words.
+    fn wanted(&self, x: &Expectation) -> String {
+        let mut parts = Vec::new();
+        if !x.offers.is_empty() {
+            if let Some(v) = x.exact_offers() {
+                let v: Vec<u16> = v
+                    .iter()
+                    .map(|&d| u16::try_from(d).unwrap_or(u16::MAX))
+                    .collect();
+                parts.push(fmt_list(self.sc, &v));
+            } else {
+                let b: Vec<String> = x
+                    .offers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| format!("{} {}", self.station(i), b.text()))
+                    .collect();
+                parts.push(format!("[{}] A", b.join(", ")));
+            }
+        }
+        for n in &x.nodes {
+            parts.push(format!(
+                "{} {} sum {} A",
+                self.node_phase(n),
+                n.of.word(),
+                n.bound.text()
+            ));
+        }
+        if let Some(sp) = &x.spread {
+            let ids: Vec<String> = sp.stations.iter().map(|&i| self.station(i)).collect();
+            parts.push(format!(
+                "spread of {} at most {} A",
+                ids.join(", "),
+                amps(i64::from(sp.max_da))
+            ));
+        }
+        for c in &x.cars {
+            let mut p = format!("{} car", self.station(c.station));
+            if !c.draw.is_any() {
+                p.push_str(&format!(" draw {} A", c.draw.text()));
+            }
+            if let Some(s) = c.state {
+                p.push_str(&format!(" {}", s.word()));
+            }
+            parts.push(p);
+        }
+        parts.join("; ")
+    }
+
+    /// What is seen at `t`, in the same order as [`Judge::wanted`].
+    fn seen(&self, x: &Expectation, t: u64) -> String {
+        let mut parts = Vec::new();
+        if !x.offers.is_empty() {
+            let v: Vec<u16> = (0..x.offers.len())
+                .map(|i| at(&self.series.offered[i], t, 0))
+                .collect();
+            parts.push(fmt_list(self.sc, &v));
+        }
+        for n in &x.nodes {
+            parts.push(format!(
+                "{} {} sum {} A",
+                self.node_phase(n),
+                n.of.word(),
+                amps(i64::from(self.node_value(n, t)))
+            ));
+        }
+        if let Some(sp) = &x.spread {
+            parts.push(format!(
+                "spread {} A",
+                amps(i64::from(self.spread(&sp.stations, t)))
+            ));
+        }
+        for c in &x.cars {
+            parts.push(format!(
+                "{} car draw {} A {}",
+                self.station(c.station),
+                amps(i64::from(self.draw(c.station, t))),
+                state_word(car_state(self.series, c.station, t))
+            ));
+        }
+        parts.join("; ")
+    }
+
+    fn node_value(&self, n: &NodeExpectation, t: u64) -> u32 {
+        let v = self.sums.at(n.of, n.node, t);
+        n.phase.map_or_else(
+            || v.into_iter().max().unwrap_or(0),
+            |p| v[usize::from(p % 3)],
+        )
+    }
+
+    fn spread(&self, stations: &[usize], t: u64) -> u32 {
+        let v: Vec<u32> = stations.iter().map(|&i| self.offer(i, t)).collect();
+        let hi = v.iter().copied().max().unwrap_or(0);
+        let lo = v.iter().copied().min().unwrap_or(0);
+        hi - lo
+    }
+
+    /// The car's draw: its station's measured current, most loaded phase.
+    fn draw(&self, i: usize, t: u64) -> u32 {
+        let m = at(&self.series.measured[i], t, [0; 3]);
+        u32::from(m.into_iter().max().unwrap_or(0))
+    }
+
+    /// Whether all of `x` holds at `t` (`tol`: the reference's give).
+    fn holds(&self, x: &Expectation, t: u64, tol: u32) -> bool {
+        let widen = |b: &Bound| Bound {
+            min_da: b.min_da.saturating_sub(tol),
+            max_da: b.max_da.saturating_add(tol),
+        };
+        x.offers
+            .iter()
+            .enumerate()
+            .all(|(i, b)| widen(b).contains(self.offer(i, t)))
+            && x.nodes
+                .iter()
+                .all(|n| n.bound.contains(self.node_value(n, t)))
+            && x.spread
+                .as_ref()
+                .is_none_or(|sp| self.spread(&sp.stations, t) <= sp.max_da)
+            && x.cars.iter().all(|c| {
+                c.draw.contains(self.draw(c.station, t))
+                    && c.state
+                        .is_none_or(|s| car_state(self.series, c.station, t) == Some(s))
+            })
+    }
+
+    /// Every time in `(start, end)` where something `x` reads changes.
+    fn change_points(&self, x: &Expectation, start: u64, end: u64) -> Vec<u64> {
+        let inside = |t: &u64| *t > start && *t < end;
+        let mut times: Vec<u64> = vec![start];
+        for offers in &self.series.offered {
+            times.extend(offers.iter().map(|p| p.0).filter(inside));
+        }
+        let measured = !x.cars.is_empty() || x.nodes.iter().any(|n| n.of == Quantity::Measured);
+        if measured {
+            for m in &self.series.measured {
+                times.extend(m.iter().map(|p| p.0).filter(inside));
+            }
+            times.extend(self.series.meter.iter().map(|p| p.0).filter(inside));
+        }
+        for c in &x.cars {
+            times.extend(
+                self.series.pilot[c.station]
+                    .iter()
+                    .map(|p| p.0)
+                    .filter(inside),
+            );
+            times.extend(
+                self.series.contactor[c.station]
+                    .iter()
+                    .map(|p| p.0)
+                    .filter(inside),
+            );
+        }
+        times.sort_unstable();
+        times.dedup();
+        times
+    }
+}
+
 /// `failover = false`: expectations after ordinary steps; `true`: after
-/// faults and repairs.
+/// faults and repairs. Each must hold from at most `within` after its step
+/// to the end of its window (the next step, or `until`).
 pub fn convergence(sc: &Scenario, series: &Series, failover: bool) -> CheckResult {
     let name = if failover { "failover" } else { "convergence" };
     let mut c = CheckResult::new(name);
-    let n = sc.stations.len();
+    let sums = Sums::new(sc, series);
+    let judge = Judge {
+        sc,
+        series,
+        sums: &sums,
+    };
     let mut slowest: Option<(u64, usize)> = None;
     let mut checked = 0;
     let mut settle_times = Vec::new();
@@ -40,51 +293,26 @@ pub fn convergence(sc: &Scenario, series: &Series, failover: bool) -> CheckResul
         }
         checked += 1;
         let start = step.at_us;
-        let end = sc
-            .timeline
-            .get(k + 1)
-            .map_or(series.end_us, |nx| nx.at_us)
+        let end = exp
+            .until_us
+            .unwrap_or_else(|| sc.timeline.get(k + 1).map_or(series.end_us, |nx| nx.at_us))
+            .min(series.end_us)
             .max(start);
-        let tol = u16::from(exp.from_reference);
-        let matches = |t: u64| -> bool {
-            (0..n).all(|i| {
-                let o = at(&series.offered[i], t, 0);
-                let ok_exact = exp.exact.as_ref().is_none_or(|e| o.abs_diff(e[i]) <= tol);
-                let ok_max = exp.max.as_ref().is_none_or(|m| o <= m[i]);
-                ok_exact && ok_max
-            })
-        };
-        // Change points in the window, plus its start.
-        let mut times: Vec<u64> = vec![start];
-        for i in 0..n {
-            times.extend(
-                series.offered[i]
-                    .iter()
-                    .map(|p| p.0)
-                    .filter(|&t| t > start && t < end),
-            );
-        }
-        times.sort_unstable();
-        times.dedup();
+        let tol = u32::from(exp.from_reference);
+        let times = judge.change_points(exp, start, end);
         // The settle time: after the last change point that did not match.
-        let last_bad = times.iter().rev().find(|&&t| !matches(t)).copied();
+        let last_bad = times
+            .iter()
+            .rev()
+            .find(|&&t| !judge.holds(exp, t, tol))
+            .copied();
         let settled_at = match last_bad {
             None => Some(start),
             Some(b) => times.iter().find(|&&t| t > b).copied(),
         };
-        let seen_at_end: Vec<u16> = (0..n)
-            .map(|i| at(&series.offered[i], end.saturating_sub(1), 0))
-            .collect();
-        let want = exp
-            .exact
-            .as_ref()
-            .or(exp.max.as_ref())
-            .cloned()
-            .unwrap_or_default();
-        let kind = if exp.exact.is_some() {
-            "expected"
-        } else {
-            "expected at most"
+        let window = match exp.until_us {
+            Some(u) => format!(", held until {}", when(u)),
+            None => String::new(),
         };
         match settled_at {
             Some(t) if t - start <= exp.within_us => {
@@ -94,23 +322,33 @@ pub fn convergence(sc: &Scenario, series: &Series, failover: bool) -> CheckResul
                 }
             }
             Some(t) => c.fail(format!(
-                "step at {} (line {}, {}): settled only after {:.1} s, deadline {:.1} s; {kind} {}",
+                "step at {} (line {}, {}): settled only after {:.1} s, deadline {:.1} s; expected {}{window}; seen {} at {}",
                 when(start),
                 step.line,
                 crate::runner::describe(sc, &step.action),
                 s(t - start),
                 s(exp.within_us),
-                fmt_list(sc, &want)
+                judge.wanted(exp),
+                judge.seen(exp, last_bad.unwrap_or(start)),
+                when(last_bad.unwrap_or(start)),
             )),
-            None => c.fail(format!(
-                "step at {} (line {}, {}): never settled before {}; {kind} {}, seen {}",
-                when(start),
-                step.line,
-                crate::runner::describe(sc, &step.action),
-                when(end),
-                fmt_list(sc, &want),
-                fmt_list(sc, &seen_at_end)
-            )),
+            None => {
+                let bad = last_bad.unwrap_or(start);
+                c.fail(format!(
+                    "step at {} (line {}, {}): never settled before {}; expected {}{window}, seen {}{}",
+                    when(start),
+                    step.line,
+                    crate::runner::describe(sc, &step.action),
+                    when(end),
+                    judge.wanted(exp),
+                    judge.seen(exp, end.saturating_sub(1)),
+                    if bad > start {
+                        format!(" (last broken at {})", when(bad))
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
         }
     }
     if checked == 0 {

@@ -1,5 +1,5 @@
 //! Checks over a trace: convergence, breaker safety, failover, IEC
-//! 61851-1 conformance and rotation under shortage. Each check reads only what the fixture measured
+//! 61851-1 conformance, rotation under shortage and the scenario's own assertions. Each check reads only what the fixture measured
 //! (and the scenario), puts its figures in the report, and says on failure
 //! what was expected, what was seen, when, and on which station.
 
@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::scenario::Scenario;
 use crate::trace::Trace;
 
+mod assertions;
 pub(crate) mod breaker;
 mod convergence;
 mod iec;
@@ -27,6 +28,7 @@ pub const CHECK_NAMES: &[&str] = &[
     "iec-61851",
     "no-flapping",
     "rotation",
+    "assertions",
 ];
 
 /// Most failure lines kept per check.
@@ -104,6 +106,7 @@ pub fn run_all(sc: &Scenario, trace: &Trace) -> Vec<CheckResult> {
         breaker::thermal(sc, &series),
         iec::conformance(sc, &series),
         rotation::rotation(sc, &series),
+        assertions::assertions(sc, &series, trace),
     ];
     if !sc.expect.reference_notes.is_empty() {
         let notes = sc.expect.reference_notes.join("; ");

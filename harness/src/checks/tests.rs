@@ -444,3 +444,439 @@ fn cars_that_take_turns_pass_rotation_and_one_never_served_fails() {
     let cs = run_all(&sc, &trace(&[(2 * S, duty(0, 320))], 240));
     assert!(find(&cs, "rotation").skipped.is_some());
 }
+
+/// The tiny site with its reference expectations replaced by `steps`.
+fn stated(steps: &str) -> Scenario {
+    let text = crate::scenario::tests::TINY
+        .replace("[expect]\nreference = true\n", "")
+        .split("[[at]]")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+        + steps;
+    Scenario::parse(std::path::Path::new("t.toml"), &text).unwrap()
+}
+
+fn pilot(ch: u8, state: rig::iec::PilotState) -> Event {
+    Event::Pilot {
+        ch,
+        state: Some(state),
+        high_mv: 6_000,
+        low_mv: -12_000,
+    }
+}
+
+fn convergence_failures(sc: &Scenario, t: &Trace) -> Vec<String> {
+    let cs = run_all(sc, t);
+    let c = find(&cs, "convergence");
+    if c.passed {
+        Vec::new()
+    } else {
+        c.failures.clone()
+    }
+}
+
+const ONE_STEP: &str = "[[at]]\ntime = \"1s\"\ndo = \"arrive\"\nstation = 0\n";
+
+#[test]
+fn a_tolerance_accepts_within_and_fails_beyond() {
+    let sc = stated(&format!(
+        "{ONE_STEP}expect = [\"13.3A +/- 0.1A\", \"0A\"]\n"
+    ));
+    // Duties that give these currents exactly (multiples of 0.3 A).
+    let near = trace(&[(2 * S, duty(0, 132))], 60);
+    assert!(convergence_failures(&sc, &near).is_empty());
+    let off = trace(&[(2 * S, duty(0, 135))], 60);
+    let f = convergence_failures(&sc, &off);
+    assert!(
+        f.iter()
+            .any(|f| f.contains("expected [st0 13.2..13.4, st1 0.0] A, seen [st0 13.5, st1 0.0] A")),
+        "{f:?}"
+    );
+    // The step-level tolerance does the same for every value.
+    let sc = stated(&format!(
+        "{ONE_STEP}expect = [\"13.3A\", \"0A\"]\ntolerance = \"0.2A\"\n"
+    ));
+    assert!(convergence_failures(&sc, &off).is_empty());
+    let further = trace(&[(2 * S, duty(0, 138))], 60);
+    assert!(!convergence_failures(&sc, &further).is_empty());
+}
+
+#[test]
+fn expect_min_and_a_free_station_are_checked() {
+    let sc = stated(&format!(
+        "{ONE_STEP}expect_min = [\"10A\", \"*\"]\nexpect_max = [\"*\", \"0A\"]\n"
+    ));
+    // Station 1 is free below 0 A only; station 0 at least 10 A.
+    let good = trace(&[(2 * S, duty(0, 300))], 60);
+    assert!(convergence_failures(&sc, &good).is_empty());
+    let low = trace(&[(2 * S, duty(0, 90))], 60);
+    let f = convergence_failures(&sc, &low);
+    assert!(
+        f.iter()
+            .any(|f| f.contains("expected [st0 >=10.0, st1 0.0] A, seen [st0 9.0, st1 0.0] A")),
+        "{f:?}"
+    );
+    // "*" leaves the station out entirely.
+    let sc = stated(&format!("{ONE_STEP}expect = [\"32A\", \"*\"]\n"));
+    let other = trace(&[(2 * S, duty(0, 320)), (3 * S, duty(1, 60))], 60);
+    assert!(convergence_failures(&sc, &other).is_empty());
+}
+
+#[test]
+fn node_sums_offered_and_measured_are_checked() {
+    let sc = stated(&format!(
+        "{ONE_STEP}expect_node = [{{ node = \"circuit\", sum = \"limit\" }}, {{ node = \"circuit\", phase = \"L1\", of = \"measured\", max = \"20A\" }}]\n"
+    ));
+    let current = |ch: u8, a: u16| Event::Current { ch, da: [a, 0, 0] };
+    let good = trace(
+        &[
+            (2 * S, duty(0, 160)),
+            (2 * S, duty(1, 160)),
+            (5 * S, current(0, 150)),
+        ],
+        60,
+    );
+    assert!(convergence_failures(&sc, &good).is_empty());
+    // Nothing wasted fails when 4 A of the limit is left unoffered.
+    let wasted = trace(&[(2 * S, duty(0, 160)), (2 * S, duty(1, 120))], 60);
+    let f = convergence_failures(&sc, &wasted);
+    assert!(
+        f.iter().any(
+            |f| f.contains("node circuit (most loaded phase) offered sum 28.0 A")
+                && f.contains("expected")
+                && f.contains("offered sum 32.0 A")
+        ),
+        "{f:?}"
+    );
+    // The measured sum over its bound fails.
+    let hot = trace(
+        &[
+            (2 * S, duty(0, 160)),
+            (2 * S, duty(1, 160)),
+            (5 * S, current(0, 150)),
+            (5 * S, current(1, 100)),
+        ],
+        60,
+    );
+    let f = convergence_failures(&sc, &hot);
+    assert!(
+        f.iter()
+            .any(|f| f.contains("node circuit L1 measured sum 25.0 A")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn a_spread_between_stations_is_checked() {
+    let sc = stated(&format!(
+        "{ONE_STEP}expect_spread = {{ max = \"1A\", stations = [0, 1] }}\n"
+    ));
+    let even = trace(&[(2 * S, duty(0, 160)), (2 * S, duty(1, 155))], 60);
+    assert!(convergence_failures(&sc, &even).is_empty());
+    let uneven = trace(&[(2 * S, duty(0, 200)), (2 * S, duty(1, 120))], 60);
+    let f = convergence_failures(&sc, &uneven);
+    assert!(
+        f.iter()
+            .any(|f| f.contains("spread of st0, st1 at most 1.0 A")
+                && f.contains("seen spread 8.0 A")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn what_the_car_does_is_checked() {
+    use rig::iec::PilotState::{B, C};
+    let sc = stated(&format!(
+        "{ONE_STEP}expect_car = [{{ station = 0, draw = \"16A +/- 0.5A\", state = \"charging\" }}]\n"
+    ));
+    let closed = |ch| Event::Contactor { ch, closed: true };
+    let draw = |ch: u8, a: u16| Event::Current { ch, da: [a, 0, 0] };
+    let charging = trace(
+        &[
+            (2 * S, duty(0, 160)),
+            (3 * S, pilot(0, C)),
+            (3 * S, closed(0)),
+            (4 * S, draw(0, 158)),
+        ],
+        60,
+    );
+    assert!(convergence_failures(&sc, &charging).is_empty());
+    // A car that stays in B (not asking) with no draw fails.
+    let idle = trace(&[(2 * S, duty(0, 160)), (3 * S, pilot(0, B))], 60);
+    let f = convergence_failures(&sc, &idle);
+    assert!(
+        f.iter().any(
+            |f| f.contains("expected st0 car draw 15.5..16.5 A charging")
+                && f.contains("seen st0 car draw 0.0 A connected")
+        ),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn an_until_window_reaches_past_the_next_step() {
+    let sc = stated(&format!(
+        "{ONE_STEP}expect = [\"32A\", \"*\"]\nuntil = \"50s\"\n[[at]]\ntime = \"20s\"\ndo = \"check\"\n"
+    ));
+    // The offer drops at 30 s, after the next step but inside the window.
+    let dropped = trace(&[(2 * S, duty(0, 320)), (30 * S, duty(0, 160))], 60);
+    let f = convergence_failures(&sc, &dropped);
+    assert!(
+        f.iter().any(
+            |f| f.contains("held until t=50.000 s") && f.contains("seen [st0 16.0, st1 0.0] A")
+        ),
+        "{f:?}"
+    );
+    // Without `until` the window ends at the next step, and it passes.
+    let sc = stated(&format!(
+        "{ONE_STEP}expect = [\"32A\", \"*\"]\n[[at]]\ntime = \"20s\"\ndo = \"check\"\n"
+    ));
+    assert!(convergence_failures(&sc, &dropped).is_empty());
+}
+
+fn assertion_failures(asserts: &str, t: &Trace) -> Vec<String> {
+    let sc = stated(&format!("{ONE_STEP}{asserts}"));
+    let cs = run_all(&sc, t);
+    let c = find(&cs, "assertions");
+    assert!(c.skipped.is_none());
+    c.failures.clone()
+}
+
+fn closed(ch: u8, closed: bool) -> Event {
+    Event::Contactor { ch, closed }
+}
+
+#[test]
+fn no_offer_between_0_and_6_a() {
+    let x = "[[assert]]\nthat = \"no-offer-between\"\nabove = \"0A\"\nbelow = \"6A\"\n";
+    let good = trace(&[(2 * S, duty(0, 60)), (9 * S, duty(0, 0))], 60);
+    assert!(assertion_failures(x, &good).is_empty());
+    // A duty offers no current under 6 A: what is between 0 and 6 A is
+    // PWM the car cannot read as a current (7.5 % here).
+    let bad = trace(&[(2 * S, duty(0, 60)), (9 * S, duty(0, 45))], 60);
+    let f = assertion_failures(x, &bad);
+    assert!(
+        f.iter().any(|f| f.contains("no-offer-between (line")
+            && f.contains("st0 PWM at 7.50 % duty from t=9.000 s offers no valid current")),
+        "{f:?}"
+    );
+    // Any other range reads the offers.
+    let x = "[[assert]]\nthat = \"no-offer-between\"\nabove = \"6A\"\nbelow = \"10A\"\n";
+    let bad = trace(&[(2 * S, duty(0, 60)), (9 * S, duty(0, 81))], 60);
+    let f = assertion_failures(x, &bad);
+    assert!(
+        f.iter().any(|f| f
+            .contains("st0 offered 8.1 A at t=9.000 s, between 6.0 A and 10.0 A (both excluded)")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn at_most_n_charging_and_someone_charging() {
+    use rig::iec::PilotState::C;
+    let at_most = "[[assert]]\nthat = \"at-most-charging\"\ncount = 1\n";
+    let both = trace(
+        &[
+            (2 * S, duty(0, 160)),
+            (2 * S, closed(0, true)),
+            (5 * S, duty(1, 160)),
+            (5 * S, closed(1, true)),
+        ],
+        60,
+    );
+    let f = assertion_failures(at_most, &both);
+    assert!(
+        f.iter()
+            .any(|f| f.contains("2 stations charging at t=5.000 s (st0, st1), at most 1 allowed")),
+        "{f:?}"
+    );
+    let one = trace(&[(2 * S, duty(0, 160)), (2 * S, closed(0, true))], 60);
+    assert!(assertion_failures(at_most, &one).is_empty());
+
+    let someone = "[[assert]]\nthat = \"someone-charging\"\nlonger_than = \"10s\"\n";
+    // Car 1 asks from 2 s; nothing charges until 20 s: an 18 s gap.
+    let late = trace(
+        &[
+            (2 * S, pilot(1, C)),
+            (20 * S, duty(1, 160)),
+            (20 * S, closed(1, true)),
+        ],
+        60,
+    );
+    let f = assertion_failures(someone, &late);
+    assert!(
+        f.iter().any(|f| f.contains(
+            "every waiting car stopped from t=2.000 s for 18.0 s (allowed 10.0 s); asking: st1"
+        )),
+        "{f:?}"
+    );
+    let soon = trace(
+        &[
+            (2 * S, pilot(1, C)),
+            (5 * S, duty(1, 160)),
+            (5 * S, closed(1, true)),
+        ],
+        60,
+    );
+    assert!(assertion_failures(someone, &soon).is_empty());
+}
+
+#[test]
+fn a_node_over_its_limit_too_long_fails() {
+    let x = "[[assert]]\nthat = \"node-within-limit\"\nnode = \"circuit\"\nlonger_than = \"6s\"\n";
+    let current = |ch: u8, a: u16| Event::Current { ch, da: [a, 0, 0] };
+    let brief = trace(
+        &[
+            (2 * S, current(0, 200)),
+            (2 * S, current(1, 200)),
+            (6 * S, current(1, 100)),
+        ],
+        60,
+    );
+    assert!(assertion_failures(x, &brief).is_empty());
+    let long = trace(
+        &[
+            (2 * S, current(0, 200)),
+            (2 * S, current(1, 200)),
+            (9 * S, current(1, 100)),
+        ],
+        60,
+    );
+    let f = assertion_failures(x, &long);
+    assert!(
+        f.iter().any(|f| f.contains("node circuit measured over its 32.0 A limit from t=2.000 s for 7.0 s (allowed 6.0 s); peak 40.0 A on L1")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn make_before_break_order_is_checked() {
+    let x = "[[assert]]\nthat = \"first-offer-after-drop\"\nstation = 1\nafter = 0\n";
+    let ordered = trace(
+        &[
+            (2 * S, duty(0, 320)),
+            (40 * S, duty(0, 160)),
+            (42 * S, duty(1, 160)),
+        ],
+        60,
+    );
+    assert!(assertion_failures(x, &ordered).is_empty());
+    let early = trace(
+        &[
+            (2 * S, duty(0, 320)),
+            (40 * S, duty(1, 160)),
+            (42 * S, duty(0, 160)),
+        ],
+        60,
+    );
+    let f = assertion_failures(x, &early);
+    assert!(
+        f.iter().any(|f| f.contains("st1 first offered 16.0 A at t=40.000 s, before st0's offer dropped (32.0 -> 16.0 A at t=42.000 s)")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn the_contactor_must_open_in_its_window_after_an_overcurrent() {
+    let x =
+        "[[assert]]\nthat = \"opens-after-overcurrent\"\nstation = 0\nbetween = [\"6s\", \"8s\"]\n";
+    let current = |a: u16| Event::Current {
+        ch: 0,
+        da: [a, 0, 0],
+    };
+    let run = |open_s: u64| {
+        trace(
+            &[
+                (2 * S, duty(0, 240)),
+                (2 * S, closed(0, true)),
+                (3 * S, current(240)),
+                (10 * S, duty(0, 160)),
+                (open_s * S, closed(0, false)),
+                (open_s * S, current(0)),
+            ],
+            60,
+        )
+    };
+    assert!(assertion_failures(x, &run(17)).is_empty());
+    let f = assertion_failures(x, &run(12));
+    assert!(
+        f.iter().any(|f| f.contains("st0 contactor opened 2.000 s after an overcurrent began at t=10.000 s (24.0 A measured against 16.0 A offered); expected between 6.000 s and 8.000 s")),
+        "{f:?}"
+    );
+    let f = assertion_failures(x, &run(30));
+    assert!(
+        f.iter()
+            .any(|f| f.contains("opened 20.000 s after") && f.contains("expected between")),
+        "{f:?}"
+    );
+    // Never opened at all.
+    let never = trace(
+        &[
+            (2 * S, duty(0, 240)),
+            (2 * S, closed(0, true)),
+            (3 * S, current(240)),
+            (10 * S, duty(0, 160)),
+        ],
+        60,
+    );
+    let f = assertion_failures(x, &never);
+    assert!(
+        f.iter()
+            .any(|f| f.contains("contactor still closed after 8.000 s")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn a_station_report_is_counted() {
+    let x = "[[assert]]\nthat = \"reported\"\nstation = 0\nsays = \"fault: overcurrent\"\n";
+    let says = |t_us: u64, text: &str| Record::Telemetry {
+        t_us,
+        station: 0,
+        text: text.into(),
+    };
+    let mut t = trace(&[], 60);
+    t.push_record(says(
+        5 * S,
+        "fault: overcurrent: measured 24.0 A against 16.0 A offered",
+    ));
+    t.finish(60 * S);
+    assert!(assertion_failures(x, &t).is_empty());
+    t.push_record(says(
+        9 * S,
+        "fault: overcurrent: measured 20.0 A against 16.0 A offered",
+    ));
+    t.finish(60 * S);
+    let f = assertion_failures(x, &t);
+    assert!(
+        f.iter().any(|f| f.contains("st0 reported \"fault: overcurrent\" 2 times from t=0.000 s to t=60.000 s (at t=5.000 s, t=9.000 s); expected exactly once")),
+        "{f:?}"
+    );
+    let none = trace(&[], 60);
+    let at_least = x.replace("says = ", "times = \"at-least-once\"\nsays = ");
+    assert!(!assertion_failures(&at_least, &none).is_empty());
+}
+
+#[test]
+fn a_pause_shorter_than_its_minimum_fails() {
+    use rig::iec::PilotState::C;
+    let x = "[[assert]]\nthat = \"pauses-at-least\"\nat_least = \"60s\"\n";
+    let run = |resume_s: u64| {
+        trace(
+            &[
+                (2 * S, pilot(0, C)),
+                (2 * S, duty(0, 160)),
+                (10 * S, duty(0, 0)),
+                (resume_s * S, duty(0, 160)),
+            ],
+            120,
+        )
+    };
+    assert!(assertion_failures(x, &run(75)).is_empty());
+    let f = assertion_failures(x, &run(40));
+    assert!(
+        f.iter().any(|f| f.contains("st0 paused at t=10.000 s and was offered 16.0 A again at t=40.000 s, after 30.0 s (at least 60.0 s)")),
+        "{f:?}"
+    );
+}

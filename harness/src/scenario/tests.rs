@@ -47,7 +47,7 @@ fn a_valid_file_loads() {
     assert_eq!(s.stations[1].fallback_da, 160);
     assert_eq!(s.timeline[1].at_us, 40_000_000);
     assert_eq!(
-        s.timeline[1].expect.as_ref().unwrap().exact,
+        s.timeline[1].expect.as_ref().unwrap().exact_offers(),
         Some(vec![160, 160])
     );
 }
@@ -547,5 +547,563 @@ fn the_corpus_hardware_set_fits_30_minutes_of_a_4_station_bench() {
         total_us <= 30 * 60 * 1_000_000,
         "{} s",
         total_us / 1_000_000
+    );
+}
+
+/// TINY without its reference expectations, with `step` as its only step.
+fn with_step(step: &str) -> String {
+    TINY.replace("[expect]\nreference = true\n", "")
+        .split("[[at]]")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+        + "[[at]]\ntime = \"1s\"\ndo = \"arrive\"\nstation = 0\n"
+        + step
+}
+
+/// Line and column of the last `needle` in `text`, 1-based.
+fn at_of(text: &str, needle: &str) -> (usize, usize) {
+    let off = text.rfind(needle).unwrap();
+    let before = &text[..off];
+    (
+        before.matches('\n').count() + 1,
+        off - before.rfind('\n').map_or(0, |i| i + 1) + 1,
+    )
+}
+
+#[test]
+fn expectation_keys_parse_into_bounds() {
+    let s = Scenario::parse(
+        Path::new("t.toml"),
+        &with_step(
+            "expect = [\"13.3A +/- 0.1A\", \"*\"]\nexpect_min = [\"*\", \"6A\"]\ntolerance = \"0.5A\"\nuntil = \"90s\"\nexpect_node = [{ node = \"circuit\", sum = \"limit\" }, { node = \"circuit\", phase = \"L2\", of = \"measured\", min = \"1A\", max = \"2A\" }]\nexpect_spread = { max = \"1A\" }\nexpect_car = [{ station = 1, draw = \"10A\", state = \"connected\" }]\n",
+        ),
+    )
+    .unwrap();
+    let x = s.timeline[0].expect.as_ref().unwrap();
+    assert_eq!(
+        x.offers[0],
+        Bound {
+            min_da: 132,
+            max_da: 134
+        }
+    );
+    assert_eq!(
+        x.offers[1],
+        Bound {
+            min_da: 60,
+            max_da: u32::MAX
+        }
+    );
+    assert_eq!(x.until_us, Some(90_000_000));
+    assert_eq!(
+        x.nodes[0].bound,
+        Bound {
+            min_da: 315,
+            max_da: 325
+        },
+        "the limit, give or take the step's tolerance"
+    );
+    assert_eq!(
+        (x.nodes[1].phase, x.nodes[1].of),
+        (Some(1), Quantity::Measured)
+    );
+    assert_eq!(
+        x.nodes[1].bound,
+        Bound {
+            min_da: 10,
+            max_da: 20
+        }
+    );
+    assert_eq!(x.spread.as_ref().unwrap().stations, vec![0, 1]);
+    assert_eq!(
+        x.cars[0].draw,
+        Bound {
+            min_da: 95,
+            max_da: 105
+        }
+    );
+    assert_eq!(x.cars[0].state, Some(CarState::Connected));
+}
+
+#[test]
+fn bad_expectations_are_refused_at_their_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "expect = [\"13.3A +- 0.1A\", \"0A\"]\n",
+            "\"13.3A +-",
+            "expected a current such as \"16A\" or \"13.3A +/- 0.1A\", or \"*\" for any value, found \"13.3A +- 0.1A\"",
+        ),
+        (
+            "expect = [\"13.3A +/- x\", \"0A\"]\n",
+            "\"13.3A +/-",
+            "(the tolerance)",
+        ),
+        (
+            "expect_max = [\"3A +/- 1A\", \"*\"]\n",
+            "\"3A +/-",
+            "a tolerance is for",
+        ),
+        (
+            "expect = [\"*\"]\n",
+            "[\"*\"]",
+            "one current per station (2), found 1",
+        ),
+        (
+            "expect_min = [\"20A\", \"*\"]\nexpect_max = [\"10A\", \"*\"]\n",
+            "\"10A\"",
+            "leaves nothing",
+        ),
+        (
+            "expect = [\"*\", \"*\"]\nuntil = \"0.5s\"\n",
+            "\"0.5s\"",
+            "expected until after the step",
+        ),
+        (
+            "expect = [\"*\", \"*\"]\nuntil = \"3min\"\n",
+            "\"3min\"",
+            "at most the scenario's duration",
+        ),
+        (
+            "until = \"1min\"\n",
+            "\"1min\"",
+            "until without an expectation",
+        ),
+        (
+            "expect_node = [{ node = \"garage\", sum = \"3A\" }]\n",
+            "\"garage\"",
+            "unknown node \"garage\"; expected one of circuit",
+        ),
+        (
+            "expect_node = [{ node = \"circuit\", phase = \"L4\", max = \"3A\" }]\n",
+            "\"L4\"",
+            "expected phase = \"L1\"",
+        ),
+        (
+            "expect_node = [{ node = \"circuit\", of = \"drawn\", max = \"3A\" }]\n",
+            "\"drawn\"",
+            "expected of = \"offered\" or \"measured\"",
+        ),
+        (
+            "expect_node = [{ node = \"circuit\" }]\n",
+            "\"circuit\" }",
+            "expected sum",
+        ),
+        (
+            "expect_spread = { max = \"1A\", stations = [0] }\n",
+            "\"1A\"",
+            "at least two stations",
+        ),
+        (
+            "expect_spread = { max = \"1A\", stations = [0, 7] }\n",
+            "7]",
+            "unknown station 7",
+        ),
+        (
+            "expect_car = [{ station = 0, state = \"asleep\" }]\n",
+            "\"asleep\"",
+            "expected state = \"unplugged\"",
+        ),
+        (
+            "expect_car = [{ station = 0 }]\n",
+            "0 }",
+            "expected draw, draw_min, draw_max or state",
+        ),
+        (
+            "expect_car = [{ station = 0, colour = \"red\" }]\n",
+            "colour",
+            "unknown field `colour`",
+        ),
+        (
+            "expect = [\"33A\", \"*\"]\n",
+            "\"33A\"",
+            "at most its 32A cap",
+        ),
+        (
+            "expect_min = [\"20A\", \"20A\"]\n",
+            "[\"20A\"",
+            "add up to 40A on L1",
+        ),
+    ];
+    for (step, needle, message) in cases {
+        let text = with_step(step);
+        let e = Scenario::parse(Path::new("bad.toml"), &text).unwrap_err();
+        assert!(e.message.contains(message), "{step}: {e}");
+        assert_eq!((e.line, e.column), at_of(&text, needle), "{step}: {e}");
+    }
+}
+
+#[test]
+fn bad_assertions_are_refused_at_their_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "that = \"sometimes\"\n",
+            "\"sometimes\"",
+            "unknown assertion \"sometimes\"; expected that = no-offer-between",
+        ),
+        (
+            "that = \"no-offer-between\"\nabove = \"6A\"\nbelow = \"6A\"\n",
+            "below = \"6A\"",
+            "the range between them",
+        ),
+        (
+            "that = \"at-most-charging\"\n",
+            "\"at-most-charging\"",
+            "expected count",
+        ),
+        (
+            "that = \"at-most-charging\"\ncount = 1\nnode = \"circuit\"\n",
+            "\"circuit\"\n",
+            "does not read node",
+        ),
+        (
+            "that = \"node-within-limit\"\nnode = \"garage\"\n",
+            "\"garage\"",
+            "unknown node \"garage\"",
+        ),
+        (
+            "that = \"first-offer-after-drop\"\nstation = 1\nafter = 1\n",
+            "after = 1",
+            "another station",
+        ),
+        (
+            "that = \"first-offer-after-drop\"\nstation = 1\n",
+            "\"first-offer",
+            "expected after = <station id>",
+        ),
+        (
+            "that = \"opens-after-overcurrent\"\nstation = 0\nbetween = [\"8s\"]\n",
+            "[\"8s\"]",
+            "two durations",
+        ),
+        (
+            "that = \"opens-after-overcurrent\"\nstation = 0\nbetween = [\"8s\", \"6s\"]\n",
+            "\"6s\"",
+            "at least the first",
+        ),
+        (
+            "that = \"reported\"\nstation = 0\nsays = \"fault\"\ntimes = \"twice\"\n",
+            "\"twice\"",
+            "expected times = \"once\"",
+        ),
+        (
+            "that = \"someone-charging\"\nuntil = \"3min\"\n",
+            "\"3min\"",
+            "at most the scenario's duration",
+        ),
+        (
+            "that = \"someone-charging\"\nfrom = \"1min\"\nuntil = \"30s\"\n",
+            "\"30s\"",
+            "expected until after from",
+        ),
+    ];
+    for (body, needle, message) in cases {
+        let text = with_step("") + "[[assert]]\n" + body;
+        let e = Scenario::parse(Path::new("bad.toml"), &text).unwrap_err();
+        assert!(e.message.contains(message), "{body}: {e}");
+        let (line, col) = at_of(&text, needle);
+        let col = if needle.starts_with("below") || needle.starts_with("after") {
+            col + needle.find(' ').unwrap() + 3
+        } else {
+            col
+        };
+        assert_eq!((e.line, e.column), (line, col), "{body}: {e}");
+    }
+}
+
+/// Each ```toml block of `text` with the line it starts on.
+fn toml_blocks(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut cur: Option<(usize, String)> = None;
+    for (k, line) in text.lines().enumerate() {
+        match &mut cur {
+            None if line.trim_start() == "```toml" => cur = Some((k + 2, String::new())),
+            None => {}
+            Some(_) if line.trim_start() == "```" => out.extend(cur.take()),
+            Some((_, b)) => {
+                b.push_str(line);
+                b.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// Every scenario block in the README loads: the first is a whole file,
+/// the others extend it (a step, an assertion). The bench inventory's
+/// block is not a scenario.
+#[test]
+fn every_scenario_block_in_the_readme_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let mut base: Option<String> = None;
+    let mut checked = 0;
+    for (line, block) in toml_blocks(&readme) {
+        if block.contains("[[bench]]") {
+            continue;
+        }
+        let text = match &base {
+            None => block.clone(),
+            Some(b) => format!("{b}{block}"),
+        };
+        if let Err(e) = Scenario::parse(Path::new("README.md"), &text) {
+            panic!("the README's scenario block at line {line} does not load: {e}");
+        }
+        base.get_or_insert(block);
+        checked += 1;
+    }
+    assert!(checked >= 3, "found {checked} scenario blocks");
+}
+
+#[test]
+fn a_car_step_changes_the_car_and_its_keys_belong_to_it() {
+    let s = Scenario::parse(
+        Path::new("t.toml"),
+        &with_step("[[at]]\ntime = \"5s\"\ndo = \"car\"\nstation = 1\nmax = \"10A\"\nsoc = 20\ntarget = 80\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        s.timeline[1].action,
+        Action::Car(
+            1,
+            vec![
+                CarSetting::MaxDa(100),
+                CarSetting::TargetPermille(800),
+                CarSetting::SocPermille(200)
+            ]
+        ),
+        "the SoC last: it is of the battery as now set"
+    );
+    for (step, needle, message) in [
+        (
+            "[[at]]\ntime = \"5s\"\ndo = \"car\"\nstation = 1\n",
+            "\"car\"",
+            "expected max, soc, target or capacity",
+        ),
+        (
+            "[[at]]\ntime = \"5s\"\ndo = \"car\"\nmax = \"10A\"\n",
+            "\"car\"",
+            "expected station = <id>",
+        ),
+        (
+            "[[at]]\ntime = \"5s\"\ndo = \"car\"\nstation = 1\nsoc = 120\n",
+            "120",
+            "expected soc from 0 to 100",
+        ),
+        (
+            "[[at]]\ntime = \"5s\"\ndo = \"unplug\"\nstation = 1\nmax = \"10A\"\n",
+            "\"10A\"",
+            "max is for do = \"car\"",
+        ),
+    ] {
+        let text = with_step(step);
+        let e = Scenario::parse(Path::new("bad.toml"), &text).unwrap_err();
+        assert!(e.message.contains(message), "{step}: {e}");
+        assert_eq!((e.line, e.column), at_of(&text, needle), "{step}: {e}");
+    }
+}
+
+/// The keys a table accepts, from the parser itself: its unknown-field
+/// error lists them.
+fn keys_of(snippet: &str) -> std::collections::BTreeSet<String> {
+    let e = Scenario::parse(Path::new("k.toml"), snippet).unwrap_err();
+    let list = e
+        .message
+        .split_once("expected")
+        .map(|(_, l)| l.to_string())
+        .unwrap_or_default();
+    let keys: std::collections::BTreeSet<String> = list
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    assert!(!keys.is_empty(), "{snippet}: {e}");
+    keys
+}
+
+/// The names in the first column of the tables in `heading`'s section.
+fn documented(doc: &str, heading: &str) -> std::collections::BTreeSet<String> {
+    let start = doc
+        .find(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("no section {heading}"));
+    let body = &doc[start + heading.len() + 2..];
+    let end = body
+        .find("\n## ")
+        .into_iter()
+        .chain(body.find("\n### "))
+        .min()
+        .unwrap_or(body.len());
+    body[..end]
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once("` |").map(|(k, _)| k.to_string()))
+        .collect()
+}
+
+/// docs/scenario-reference.md documents exactly the keys the parser takes,
+/// every action and every assertion kind; its examples load.
+#[test]
+fn the_reference_matches_the_parser() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/scenario-reference.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let tables = [
+        ("## Top level", "zzz = 1\n"),
+        ("## `[[node]]`", "[[node]]\nzzz = 1\n"),
+        ("## `[[station]]`", "[[station]]\nzzz = 1\n"),
+        ("## `[[car]]`", "[[car]]\nzzz = 1\n"),
+        ("## `[sharing]`", "[sharing]\nzzz = 1\n"),
+        ("## `[meter]`", "[meter]\nzzz = 1\n"),
+        ("## `[bench]`", "[bench]\nzzz = 1\n"),
+        ("## `[expect]`", "[expect]\nzzz = 1\n"),
+        ("## `[[at]]`: a timeline step", "[[at]]\nzzz = 1\n"),
+        (
+            "### `expect_node` items",
+            "[[at]]\nexpect_node = [{ zzz = 1 }]\n",
+        ),
+        (
+            "### `expect_spread`",
+            "[[at]]\nexpect_spread = { zzz = 1 }\n",
+        ),
+        (
+            "### `expect_car` items",
+            "[[at]]\nexpect_car = [{ zzz = 1 }]\n",
+        ),
+        (
+            "## `[[assert]]`: assertions over time",
+            "[[assert]]\nzzz = 1\n",
+        ),
+    ];
+    for (heading, snippet) in tables {
+        assert_eq!(documented(&doc, heading), keys_of(snippet), "{heading}");
+    }
+    let names = |v: &[&str]| {
+        v.iter()
+            .map(|s| (*s).to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(documented(&doc, "### Actions (`do`)"), names(ACTIONS));
+    assert_eq!(
+        documented(&doc, "### Assertion kinds (`that`)"),
+        names(ASSERT_KINDS)
+    );
+    // Every action listed is one the parser takes.
+    for a in ACTIONS {
+        let text = with_step(&format!(
+            "[[at]]\ntime = \"5s\"\ndo = \"{a}\"\nstation = 1\n"
+        ));
+        if let Err(e) = Scenario::parse(Path::new("a.toml"), &text) {
+            assert!(!e.message.contains("unknown action"), "{a}: {e}");
+        }
+    }
+    let mut base: Option<String> = None;
+    let mut checked = 0;
+    for (line, block) in toml_blocks(&doc) {
+        let text = base
+            .as_ref()
+            .map_or_else(|| block.clone(), |b| format!("{b}{block}"));
+        if let Err(e) = Scenario::parse(Path::new("scenario-reference.md"), &text) {
+            panic!("the reference's block at line {line} does not load: {e}");
+        }
+        base.get_or_insert(block);
+        checked += 1;
+    }
+    assert_eq!(checked, 3);
+}
+
+/// docs/scenario.schema.json (for editors) accepts every scenario in
+/// fixtures/, refuses what the parser refuses by shape (an unknown key, a
+/// current without its unit, an unknown action), and names exactly the
+/// parser's keys in every table, so it cannot drift.
+#[test]
+fn the_json_schema_matches_the_parser_and_the_corpus() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("docs/scenario.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let as_json = |text: &str| -> serde_json::Value {
+        serde_json::to_value(toml::from_str::<toml::Value>(text).unwrap()).unwrap()
+    };
+    let mut files = 0;
+    for entry in std::fs::read_dir(root.join("fixtures/scenarios")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let v = as_json(&std::fs::read_to_string(&p).unwrap());
+            let errors: Vec<String> = validator
+                .iter_errors(&v)
+                .map(|e| format!("{e} at {}", e.instance_path()))
+                .collect();
+            assert!(errors.is_empty(), "{}: {errors:?}", p.display());
+            files += 1;
+        }
+    }
+    assert!(files >= 30, "{files} files");
+    let good = with_step("expect = [\"16A +/- 0.5A\", \"*\"]\n");
+    assert!(validator.is_valid(&as_json(&good)));
+    for bad in [
+        good.replace("expect = [", "expectt = ["),
+        good.replace("limit = \"32A\"", "limit = \"32\""),
+        good.replace("do = \"arrive\"", "do = \"arive\""),
+        good.clone() + "[[assert]]\nthat = \"sometimes\"\n",
+    ] {
+        assert!(!validator.is_valid(&as_json(&bad)), "{bad}");
+    }
+    // Each table's properties are the parser's keys.
+    let props = |v: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        v["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let item = |v: &serde_json::Value| v["items"].clone();
+    let p = &schema["properties"];
+    let at = item(&p["at"]);
+    let tables = [
+        (schema.clone(), "zzz = 1\n"),
+        (item(&p["node"]), "[[node]]\nzzz = 1\n"),
+        (item(&p["station"]), "[[station]]\nzzz = 1\n"),
+        (item(&p["car"]), "[[car]]\nzzz = 1\n"),
+        (p["sharing"].clone(), "[sharing]\nzzz = 1\n"),
+        (p["meter"].clone(), "[meter]\nzzz = 1\n"),
+        (p["bench"].clone(), "[bench]\nzzz = 1\n"),
+        (p["expect"].clone(), "[expect]\nzzz = 1\n"),
+        (at.clone(), "[[at]]\nzzz = 1\n"),
+        (
+            item(&at["properties"]["expect_node"]),
+            "[[at]]\nexpect_node = [{ zzz = 1 }]\n",
+        ),
+        (
+            at["properties"]["expect_spread"].clone(),
+            "[[at]]\nexpect_spread = { zzz = 1 }\n",
+        ),
+        (
+            item(&at["properties"]["expect_car"]),
+            "[[at]]\nexpect_car = [{ zzz = 1 }]\n",
+        ),
+        (item(&p["assert"]), "[[assert]]\nzzz = 1\n"),
+    ];
+    for (table, snippet) in tables {
+        assert_eq!(props(&table), keys_of(snippet), "{snippet}");
+    }
+    let listed = |v: &serde_json::Value| -> Vec<String> {
+        v["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(listed(&at["properties"]["do"]), ACTIONS.to_vec());
+    assert_eq!(
+        listed(&item(&p["assert"])["properties"]["that"]),
+        ASSERT_KINDS.to_vec()
+    );
+    assert_eq!(
+        listed(&p["expect"]["properties"]["skip"]["items"]),
+        crate::checks::CHECK_NAMES.to_vec()
     );
 }
