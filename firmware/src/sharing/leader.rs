@@ -619,6 +619,11 @@ impl<const S: usize, const N: usize> Leader<S, N> {
 
     fn cycle(&mut self, now: Instant) {
         let t = self.cfg.timing;
+        // Silence is counted in cycles, at the instants the cycles were due:
+        // a board that wakes a little late (a real clock, QEMU) must not
+        // count one cycle more or less than the virtual bench does, which
+        // `now` would when the lateness differs between two cycles.
+        let tick = self.next_cycle.min(now);
         // Silence: hold the grant, reduce what we keep sending to the fallback.
         for i in 0..self.peers.len() {
             if i == self.me {
@@ -626,11 +631,11 @@ impl<const S: usize, const N: usize> Leader<S, N> {
             }
             let fallback = self.cfg.stations[i].fallback_da;
             let p = &mut self.peers[i];
-            let heard_recently = p.last_heard.is_some_and(|h| now < h + t.silent_after);
+            let heard_recently = p.last_heard.is_some_and(|h| tick < h + t.silent_after);
             let holds_something = p.reserved_da() > 0;
             if (p.joined && !heard_recently) || (!p.joined && holds_something) {
                 if p.silent_since.is_none() {
-                    p.silent_since = Some(now);
+                    p.silent_since = Some(tick);
                     p.hold_da = p.reserved_da();
                     let reduced = p.granted_da.min(fallback);
                     if reduced < p.granted_da {
@@ -641,7 +646,7 @@ impl<const S: usize, const N: usize> Leader<S, N> {
                 }
                 let certain = p
                     .silent_since
-                    .is_some_and(|s| now >= s + t.leader_timeout + t.car_allowance + t.cycle);
+                    .is_some_and(|s| tick >= s + t.leader_timeout + t.car_allowance + t.cycle);
                 if certain {
                     p.hold_da = p.hold_da.min(fallback);
                 }
