@@ -25,6 +25,16 @@
 //! C end <64 hex digits: HMAC-SHA256(bench key, every line above, bodies and newlines)>*CRC
 //! ```
 //!
+//! An operator's limit for one node (a load shed, an installer's cut; see
+//! [`LimitCommand`]) is one line, authenticated on its own:
+//!
+//! ```text
+//! L <node index> <limit dA|-> <sequence> <64 hex digits: HMAC-SHA256(bench key, "L <node> <limit> <sequence>")>*CRC
+//! ```
+//!
+//! `-` gives the node its plan's limit back. The leader takes it and answers
+//! `T limit <node> <dA>`, or `T limit refused <why>` (`docs/station-telemetry.md`).
+//!
 //! `*CRC` is the CRC-16/XMODEM of the line before `*` (as on the fixture
 //! protocol and in telemetry): a garbled line is caught before the MAC is.
 //! Lines that do not start with `C ` are ignored (a terminal's noise). A
@@ -63,6 +73,47 @@ pub const DEFAULT_BENCH_KEY: Key = *b"sharebench default bench key!!!!";
 pub struct Commission<const S: usize, const N: usize> {
     pub id: u8,
     pub group: GroupConfig<S, N>,
+}
+
+/// An operator's limit for one node of the running plan, taken by the
+/// group's leader ([`crate::sharing::Leader::set_limit`]).
+///
+/// It can lower a node's limit or give back, up to the plan's own limit,
+/// what an earlier one took: never more than the plan. It lasts until the
+/// next plan or the leader's next boot (it is not kept in flash: the plan's
+/// limit is the breaker-safe one, and an operator who sheds load repeats
+/// the command after a reboot). `seq` must rise from one command to the
+/// next within a plan, so a recorded command cannot be played again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitCommand {
+    /// The node's index in the plan.
+    pub node: u16,
+    /// The new limit per phase, deciamps; `None`: the plan's limit.
+    pub limit_da: Option<u32>,
+    pub seq: u32,
+}
+
+fn limit_body(cmd: &LimitCommand) -> String<MAX_LINE> {
+    let mut body: String<MAX_LINE> = String::new();
+    let _ = write!(body, "L {}", cmd.node);
+    opt(&mut body, cmd.limit_da);
+    let _ = write!(body, " {}", cmd.seq);
+    body
+}
+
+/// The line (with its newline) that gives a station `cmd`, authenticated
+/// with `bench_key`.
+#[must_use]
+pub fn encode_limit(cmd: &LimitCommand, bench_key: &Key) -> String<MAX_LINE> {
+    let mut line = limit_body(cmd);
+    if let Some(mut m) = new_mac(bench_key) {
+        m.update(line.as_bytes());
+        let _ = line.push(' ');
+        hex_into(&mut line, &m.finalize().into_bytes());
+    }
+    let crc = CRC16.checksum(line.as_bytes());
+    let _ = writeln!(line, "*{crc:04X}");
+    line
 }
 
 fn hex_into(out: &mut String<MAX_LINE>, bytes: &[u8]) {
@@ -210,6 +261,8 @@ pub struct Receiver<const S: usize, const N: usize> {
     want: (usize, usize),
     group: GroupConfig<S, N>,
     mac: Option<Hmac<Sha256>>,
+    /// The last operator's limit line, until [`Receiver::take_limit`].
+    limit: Option<Result<LimitCommand, Refusal>>,
 }
 
 impl<const S: usize, const N: usize> core::fmt::Debug for Receiver<S, N> {
@@ -293,7 +346,15 @@ impl<const S: usize, const N: usize> Receiver<S, N> {
             want: (0, 0),
             group: empty_group(),
             mac: None,
+            limit: None,
         }
+    }
+
+    /// The operator's limit line that the last bytes completed (checked:
+    /// its CRC, its fields and its MAC), or why it was refused. A limit line
+    /// in the middle of a commissioning message leaves the message whole.
+    pub fn take_limit(&mut self) -> Option<Result<LimitCommand, Refusal>> {
+        self.limit.take()
     }
 
     /// One byte from the debug channel. Returns the message, or why it was
@@ -332,6 +393,10 @@ impl<const S: usize, const N: usize> Receiver<S, N> {
 
     /// One line: `None` to go on, `Some` when the message ends.
     fn take_line(&mut self, line: &str) -> Option<Result<Commission<S, N>, Refusal>> {
+        if line.starts_with("L ") {
+            self.limit = Some(self.limit_line(line));
+            return None;
+        }
         if !line.starts_with("C ") {
             return None; // not commissioning
         }
@@ -367,6 +432,27 @@ impl<const S: usize, const N: usize> Receiver<S, N> {
             }
             Err(e) => Some(Err(e)),
         }
+    }
+
+    fn limit_line(&self, line: &str) -> Result<LimitCommand, Refusal> {
+        let (body, crc) = line.rsplit_once('*').ok_or(Refusal::Malformed)?;
+        if u16::from_str_radix(crc, 16).ok() != Some(CRC16.checksum(body.as_bytes())) {
+            return Err(Refusal::Malformed);
+        }
+        let mut f = Fields(body[2..].split_ascii_whitespace());
+        let cmd = LimitCommand {
+            node: f.num()?,
+            limit_da: f.opt()?,
+            seq: f.num()?,
+        };
+        let tag = f.hex32()?;
+        f.done()?;
+        // The MAC covers the fields as the encoder writes them: a line with
+        // the same numbers spelt otherwise does not verify.
+        let mut mac = new_mac(&self.bench_key).ok_or(Refusal::BadMac)?;
+        mac.update(limit_body(&cmd).as_bytes());
+        mac.verify_slice(&tag).map_err(|_| Refusal::BadMac)?;
+        Ok(cmd)
     }
 
     fn broken(&mut self) -> Option<Result<Commission<S, N>, Refusal>> {

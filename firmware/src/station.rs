@@ -24,7 +24,7 @@ use heapless::{Deque, Vec};
 use crate::charge_point::{
     ChargePoint, ChargePointConfig, ConfigError, Event, PilotOutput, Status,
 };
-use crate::commission::{Commission, Receiver};
+use crate::commission::{Commission, LimitCommand, Receiver};
 use crate::pilot::PilotLevels;
 use crate::sharing::config::{GroupConfig, GroupConfigError, MAX_NODES, MAX_STATIONS};
 use crate::sharing::follower::FollowerError;
@@ -334,6 +334,27 @@ impl<const S: usize, const N: usize> Station<S, N> {
                 Some(Err(r)) => self.io.report(Telemetry::ConfigRefused(r)),
                 None => {}
             }
+            if let Some(cmd) = self.receiver.take_limit() {
+                self.take_limit(now, cmd);
+            }
+        }
+    }
+
+    /// An operator's limit line: the leader takes it
+    /// ([`Leader::set_limit`]); any other station refuses it.
+    fn take_limit(&mut self, now: Instant, cmd: Result<LimitCommand, Refusal>) {
+        let taken = cmd.and_then(|c| match self.run.as_mut().map(|r| &mut r.role) {
+            Some(Role::Leader(l)) => l
+                .set_limit(now, c.node, c.limit_da, c.seq)
+                .map(|da| (c.node, da)),
+            _ => Err(Refusal::NotLeader),
+        });
+        match taken {
+            Ok((node, da)) => {
+                self.io.report(Telemetry::Limit { node, da });
+                self.settle(now);
+            }
+            Err(r) => self.io.report(Telemetry::LimitRefused(r)),
         }
     }
 

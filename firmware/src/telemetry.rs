@@ -65,10 +65,19 @@ pub enum Refusal {
     /// is taken only when it is idle (a plan swap must not open a loaded
     /// contactor, nor forget a weld or a latched fault).
     Busy,
+    /// An operator's limit went to a station that does not lead its group
+    /// (or runs no plan): only the leader allocates.
+    NotLeader,
+    /// An operator's limit carried a sequence number not above the last
+    /// one taken: a replay.
+    Replayed,
+    /// An operator's limit above the node's limit in the site plan: the
+    /// plan's limit is the installer's, and nothing raises it at run time.
+    AbovePlan,
 }
 
 impl Refusal {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 10] = [
         Self::Malformed,
         Self::BadMac,
         Self::NotInGroup,
@@ -76,6 +85,9 @@ impl Refusal {
         Self::Invalid,
         Self::InvalidPoint,
         Self::Busy,
+        Self::NotLeader,
+        Self::Replayed,
+        Self::AbovePlan,
     ];
 
     /// The word on the wire.
@@ -89,6 +101,9 @@ impl Refusal {
             Self::Invalid => "invalid",
             Self::InvalidPoint => "invalid-point",
             Self::Busy => "busy",
+            Self::NotLeader => "not-leader",
+            Self::Replayed => "replayed",
+            Self::AbovePlan => "above-plan",
         }
     }
 }
@@ -103,6 +118,9 @@ impl fmt::Display for Refusal {
             Self::Invalid => "the site plan fails validation",
             Self::InvalidPoint => "the charge point settings fail validation",
             Self::Busy => "the station is charging or holds a fault; stop the car first",
+            Self::NotLeader => "only the group's leader takes a node limit",
+            Self::Replayed => "the limit's sequence number is not above the last one taken",
+            Self::AbovePlan => "the limit is above the node's limit in the site plan",
         })
     }
 }
@@ -145,6 +163,11 @@ pub enum Telemetry {
     /// This many telemetry lines (or charge point events) did not fit
     /// the station's queues: the record of what the station did has a gap.
     Lost { count: u16 },
+    /// The leader took an operator's limit for a node (by index in the
+    /// plan): it allocates under `da` from now on.
+    Limit { node: u16, da: u32 },
+    /// An operator's limit was refused; the leader keeps what it had.
+    LimitRefused(Refusal),
 }
 
 impl Telemetry {
@@ -174,6 +197,8 @@ impl Telemetry {
             }
             Self::ConfigRefused(r) => write!(s, "config refused {}", r.word()),
             Self::Lost { count } => write!(s, "lost {count}"),
+            Self::Limit { node, da } => write!(s, "limit {node} {da}"),
+            Self::LimitRefused(r) => write!(s, "limit refused {}", r.word()),
         };
         let crc = CRC16.checksum(s.as_bytes());
         let _ = writeln!(s, "*{crc:04X}");
@@ -210,6 +235,10 @@ impl fmt::Display for Telemetry {
             ),
             Self::ConfigRefused(r) => write!(f, "configuration refused: {r}"),
             Self::Lost { count } => write!(f, "{count} telemetry lines or events lost"),
+            Self::Limit { node, da } => {
+                write!(f, "limit of node {node} set to {}.{} A", da / 10, da % 10)
+            }
+            Self::LimitRefused(r) => write!(f, "limit refused: {r}"),
         }
     }
 }
@@ -256,6 +285,9 @@ pub fn parse_line(line: &str) -> Result<Telemetry, ParseError> {
     let num = |v: Option<&str>| -> Result<u16, ParseError> {
         v.and_then(|v| v.parse().ok()).ok_or(ParseError::Syntax)
     };
+    let num32 = |v: Option<&str>| -> Result<u32, ParseError> {
+        v.and_then(|v| v.parse().ok()).ok_or(ParseError::Syntax)
+    };
     let t = match w.next() {
         Some("boot") => Telemetry::Boot {
             role: match w.next() {
@@ -300,6 +332,21 @@ pub fn parse_line(line: &str) -> Result<Telemetry, ParseError> {
             }
             _ => return Err(ParseError::Syntax),
         },
+        Some("limit") => match w.next() {
+            Some("refused") => {
+                let word = w.next().ok_or(ParseError::Syntax)?;
+                Telemetry::LimitRefused(
+                    Refusal::ALL
+                        .into_iter()
+                        .find(|r| r.word() == word)
+                        .ok_or(ParseError::Syntax)?,
+                )
+            }
+            node => Telemetry::Limit {
+                node: num(node)?,
+                da: num32(w.next())?,
+            },
+        },
         _ => return Err(ParseError::Syntax),
     };
     if w.next().is_some() {
@@ -342,6 +389,8 @@ mod tests {
                 .prop_map(|(stations, nodes)| Telemetry::ConfigAccepted { stations, nodes }),
             prop::sample::select(Refusal::ALL.to_vec()).prop_map(Telemetry::ConfigRefused),
             any::<u16>().prop_map(|count| Telemetry::Lost { count }),
+            (any::<u16>(), any::<u32>()).prop_map(|(node, da)| Telemetry::Limit { node, da }),
+            prop::sample::select(Refusal::ALL.to_vec()).prop_map(Telemetry::LimitRefused),
         ]
     }
 

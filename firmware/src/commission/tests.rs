@@ -286,3 +286,78 @@ fn the_documented_message_is_accepted() {
         (2, 2, 2)
     );
 }
+
+#[test]
+fn the_documented_limit_is_taken() {
+    let doc = include_str!("../../../docs/station-telemetry.md");
+    let line = doc
+        .lines()
+        .find(|l| l.starts_with("L ") && !l.contains('<'))
+        .expect("an example limit line");
+    let mut r = Receiver::<8, 4>::new(DEFAULT_BENCH_KEY);
+    let _ = r.handle_rx(format!("{line}\n").as_bytes());
+    assert_eq!(
+        r.take_limit(),
+        Some(Ok(LimitCommand {
+            node: 1,
+            limit_da: Some(200),
+            seq: 1
+        }))
+    );
+}
+
+proptest! {
+    /// Every limit command goes through as it was sent, also in the middle
+    /// of a plan (which still arrives whole); one byte changed is refused
+    /// (or, in the digits of a number, no longer verifies).
+    #[test]
+    fn a_limit_goes_through_and_a_changed_byte_does_not(
+        node in any::<u16>(),
+        limit in proptest::option::of(any::<u32>()),
+        seq in any::<u32>(),
+        flip in any::<prop::sample::Index>(),
+    ) {
+        let cmd = LimitCommand { node, limit_da: limit, seq };
+        let line = encode_limit(&cmd, &BENCH);
+        prop_assert!(line.len() <= MAX_LINE);
+        let mut r = Receiver::<8, 4>::new(BENCH);
+        prop_assert_eq!(r.handle_rx(line.as_bytes()), None);
+        prop_assert_eq!(r.take_limit(), Some(Ok(cmd)));
+        prop_assert_eq!(r.take_limit(), None);
+
+        // In the middle of a plan.
+        let c = Commission { id: 1, group: site(3) };
+        let plan = lines(&c, &BENCH);
+        let mut r = Receiver::<8, 4>::new(BENCH);
+        let mut got = None;
+        for (k, l) in plan.iter().enumerate() {
+            if k == 2 {
+                prop_assert_eq!(r.handle_rx(line.as_bytes()), None);
+                prop_assert_eq!(r.take_limit(), Some(Ok(cmd)));
+            }
+            got = r.handle_rx(l.as_bytes()).or(got);
+        }
+        prop_assert_eq!(got, Some(Ok(c)));
+
+        // One byte changed (not the newline): never taken as it was.
+        let mut bytes = line.as_bytes().to_vec();
+        let at = flip.index(bytes.len() - 1);
+        bytes[at] = if bytes[at] == b'7' { b'8' } else { b'7' };
+        let mut r = Receiver::<8, 4>::new(BENCH);
+        let _ = r.handle_rx(&bytes);
+        let taken = r.take_limit();
+        prop_assert!(taken != Some(Ok(cmd)), "{:?} taken after byte {} changed", taken, at);
+    }
+}
+
+#[test]
+fn a_limit_with_another_key_is_refused() {
+    let cmd = LimitCommand {
+        node: 1,
+        limit_da: Some(200),
+        seq: 3,
+    };
+    let mut r = Receiver::<8, 4>::new(BENCH);
+    let _ = r.handle_rx(encode_limit(&cmd, &[1; 32]).as_bytes());
+    assert_eq!(r.take_limit(), Some(Err(Refusal::BadMac)));
+}

@@ -40,6 +40,7 @@ use super::config::{DynamicMode, GroupConfig, GroupConfigError, MAX_NODES, MAX_S
 use super::frame::{self, Deframed, Deframer, Header, Message, PeerStatus, MAX_FRAME};
 use super::meter::{MainsReading, MeterClient};
 use crate::charge_point::Status;
+use crate::telemetry::Refusal;
 use crate::time::{Duration, Instant};
 
 /// Reclaim: a car whose draw has been steady for its allowance and stays
@@ -221,6 +222,11 @@ pub struct Leader<const S: usize = MAX_STATIONS, const N: usize = MAX_NODES> {
     /// Station indices in the order increases are handed out.
     by_rank: [u16; S],
     capacity: Vec<[u32; 3], N>,
+    /// Each node's limit in the plan: an operator's limit
+    /// ([`Leader::set_limit`]) is never above it.
+    plan_limits: Vec<u32, N>,
+    /// The sequence number of the last operator's limit taken.
+    limit_seq: Option<u32>,
 }
 
 impl<const S: usize, const N: usize> Leader<S, N> {
@@ -259,6 +265,7 @@ impl<const S: usize, const N: usize> Leader<S, N> {
         let meter = cfg
             .dynamic
             .map(|d| MeterClient::new(d.meter, now + meter_phase));
+        let plan_limits = cfg.nodes.iter().map(|n| n.limit_da).collect();
         Ok(Self {
             cfg,
             me,
@@ -284,7 +291,58 @@ impl<const S: usize, const N: usize> Leader<S, N> {
             scratch: ScratchBuf::new(),
             by_rank: [0; S],
             capacity: Vec::new(),
+            plan_limits,
+            limit_seq: None,
         })
+    }
+
+    /// An operator's limit for `node` (its index in the plan): `Some(da)`
+    /// per phase, or `None` for the plan's own limit. Returns the limit now
+    /// in force.
+    ///
+    /// A lower limit is a cut like any other: the stations above it are
+    /// reduced at once (decreases first, each held until its car follows,
+    /// [`crate::sharing`]), and nothing rises under the node until what is
+    /// held fits. A higher one is handed out from the next cycle. Refused,
+    /// with nothing changed: a `seq` not above the last one taken
+    /// ([`Refusal::Replayed`]); a node the plan does not have or a limit
+    /// that breaks a rule of the plan, such as fallbacks or 6 A per station
+    /// without rotation ([`Refusal::Invalid`]); a limit above the plan's
+    /// ([`Refusal::AbovePlan`]).
+    pub fn set_limit(
+        &mut self,
+        now: Instant,
+        node: u16,
+        limit_da: Option<u32>,
+        seq: u32,
+    ) -> Result<u32, Refusal> {
+        if self.limit_seq.is_some_and(|last| seq <= last) {
+            return Err(Refusal::Replayed);
+        }
+        let n = usize::from(node);
+        let plan = *self.plan_limits.get(n).ok_or(Refusal::Invalid)?;
+        let new = limit_da.unwrap_or(plan);
+        if new > plan {
+            return Err(Refusal::AbovePlan);
+        }
+        let old = self.cfg.nodes[n].limit_da;
+        self.cfg.nodes[n].limit_da = new;
+        if self.cfg.validate().is_err() {
+            self.cfg.nodes[n].limit_da = old;
+            return Err(Refusal::Invalid);
+        }
+        self.limit_seq = Some(seq);
+        // Before the first cycle there is no capacity and nothing granted:
+        // the first cycle computes both under the new limit.
+        if new < old && self.capacity.len() == self.cfg.nodes.len() {
+            if let Some(c) = self.capacity.get_mut(n) {
+                for ph in c.iter_mut() {
+                    *ph = (*ph).min(new);
+                }
+            }
+            self.reallocate(now);
+        }
+        Ok(new)
     }
 
     #[must_use]

@@ -1238,6 +1238,111 @@ fn a_new_car_gets_its_whole_share_at_once() {
     assert_eq!(grants, vec![240], "the second car's grants");
 }
 
+/// An operator's limit on the leader's debug channel: a lower one cuts at
+/// once, each station under it following within one link round; one above
+/// the plan, one that breaks a rule of the plan, a replay, a garbled or
+/// forged line and one sent to a follower are refused and change nothing;
+/// `-` gives the plan's limit back.
+#[test]
+fn an_operator_limit_cuts_at_once_and_never_goes_above_the_plan() {
+    use crate::commission::{encode_limit, LimitCommand, DEFAULT_BENCH_KEY};
+    use crate::telemetry::Refusal;
+    fn send(site: &mut Site, i: usize, node: u16, limit_da: Option<u32>, seq: u32, key: &[u8; 32]) {
+        let line = encode_limit(
+            &LimitCommand {
+                node,
+                limit_da,
+                seq,
+            },
+            key,
+        );
+        let now = site.now;
+        site.st[i]
+            .fw
+            .as_mut()
+            .unwrap()
+            .handle_debug_rx(now, line.as_bytes());
+        site.drive(i);
+    }
+    fn answers(site: &Site, i: usize, since: Instant) -> Vec<Telemetry> {
+        site.log_since(i, since)
+            .into_iter()
+            .filter(|t| matches!(t, Telemetry::Limit { .. } | Telemetry::LimitRefused(_)))
+            .collect()
+    }
+    let k = DEFAULT_BENCH_KEY;
+    // 48 A, three cars, fallbacks 6 A each (18 A in all), rotation on.
+    let mut site = Site::new(circuit(3, 480, 60));
+    site.run_for(secs(3));
+    for i in 0..3 {
+        site.plug(i);
+    }
+    site.run_for(secs(30));
+    assert_eq!(site.offers(), vec![160, 160, 160]);
+
+    let since = site.now;
+    send(&mut site, 0, 0, Some(300), 1, &k);
+    assert_eq!(
+        answers(&site, 0, since),
+        vec![Telemetry::Limit { node: 0, da: 300 }]
+    );
+    // The leader's grants fit at once; the offers within one link round.
+    let granted: u32 = site
+        .leader()
+        .unwrap()
+        .peers()
+        .map(|p| u32::from(p.granted_da))
+        .sum();
+    assert!(granted <= 300, "granted {granted} dA under a 30 A limit");
+    site.run_for(ms(100));
+    site.cfg.nodes[0].limit_da = 300; // the invariant holds the new limit from here
+    site.run_for(secs(30));
+    assert_eq!(site.offers(), vec![100, 100, 100]);
+
+    // Refused, nothing changes.
+    let since = site.now;
+    send(&mut site, 0, 0, Some(481), 2, &k);
+    send(&mut site, 0, 0, Some(170), 3, &k); // under the 18 A of fallbacks
+    send(&mut site, 0, 3, Some(100), 4, &k); // no such node
+    send(&mut site, 0, 0, Some(200), 1, &k); // a replay of an old sequence
+    send(&mut site, 0, 0, Some(200), 5, &[7; 32]); // forged
+    send(&mut site, 1, 0, Some(200), 6, &k); // a follower
+    let now = site.now;
+    site.st[0]
+        .fw
+        .as_mut()
+        .unwrap()
+        .handle_debug_rx(now, b"L 0 200 7 00*0000\n");
+    site.drive(0);
+    assert_eq!(
+        answers(&site, 0, since),
+        vec![
+            Telemetry::LimitRefused(Refusal::AbovePlan),
+            Telemetry::LimitRefused(Refusal::Invalid),
+            Telemetry::LimitRefused(Refusal::Invalid),
+            Telemetry::LimitRefused(Refusal::Replayed),
+            Telemetry::LimitRefused(Refusal::BadMac),
+            Telemetry::LimitRefused(Refusal::Malformed),
+        ]
+    );
+    assert_eq!(
+        answers(&site, 1, since),
+        vec![Telemetry::LimitRefused(Refusal::NotLeader)]
+    );
+    site.run_for(secs(30));
+    assert_eq!(site.offers(), vec![100, 100, 100]);
+
+    // Back to the plan: the next cycle hands the room out again.
+    send(&mut site, 0, 0, None, 8, &k);
+    site.cfg.nodes[0].limit_da = 480;
+    site.run_for(secs(30));
+    assert_eq!(site.offers(), vec![160, 160, 160]);
+    assert_eq!(
+        answers(&site, 0, since).last(),
+        Some(&Telemetry::Limit { node: 0, da: 480 })
+    );
+}
+
 mod order {
     use super::*;
     use proptest::prelude::*;
