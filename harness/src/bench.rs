@@ -228,6 +228,20 @@ pub trait Bench {
         Ok(None)
     }
 
+    /// Send station `i` an operator's line on its debug channel (an
+    /// operator's limit, `firmware::commission::encode_limit`). Its answer
+    /// is station telemetry, which reaches the trace as every line does.
+    fn operator(
+        &mut self,
+        station: usize,
+        _line: &str,
+        _sink: &mut dyn FnMut(Record),
+    ) -> Result<(), BenchError> {
+        Err(BenchError::Lacks(format!(
+            "this bench cannot reach station #{station}'s debug channel (an operator's limit goes there)"
+        )))
+    }
+
     /// Give every station its plan (`messages[i]` to station `i`) and
     /// collect their answers, as [`Self::commission`] does one by one. A
     /// bench whose stations take real time to read a plan sends them all at

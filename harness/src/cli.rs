@@ -414,6 +414,31 @@ impl Bench for Watched<'_> {
     ) -> Result<Option<Result<(), firmware::telemetry::Refusal>>, BenchError> {
         self.inner.commission(station, message, sink)
     }
+    // Every other method forwarded too: a default here would hide what the
+    // bench can do (commission all stations at once, self-test, reach a
+    // station's debug channel).
+    fn commission_all(
+        &mut self,
+        messages: &[String],
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<Vec<Option<Result<(), firmware::telemetry::Refusal>>>, BenchError> {
+        self.inner.commission_all(messages, sink)
+    }
+    fn self_test(
+        &mut self,
+        ch: u8,
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<(u8, rig::selftest::SelfTestReport), BenchError> {
+        self.inner.self_test(ch, sink)
+    }
+    fn operator(
+        &mut self,
+        station: usize,
+        line: &str,
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<(), BenchError> {
+        self.inner.operator(station, line, sink)
+    }
 }
 
 /// The progress line of a scenario `done_us` into `total_us` of simulated

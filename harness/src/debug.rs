@@ -275,6 +275,26 @@ impl DebugChannels {
             })
     }
 
+    /// Write `text` to station `i`'s debug channel (an operator's line):
+    /// what the station answers comes through [`Self::poll`].
+    pub fn write(&mut self, i: usize, text: &str) -> Result<(), BenchError> {
+        let n = self.chans.len();
+        let c = self.chans.get_mut(i).ok_or_else(|| {
+            BenchError::Lacks(format!(
+                "the bench lists {n} station debug channel(s); the scenario's station #{i} has none"
+            ))
+        })?;
+        c.writer
+            .write_all(text.as_bytes())
+            .and_then(|()| c.writer.flush())
+            .map_err(|e| {
+                BenchError::Io(format!(
+                    "failed to write to the station debug channel {}: {e}",
+                    c.name
+                ))
+            })
+    }
+
     /// Station `i`'s answer to its last commissioning message, once.
     pub fn answer(&mut self, i: usize) -> Option<Result<(), Refusal>> {
         self.chans.get_mut(i).and_then(|c| c.answer.take())

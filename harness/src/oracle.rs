@@ -47,12 +47,21 @@ pub struct SiteStation {
 /// site, deciamps.
 #[must_use]
 pub fn allocate(sc: &Scenario, wants: &[Want]) -> Vec<u16> {
+    let limits: Vec<u32> = sc.nodes.iter().map(|n| n.limit_da).collect();
+    allocate_under(sc, &limits, wants)
+}
+
+/// As [`allocate`], with each node's limit in force (`limits[node]`: an
+/// operator's limit, or the plan's).
+#[must_use]
+pub fn allocate_under(sc: &Scenario, limits: &[u32], wants: &[Want]) -> Vec<u16> {
     let nodes: Vec<SiteNode> = sc
         .nodes
         .iter()
-        .map(|n| SiteNode {
+        .zip(limits)
+        .map(|(n, &limit_da)| SiteNode {
             parent: n.parent,
-            limit_da: n.limit_da,
+            limit_da,
         })
         .collect();
     let stations: Vec<SiteStation> = sc
@@ -175,6 +184,8 @@ pub fn fill_expectations(sc: &mut Scenario) {
     let within = sc.expect.converge_within_us;
     let mut link_fault = false;
     let mut crashed = vec![false; n];
+    let mut limits: Vec<u32> = sc.nodes.iter().map(|n| n.limit_da).collect();
+    let leader = sc.stations.iter().position(|s| s.leader).unwrap_or(0);
     let mut stopped: Option<(u64, String)> = None;
     for k in 0..sc.timeline.len() {
         let step = &sc.timeline[k];
@@ -200,8 +211,17 @@ pub fn fill_expectations(sc: &mut Scenario) {
             | Action::Partition(_)
             | Action::Noise { .. } => link_fault = true,
             Action::Repair => link_fault = false,
+            Action::SetLimit { node, da } => {
+                limits[node] = da.unwrap_or(sc.nodes[node].limit_da);
+            }
             Action::Crash(i) => crashed[i] = true,
             Action::Reboot(i) => {
+                // A leader that boots has the plan's limits again.
+                if i == leader {
+                    for (l, node) in limits.iter_mut().zip(&sc.nodes) {
+                        *l = node.limit_da;
+                    }
+                }
                 // A reboot of a running station: it rejoins; nothing to
                 // expect while it does.
                 skip_this = !crashed[i];
@@ -251,7 +271,7 @@ pub fn fill_expectations(sc: &mut Scenario) {
                 arrival: arrival[i],
             })
             .collect();
-        let exact = allocate(sc, &wants);
+        let exact = allocate_under(sc, &limits, &wants);
         // Exact here; the convergence check gives a reference 0.1 A.
         sc.timeline[k].expect = Some(Expectation {
             offers: exact

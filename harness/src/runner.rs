@@ -144,6 +144,21 @@ pub fn describe(sc: &Scenario, a: &Action) -> String {
         ),
         Action::Forge => "forged frames injected".into(),
         Action::Check => "checkpoint".into(),
+        Action::SetLimit { node, da } => {
+            let n = &sc.nodes[*node];
+            match da {
+                Some(da) => format!(
+                    "set-limit {} {} A",
+                    n.name,
+                    crate::units::amps(i64::from(*da))
+                ),
+                None => format!(
+                    "set-limit {} to the plan's {} A",
+                    n.name,
+                    crate::units::amps(i64::from(n.limit_da))
+                ),
+            }
+        }
     }
 }
 
@@ -368,10 +383,12 @@ fn commission(
     Ok(())
 }
 
+/// Do `a`, the `k`th step of the timeline.
 fn act(
     sc: &Scenario,
     bench: &mut dyn Bench,
     a: &Action,
+    k: usize,
     sink: &mut dyn FnMut(Record),
 ) -> Result<(), BenchError> {
     let ch = |i: &usize| u8::try_from(*i).unwrap_or(u8::MAX);
@@ -428,6 +445,19 @@ fn act(
         Action::Welded(i, on) => bench.fault(&SimFault::Welded(*i, *on)),
         Action::Forge => bench.fault(&SimFault::Forge),
         Action::Check => Ok(()),
+        Action::SetLimit { node, da } => {
+            // The step's place in the timeline rises from one limit to the
+            // next, as the leader asks of the sequence number.
+            let cmd = firmware::commission::LimitCommand {
+                node: u16::try_from(*node).unwrap_or(u16::MAX),
+                limit_da: *da,
+                seq: u32::try_from(k).unwrap_or(u32::MAX).saturating_add(1),
+            };
+            let key = crate::provision::bench_key().map_err(BenchError::Setup)?;
+            let leader = sc.stations.iter().position(|s| s.leader).unwrap_or(0);
+            let line = firmware::commission::encode_limit(&cmd, &key);
+            bench.operator(leader, &line, sink)
+        }
     }
     .map_err(|e| match e {
         BenchError::Refused { what, reason } => BenchError::Refused {
@@ -460,7 +490,7 @@ pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
         outcome = commission(sc, bench, &mut |r| records.push(r));
     }
     if outcome.is_ok() {
-        for step in &sc.timeline {
+        for (k, step) in sc.timeline.iter().enumerate() {
             if let Err(e) = bench.run_until(start_us.saturating_add(step.at_us), &mut |r| {
                 records.push(r)
             }) {
@@ -468,7 +498,7 @@ pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
                 break;
             }
             trace.push_action(step.at_us, describe(sc, &step.action));
-            if let Err(e) = act(sc, bench, &step.action, &mut |r| records.push(r)) {
+            if let Err(e) = act(sc, bench, &step.action, k, &mut |r| records.push(r)) {
                 outcome = Err(e);
                 break;
             }

@@ -56,7 +56,19 @@ pub const ACTIONS: &[&str] = &[
     "unweld",
     "forge",
     "check",
+    "set-limit",
 ];
+
+/// The limit in force at `t_us` in a schedule from
+/// [`Scenario::limit_schedule`].
+#[must_use]
+pub fn limit_in(schedule: &[(u64, u32)], t_us: u64) -> u32 {
+    schedule
+        .iter()
+        .take_while(|&&(t, _)| t <= t_us)
+        .last()
+        .map_or(0, |&(_, l)| l)
+}
 
 /// A scenario that failed to load.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -258,6 +270,9 @@ struct RawStep {
     within: Option<S>,
     /// The expectation holds until this time, not only until the next step.
     until: Option<S>,
+    /// `set-limit`: the node, and its new limit (or `"plan"`).
+    node: Option<S>,
+    limit: Option<S>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -487,6 +502,13 @@ pub enum Action {
     /// Nothing happens: a checkpoint for an expectation (for example after
     /// a car finished charging on its own).
     Check,
+    /// An operator's limit for a node (index), sent to the leader on its
+    /// debug channel (`firmware::commission::LimitCommand`); `None`: back to
+    /// the node's limit in the plan.
+    SetLimit {
+        node: usize,
+        da: Option<u32>,
+    },
 }
 
 impl Action {
@@ -734,6 +756,47 @@ impl Scenario {
             timing,
             dynamic,
         }
+    }
+
+    /// The limit the stations under `node` must keep, as change points
+    /// `(t_us, limit_da)` from time 0 (the plan's limit). An operator's
+    /// limit (`set-limit`) lower than the one in force binds one sharing
+    /// cycle after it is sent (the leader cuts at once; each station
+    /// follows when its grant reaches it, which a cycle bounds), a higher
+    /// one at once; the leader's reboot gives the plan's limit back (it does
+    /// not keep an operator's limit).
+    #[must_use]
+    pub fn limit_schedule(&self, node: usize) -> Vec<(u64, u32)> {
+        let plan = self.nodes.get(node).map_or(0, |n| n.limit_da);
+        let leader = self.stations.iter().position(|s| s.leader).unwrap_or(0);
+        let mut out = vec![(0, plan)];
+        let mut now = plan;
+        for st in &self.timeline {
+            let new = match st.action {
+                Action::SetLimit { node: n, da } if n == node => da.unwrap_or(plan),
+                Action::Reboot(i) if i == leader => plan,
+                _ => continue,
+            };
+            let at = if new < now {
+                st.at_us.saturating_add(self.sharing.cycle_us)
+            } else {
+                st.at_us
+            };
+            // A later change at an earlier instant (a raise right after a
+            // cut) replaces what was due after it.
+            while out.len() > 1 && out.last().is_some_and(|&(t, _)| t >= at) {
+                out.pop();
+            }
+            out.push((at, new));
+            now = new;
+        }
+        out
+    }
+
+    /// The limit of `node` in force at `t_us` ([`Self::limit_schedule`]).
+    #[must_use]
+    pub fn limit_at(&self, node: usize, t_us: u64) -> u32 {
+        limit_in(&self.limit_schedule(node), t_us)
     }
 
     /// Whether any step needs the virtual bench.
@@ -1249,6 +1312,9 @@ impl Ctx<'_> {
         let mut timeline = Vec::new();
         let mut last = 0;
         let mut load_names = std::collections::BTreeSet::new();
+        // The nodes with the limits in force at each step (`set-limit`),
+        // for a node expectation of `sum = "limit"`.
+        let mut in_force = nodes.clone();
         for st in &raw.timeline {
             let at_us = self.us(&st.time)?;
             if st.action.get_ref() != "car" {
@@ -1265,6 +1331,17 @@ impl Ctx<'_> {
                         at,
                         format!(
                             "{key} is for do = \"car\"; this step does \"{}\"",
+                            st.action.get_ref()
+                        ),
+                    ));
+                }
+            }
+            if st.action.get_ref() != "set-limit" {
+                if let Some(v) = st.node.as_ref().or(st.limit.as_ref()) {
+                    return Err(self.err(
+                        v,
+                        format!(
+                            "node and limit are for do = \"set-limit\"; this step does \"{}\"",
                             st.action.get_ref()
                         ),
                     ));
@@ -1451,6 +1528,50 @@ impl Ctx<'_> {
                 "unweld" => Action::Welded(need_station()?, false),
                 "forge" => Action::Forge,
                 "check" => Action::Check,
+                "set-limit" => {
+                    let node = st.node.as_ref().ok_or_else(|| {
+                        self.err(&st.action, "expected node = \"<node name>\" for set-limit")
+                    })?;
+                    let index = nodes
+                        .iter()
+                        .position(|n| n.name == *node.get_ref())
+                        .ok_or_else(|| {
+                            self.err(
+                                node,
+                                format!(
+                                    "unknown node \"{}\"; expected one of {}",
+                                    node.get_ref(),
+                                    nodes
+                                        .iter()
+                                        .map(|n| n.name.as_str())
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ),
+                            )
+                        })?;
+                    let limit = st.limit.as_ref().ok_or_else(|| {
+                        self.err(
+                            &st.action,
+                            "expected limit = \"20A\" (or \"plan\") for set-limit",
+                        )
+                    })?;
+                    let da = if limit.get_ref().trim() == "plan" {
+                        None
+                    } else {
+                        let da = self.site_da(limit)?;
+                        if da > nodes[index].limit_da {
+                            return Err(self.err(
+                                limit,
+                                format!(
+                                    "expected a limit at most the node's {} A in the plan (an operator's limit never raises it)",
+                                    crate::units::amps(i64::from(nodes[index].limit_da))
+                                ),
+                            ));
+                        }
+                        Some(da)
+                    };
+                    Action::SetLimit { node: index, da }
+                }
                 other => {
                     return Err(self.err(
                         &st.action,
@@ -1461,13 +1582,24 @@ impl Ctx<'_> {
                     ))
                 }
             };
+            match action {
+                Action::SetLimit { node, da } => {
+                    in_force[node].limit_da = da.unwrap_or(nodes[node].limit_da);
+                }
+                Action::Reboot(i) if stations[i].leader => {
+                    for (n, plan) in in_force.iter_mut().zip(&nodes) {
+                        n.limit_da = plan.limit_da;
+                    }
+                }
+                _ => {}
+            }
             let expectation = self.step_expectation(
                 st,
                 at_us,
                 duration_us,
                 &expect,
                 &stations,
-                &nodes,
+                &in_force,
                 &names,
                 &index_of,
             )?;
@@ -1518,6 +1650,25 @@ impl Ctx<'_> {
         // 6 A each without rotation...) are the scenario's rules too.
         if let Err(e) = sc.group_config().validate() {
             return Err(self.group_rule_broken(&raw, &sc, e));
+        }
+        // An operator's limit must keep those rules too: the leader refuses
+        // one that breaks them, so the file does first.
+        for (raw_step, step) in raw.timeline.iter().zip(&sc.timeline) {
+            if let (Action::SetLimit { node, da: Some(da) }, Some(at)) =
+                (&step.action, raw_step.limit.as_ref())
+            {
+                let mut g = sc.group_config();
+                g.nodes[*node].limit_da = *da;
+                if let Err(e) = g.validate() {
+                    return Err(self.err(
+                        at,
+                        format!(
+                            "the leader would refuse this limit: {e} (node {node} is \"{}\")",
+                            sc.nodes[*node].name
+                        ),
+                    ));
+                }
+            }
         }
         for (raw_step, step) in raw.timeline.iter().zip(&sc.timeline) {
             if let (Some(v), Some(x)) = (

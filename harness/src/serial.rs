@@ -559,6 +559,20 @@ impl Bench for SerialBench {
     /// Send every station its message, then wait (within the
     /// acknowledgement timeout, plus a second for a board's flash write)
     /// for every answer, reading the fixture meanwhile.
+    fn operator(
+        &mut self,
+        station: usize,
+        line: &str,
+        _sink: &mut dyn FnMut(Record),
+    ) -> Result<(), BenchError> {
+        let Some(d) = self.debug.as_mut() else {
+            return Err(BenchError::Lacks(format!(
+                "the bench lists no station debug channels; station #{station}'s is needed for an operator's limit"
+            )));
+        };
+        d.write(station, line)
+    }
+
     fn commission_all(
         &mut self,
         messages: &[String],

@@ -1481,6 +1481,31 @@ impl Bench for VirtualBench {
         })
     }
 
+    fn operator(
+        &mut self,
+        station: usize,
+        line: &str,
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<(), BenchError> {
+        let now = self.now;
+        let count = self.stations.len();
+        let Some(st) = self.stations.get_mut(station) else {
+            return Err(BenchError::Setup(format!(
+                "no station at position {station} on this bench ({count} stations)"
+            )));
+        };
+        // A station without power hears nothing: the line is lost, as on a
+        // real debug channel, and the trace shows no answer.
+        if let Some(b) = st.board.as_mut() {
+            b.debug_rx(now, line.as_bytes());
+            self.drive(station);
+        }
+        while let Some(r) = self.records.pop_front() {
+            sink(r);
+        }
+        Ok(())
+    }
+
     fn commission_all(
         &mut self,
         messages: &[String],

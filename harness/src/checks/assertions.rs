@@ -174,12 +174,20 @@ impl Ctx<'_> {
             } => {
                 let sums = node_sums(self.sc, series, true);
                 let points = sums.get(*node)?;
-                let limit = self.sc.nodes[*node].limit_da;
-                let times = times_in(&[&points.iter().map(|p| p.0).collect::<Vec<_>>()], from, to);
+                let schedule = self.sc.limit_schedule(*node);
+                let times = times_in(
+                    &[
+                        &points.iter().map(|p| p.0).collect::<Vec<_>>(),
+                        &schedule.iter().map(|p| p.0).collect::<Vec<_>>(),
+                    ],
+                    from,
+                    to,
+                );
                 let mut over: Option<(u64, u32, usize)> = None;
                 for (k, &t) in times.iter().enumerate() {
                     let next = times.get(k + 1).copied().unwrap_or(to);
                     let v = at(points, t, [0; 3]);
+                    let limit = crate::scenario::limit_in(&schedule, t);
                     let (ph, hot) = (0..3)
                         .map(|p| (p, v[p]))
                         .max_by_key(|x| x.1)

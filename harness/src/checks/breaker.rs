@@ -5,7 +5,7 @@
 //! (IEC 60898-1, UL 489) that says whether a real breaker would have tripped.
 
 use super::{s, when, CheckResult};
-use crate::scenario::{Action, BreakerStandard, Scenario};
+use crate::scenario::{limit_in, Action, BreakerStandard, Scenario};
 use crate::trace::{at, Series};
 use crate::units::amps;
 
@@ -131,6 +131,30 @@ pub(crate) fn node_sums(
     out
 }
 
+/// `points` (a node's sums) with one more at each change of its limit in
+/// `schedule` ([`Scenario::limit_schedule`]), carrying the sum as it stands
+/// then: between two points both the sum and the limit hold still.
+fn split_at_limits(points: Vec<(u64, [u32; 3])>, schedule: &[(u64, u32)]) -> Vec<(u64, [u32; 3])> {
+    let mut out: Vec<(u64, [u32; 3])> = Vec::with_capacity(points.len() + schedule.len());
+    let mut limits = schedule.iter().map(|p| p.0).filter(|&t| t > 0).peekable();
+    for (t, sum) in points {
+        while let Some(&tl) = limits.peek() {
+            if tl >= t {
+                break;
+            }
+            if let Some(&(_, last)) = out.last() {
+                out.push((tl, last));
+            }
+            limits.next();
+        }
+        out.push((t, sum));
+    }
+    if let Some(&(_, last)) = out.last() {
+        out.extend(limits.map(|tl| (tl, last)));
+    }
+    out
+}
+
 /// Sum of offered currents under each node, at every change.
 pub fn offered(sc: &Scenario, series: &Series) -> CheckResult {
     let mut c = CheckResult::new("breaker-offered");
@@ -140,10 +164,12 @@ pub fn offered(sc: &Scenario, series: &Series) -> CheckResult {
     let mut peak = 0.0f64;
     for (ni, points) in node_sums(sc, series, false).into_iter().enumerate() {
         let node = &sc.nodes[ni];
-        for (t, sum) in points {
+        let schedule = sc.limit_schedule(ni);
+        for (t, sum) in split_at_limits(points, &schedule) {
+            let limit_da = limit_in(&schedule, t);
             for p in 0..3 {
                 peak = peak.max(f64::from(sum[p]) / f64::from(node.limit_da.max(1)));
-                if sum[p] > node.limit_da {
+                if sum[p] > limit_da {
                     let who: Vec<String> = sc
                         .stations
                         .iter()
@@ -165,7 +191,7 @@ pub fn offered(sc: &Scenario, series: &Series) -> CheckResult {
                         node.name,
                         p + 1,
                         amps(i64::from(sum[p])),
-                        amps(i64::from(node.limit_da)),
+                        amps(i64::from(limit_da)),
                         who.join(", ")
                     ));
                 }
@@ -283,10 +309,12 @@ pub fn measured(sc: &Scenario, series: &Series) -> CheckResult {
     let mut peak = 0.0f64;
     let mut overload_us = 0u64;
     let mut unexcused_us = 0u64;
-    // (from, node, phase, measured, excused)
-    let mut worst: Option<(u64, usize, usize, u32, u32)> = None;
+    // (from, node, phase, measured, excused, limit)
+    let mut worst: Option<(u64, usize, usize, u32, u32, u32)> = None;
     for (ni, points) in node_sums(sc, series, true).into_iter().enumerate() {
         let node = &sc.nodes[ni];
+        let schedule = sc.limit_schedule(ni);
+        let points = split_at_limits(points, &schedule);
         let windows = load_windows(sc, ni);
         let under: Vec<usize> = (0..sc.stations.len())
             .filter(|&i| sc.is_under(sc.stations[i].node, ni))
@@ -295,7 +323,8 @@ pub fn measured(sc: &Scenario, series: &Series) -> CheckResult {
             let next = points.get(k + 1).map_or(series.end_us, |p| p.0).max(t);
             let hottest = (0..3).max_by_key(|&p| sum[p]).unwrap_or(0);
             peak = peak.max(f64::from(sum[hottest]) / f64::from(node.limit_da.max(1)));
-            if sum[hottest] <= node.limit_da {
+            let limit_da = limit_in(&schedule, t);
+            if sum[hottest] <= limit_da {
                 continue;
             }
             overload_us += next - t;
@@ -324,7 +353,7 @@ pub fn measured(sc: &Scenario, series: &Series) -> CheckResult {
                 let (a, b) = (w[0], w[1]);
                 let excused = reduced_excess(sc, series, &cuts, ni, a);
                 let over = (0..3)
-                    .filter(|&p| sum[p].saturating_sub(excused[p]) > node.limit_da)
+                    .filter(|&p| sum[p].saturating_sub(excused[p]) > limit_da)
                     .max_by_key(|&p| sum[p].saturating_sub(excused[p]));
                 let Some(p) = over else {
                     continue;
@@ -333,7 +362,7 @@ pub fn measured(sc: &Scenario, series: &Series) -> CheckResult {
                 unexcused_us += out;
                 if let Some(from) = from {
                     if worst.is_none_or(|w| sum[p].saturating_sub(excused[p]) > w.3 - w.4) {
-                        worst = Some((from, ni, p, sum[p], excused[p]));
+                        worst = Some((from, ni, p, sum[p], excused[p], limit_da));
                     }
                 }
             }
@@ -343,7 +372,7 @@ pub fn measured(sc: &Scenario, series: &Series) -> CheckResult {
     c.figure("overload_s", s(overload_us));
     c.figure("unexcused_overload_s", s(unexcused_us));
     if unexcused_us > sc.expect.measured_overload_max_us {
-        if let Some((t, ni, p, sum, excused)) = worst {
+        if let Some((t, ni, p, sum, excused, limit_da)) = worst {
             let excused_text = if excused > 0 {
                 format!(
                     " ({} A of it a just-reduced station's excess, excused)",
@@ -356,7 +385,7 @@ pub fn measured(sc: &Scenario, series: &Series) -> CheckResult {
                 "node {} L{} carried more than its {} A limit for {:.1} s beyond what a just-reduced station may still draw in its car's allowance, or a load step's (allowed {:.1} s); worst {} A{excused_text} at {}",
                 sc.nodes[ni].name,
                 p + 1,
-                amps(i64::from(sc.nodes[ni].limit_da)),
+                amps(i64::from(limit_da)),
                 s(unexcused_us),
                 s(sc.expect.measured_overload_max_us),
                 amps(i64::from(sum)),

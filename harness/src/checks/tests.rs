@@ -880,3 +880,73 @@ fn a_pause_shorter_than_its_minimum_fails() {
         "{f:?}"
     );
 }
+
+/// An operator's limit binds one cycle after it is sent: offers that come
+/// down in time pass, offers that stay above it fail, and the measured
+/// check holds the new limit too.
+#[test]
+fn a_lowered_limit_binds_the_offered_and_measured_checks() {
+    let sc = Scenario::parse(
+        std::path::Path::new("t.toml"),
+        &(crate::scenario::tests::TINY.replace("fallback = \"16A\"", "fallback = \"6A\"")
+            + "[[at]]\ntime = \"60s\"\ndo = \"set-limit\"\nnode = \"circuit\"\nlimit = \"20A\"\n"),
+    )
+    .unwrap();
+    let current = |ch: u8, a: u16| Event::Current { ch, da: [a, 0, 0] };
+    let base = [
+        (2 * S, duty(0, 320)),
+        (40 * S, duty(0, 160)),
+        (41 * S, duty(1, 160)),
+        (42 * S, current(0, 160)),
+        (43 * S, current(1, 160)),
+    ];
+    let mut followed = base.to_vec();
+    followed.extend([
+        (60 * S + 20_000, duty(0, 100)),
+        (60 * S + 30_000, duty(1, 100)),
+        (62 * S, current(0, 100)),
+        (62 * S, current(1, 100)),
+    ]);
+    let cs = run_all(&sc, &trace(&followed, 120));
+    assert!(
+        find(&cs, "breaker-offered").passed,
+        "{:?}",
+        find(&cs, "breaker-offered").failures
+    );
+    assert!(
+        find(&cs, "breaker-measured").passed,
+        "{:?}",
+        find(&cs, "breaker-measured").failures
+    );
+
+    // Offers that stay at 16 A each: over the 20 A from one cycle on.
+    let cs = run_all(&sc, &trace(&base, 120));
+    let c = find(&cs, "breaker-offered");
+    assert!(!c.passed);
+    let at = crate::checks::when(60 * S + sc.sharing.cycle_us);
+    assert!(
+        c.failures[0].contains(&format!(
+            "{at}: node circuit L1 offered 32.0 A, limit 20.0 A"
+        )),
+        "{:?}",
+        c.failures
+    );
+    assert!(!find(&cs, "breaker-measured").passed);
+
+    // Offers that come down but cars that keep drawing 16 A: the measured
+    // check fails once their 5 s (and the fixture's second) are over.
+    let mut ignored = base.to_vec();
+    ignored.extend([
+        (60 * S + 20_000, duty(0, 100)),
+        (60 * S + 30_000, duty(1, 100)),
+    ]);
+    let cs = run_all(&sc, &trace(&ignored, 120));
+    assert!(find(&cs, "breaker-offered").passed);
+    let c = find(&cs, "breaker-measured");
+    assert!(!c.passed);
+    assert!(
+        c.failures[0].contains("more than its 20.0 A limit"),
+        "{:?}",
+        c.failures
+    );
+}

@@ -1107,3 +1107,91 @@ fn the_json_schema_matches_the_parser_and_the_corpus() {
         crate::checks::CHECK_NAMES.to_vec()
     );
 }
+
+/// The tiny site with 6 A fallbacks and `steps` added to its timeline.
+fn with_steps(steps: &str) -> String {
+    TINY.replace("fallback = \"16A\"", "fallback = \"6A\"") + steps
+}
+
+#[test]
+fn set_limit_is_parsed_and_scheduled() {
+    let s = Scenario::parse(
+        Path::new("t.toml"),
+        &with_steps(
+            "[[at]]\ntime = \"60s\"\ndo = \"set-limit\"\nnode = \"circuit\"\nlimit = \"20A\"\n\
+             [[at]]\ntime = \"90s\"\ndo = \"set-limit\"\nnode = \"circuit\"\nlimit = \"plan\"\n",
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        s.timeline[2].action,
+        Action::SetLimit {
+            node: 0,
+            da: Some(200)
+        }
+    );
+    assert_eq!(s.timeline[3].action, Action::SetLimit { node: 0, da: None });
+    // A cut binds one cycle after it is sent; a raise at once.
+    let cycle = s.sharing.cycle_us;
+    assert_eq!(
+        s.limit_schedule(0),
+        vec![(0, 320), (60_000_000 + cycle, 200), (90_000_000, 320)]
+    );
+    assert_eq!(s.limit_at(0, 60_000_000), 320);
+    assert_eq!(s.limit_at(0, 60_000_000 + cycle), 200);
+    assert_eq!(s.limit_at(0, 100_000_000), 320);
+    // The reference allocator shares the limit in force.
+    let t = Scenario::parse(
+        Path::new("t.toml"),
+        &with_steps(
+            "[[at]]\ntime = \"60s\"\ndo = \"set-limit\"\nnode = \"circuit\"\nlimit = \"20A\"\n",
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        t.timeline[2]
+            .expect
+            .as_ref()
+            .and_then(Expectation::exact_offers),
+        Some(vec![100, 100])
+    );
+}
+
+#[test]
+fn a_bad_set_limit_is_refused_where_it_is() {
+    let step = |node: &str, limit: &str| {
+        with_steps(&format!(
+            "[[at]]\ntime = \"60s\"\ndo = \"set-limit\"\nnode = \"{node}\"\nlimit = \"{limit}\"\n"
+        ))
+    };
+    let e = err(&step("panel", "20A"));
+    assert!(
+        e.message
+            .contains("unknown node \"panel\"; expected one of circuit"),
+        "{e}"
+    );
+    let e = err(&step("circuit", "40A"));
+    assert!(
+        e.message.contains("at most the node's 32.0 A in the plan"),
+        "{e}"
+    );
+    // Under the 12 A of fallbacks: the leader would refuse it.
+    let e = err(&step("circuit", "10A"));
+    assert!(
+        e.message.contains("the leader would refuse this limit"),
+        "{e}"
+    );
+    assert_eq!((e.line, e.column), (33, 9), "{e}");
+    let e = err(&with_steps(
+        "[[at]]\ntime = \"60s\"\ndo = \"set-limit\"\nnode = \"circuit\"\n",
+    ));
+    assert!(e.message.contains("expected limit = \"20A\""), "{e}");
+    let e = err(&with_steps(
+        "[[at]]\ntime = \"60s\"\ndo = \"check\"\nlimit = \"20A\"\n",
+    ));
+    assert!(
+        e.message
+            .contains("node and limit are for do = \"set-limit\""),
+        "{e}"
+    );
+}
