@@ -1107,16 +1107,17 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
     for (st, (_, _, path)) in sc.stations.iter().zip(&debug) {
         said.push_str(&format!("station {} debug {path}\n", st.id));
     }
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(said.as_bytes()).and_then(|()| out.flush());
-    }
+    // The inventory first: whoever reads the paths may open it at once.
     if let Some(file) = &a.inventory {
         let text = inventory_text(&a.name, &name, sc.stations.len(), &sc, &debug);
         if let Err(e) = std::fs::write(file, text) {
             eprintln!("error: failed to write {}: {e}", file.display());
             return exit::SETUP;
         }
+    }
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(said.as_bytes()).and_then(|()| out.flush());
     }
     let start = Instant::now();
     let mut buf = [0u8; 1_024];
