@@ -335,14 +335,17 @@ impl<const S: usize, const N: usize> Station<S, N> {
                 None => {}
             }
             if let Some(cmd) = self.receiver.take_limit() {
-                self.take_limit(now, cmd);
+                self.handle_limit(now, cmd);
             }
         }
     }
 
-    /// An operator's limit line: the leader takes it
-    /// ([`Leader::set_limit`]); any other station refuses it.
-    fn take_limit(&mut self, now: Instant, cmd: Result<LimitCommand, Refusal>) {
+    /// An operator's limit line, as a [`Receiver`] read it
+    /// ([`Receiver::take_limit`]): the leader takes it
+    /// ([`Leader::set_limit`]); any other station refuses it. Either way the
+    /// answer is telemetry. [`Self::handle_debug_rx`] calls this; a board
+    /// with a receiver of its own calls it itself.
+    pub fn handle_limit(&mut self, now: Instant, cmd: Result<LimitCommand, Refusal>) {
         let taken = cmd.and_then(|c| match self.run.as_mut().map(|r| &mut r.role) {
             Some(Role::Leader(l)) => l
                 .set_limit(now, c.node, c.limit_da, c.seq)

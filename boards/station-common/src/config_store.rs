@@ -277,7 +277,12 @@ impl<const L: usize> PlanRecorder<L> {
             self.plan.clear();
             self.recording = true;
         }
-        if self.recording && self.plan.extend_from_slice(&self.line).is_err() {
+        // Only commissioning lines: an operator's limit sent in the middle
+        // of a plan is not part of it (and must not come back at boot).
+        if self.recording
+            && self.line.starts_with(b"C ")
+            && self.plan.extend_from_slice(&self.line).is_err()
+        {
             self.plan.clear();
             self.recording = false;
         }
@@ -441,7 +446,8 @@ mod tests {
     #[test]
     fn the_recorder_keeps_the_message_from_its_begin_line() {
         let mut r: PlanRecorder<256> = PlanRecorder::default();
-        for &b in b"noise\nC end 1*00\nC begin 1 2 1*AB\nC group 1 1 1*CD\nC end ff*EF\n" {
+        // An operator's limit and a log line in the middle are not kept.
+        for &b in b"noise\nC end 1*00\nC begin 1 2 1*AB\nL 0 200 1 ab*12\nlog\nC group 1 1 1*CD\nC end ff*EF\n" {
             r.handle_byte(b);
         }
         assert_eq!(

@@ -252,7 +252,21 @@ impl Image {
     }
 
     fn commissioning(&mut self, bytes: &[u8]) {
-        let Some(msg) = self.receiver.handle_rx(bytes) else {
+        let msg = self.receiver.handle_rx(bytes);
+        // An operator's limit goes to the running station (the leader
+        // takes it); without a key of its own the image takes none.
+        if let Some(cmd) = self.receiver.take_limit() {
+            let now = self.clock.now();
+            let cmd = cmd.and_then(|c| BENCH_KEY.map(|_| c).ok_or(Refusal::BadMac));
+            match self.board.as_mut() {
+                Some(board) => board.station.handle_limit(now, cmd),
+                None => {
+                    let answer = Telemetry::LimitRefused(cmd.err().unwrap_or(Refusal::NotLeader));
+                    let _ = self.debug.tx.send(answer.encode().as_bytes());
+                }
+            }
+        }
+        let Some(msg) = msg else {
             return;
         };
         let now = self.clock.now();
