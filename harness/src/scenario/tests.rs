@@ -1127,6 +1127,76 @@ fn the_reference_matches_the_parser() {
     assert_eq!(checked, 3);
 }
 
+/// The words the arms of the `match` that opens with `opening` in the
+/// source file `file` (under `harness/src`) accept: its top-level arms
+/// only (those at the first arm's indentation), each `"word"` before `=>`.
+fn match_arms(file: &str, opening: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text
+        .find(opening)
+        .unwrap_or_else(|| panic!("{file}: no `{opening}`"));
+    let mut lines = text[start..].lines().skip(1);
+    let first = lines.next().unwrap_or_default();
+    let indent = first.len() - first.trim_start().len();
+    let mut words = Vec::new();
+    for line in std::iter::once(first).chain(lines) {
+        let depth = line.len() - line.trim_start().len();
+        if !line.trim().is_empty() && depth < indent {
+            break;
+        }
+        let arm = line.trim_start();
+        if depth != indent || !arm.starts_with('"') {
+            continue;
+        }
+        let Some((pattern, _)) = arm.split_once("=>") else {
+            continue;
+        };
+        words.extend(
+            pattern
+                .split('|')
+                .map(|w| w.trim().trim_matches('"').to_string()),
+        );
+    }
+    assert!(words.len() > 3, "{file}: found only {words:?}");
+    words
+}
+
+/// Every word the parser accepts for `do` and for `that` is in ACTIONS and
+/// ASSERT_KINDS (which the reference and the schema are held to), and
+/// every word listed there is accepted: read from the parser's own match
+/// arms, so a new arm without its entry (or an entry without an arm) fails.
+#[test]
+fn every_action_and_assertion_word_the_parser_accepts_is_listed() {
+    let sorted = |v: Vec<String>| -> Vec<String> {
+        let mut v = v;
+        v.sort();
+        v
+    };
+    let listed = |v: &[&str]| sorted(v.iter().map(|s| (*s).to_string()).collect());
+    assert_eq!(
+        sorted(match_arms(
+            "scenario.rs",
+            "let action = match st.action.get_ref().as_str() {"
+        )),
+        listed(ACTIONS)
+    );
+    assert_eq!(
+        sorted(match_arms(
+            "scenario/assertion.rs",
+            "let kind = match that.get_ref().as_str() {"
+        )),
+        listed(ASSERT_KINDS)
+    );
+    // The reader itself: an arm missing from a list is seen.
+    let arms = match_arms(
+        "scenario.rs",
+        "let action = match st.action.get_ref().as_str() {",
+    );
+    assert!(arms.iter().any(|a| a == "weld") && arms.iter().any(|a| a == "check"));
+    assert!(!arms.iter().any(|a| a == "ok" || a == "none"), "{arms:?}");
+}
+
 /// docs/scenario.schema.json (for editors) accepts every scenario in
 /// fixtures/, refuses what the parser refuses by shape (an unknown key, a
 /// current without its unit, an unknown action), and names exactly the
