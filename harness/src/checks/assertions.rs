@@ -470,7 +470,7 @@ impl Ctx<'_> {
                     a(self.drawn(y, t)),
                     a(margin_da),
                     fell.map_or_else(
-                        || format!("by {} only later or never", when(to)),
+                        || format!("not before the window's end at {}", when(to)),
                         |f| format!("only at {}", when(f))
                     )
                 ));

@@ -912,7 +912,7 @@ fn an_increase_before_the_cut_car_has_come_down_fails() {
     let f = assertion_failures(&strict, &run(44));
     assert!(
         f.iter().any(|f| f.contains("still drew 16.4 A")
-            && f.contains("it fell by t=60.000 s only later or never")),
+            && f.contains("it fell not before the window's end at t=60.000 s")),
         "{f:?}"
     );
     // The offer of a station that still charges goes up, not only from 0.

@@ -136,11 +136,12 @@ pub struct EnergyBound {
 }
 
 impl EnergyBound {
-    /// `10.0`, `9.5..10.5`, `<=2.0` or `>=10.0` (kWh).
+    /// `10.000`, `9.500..10.500`, `<=2.000`, `>=10.000` (kWh) or `any`.
     #[must_use]
     pub fn text(&self) -> String {
         let k = |wh: u32| format!("{:.3}", f64::from(wh) / 1_000.0);
         match (self.min_wh, self.max_wh) {
+            (0, u32::MAX) => "any".into(),
             (lo, hi) if lo == hi => k(lo),
             (0, hi) => format!("<={}", k(hi)),
             (lo, u32::MAX) => format!(">={}", k(lo)),
