@@ -13,10 +13,11 @@
 
 use std::path::{Path, PathBuf};
 
-use harness::golden::snapshot_dir;
 use harness::runner::{ScenarioRun, Verdict};
 use harness::scenario::Scenario;
 use libtest_mimic::{Arguments, Failed, Trial};
+
+mod common;
 
 fn scenario_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pil");
@@ -51,36 +52,7 @@ fn judge(
             run.skipped.clone().unwrap_or_default()
         ));
     }
-    if matches!(run.verdict, Verdict::Incomplete | Verdict::Refused) {
-        problems.push(format!(
-            "{:?}: {}",
-            run.verdict,
-            run.trace.incomplete.clone().unwrap_or_default()
-        ));
-    }
-    for c in run.checks.iter().filter(|c| !c.ok()) {
-        for f in &c.failures {
-            problems.push(format!("{}: {f}", c.name));
-        }
-    }
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(snapshot_dir(path));
-    settings.set_prepend_module_to_snapshot(false);
-    settings.set_omit_expression(true);
-    settings.set_input_file(path);
-    if let Some(ms) = tolerance_ms {
-        settings.set_comparator(Box::new(harness::golden::TimingTolerance { ms }));
-    }
-    let canonical = run.trace.golden_text(sc.golden_summary);
-    let golden = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        settings.bind(|| insta::assert_snapshot!(sc.name.clone(), canonical));
-    }));
-    if golden.is_err() {
-        problems.push(format!(
-            "golden trace of {} differs (review with `cargo insta review`)",
-            sc.name
-        ));
-    }
+    problems.extend(common::problems(path, sc, run, tolerance_ms));
     if problems.is_empty() {
         Ok(())
     } else {

@@ -24,10 +24,11 @@
 use std::path::{Path, PathBuf};
 
 use harness::bench::BenchSpec;
-use harness::golden::snapshot_dir;
 use harness::runner::Verdict;
 use harness::scenario::Scenario;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
+
+mod common;
 
 fn scenario_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/scenarios");
@@ -113,54 +114,13 @@ fn run_one(path: &Path) -> Result<Completion, Failed> {
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
         std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
     }
-    let mut problems = Vec::new();
     let why = run.trace.incomplete.clone().unwrap_or_default();
     if run.verdict == Verdict::Refused && why.starts_with("the fixture cannot run this scenario") {
         // Too few channels or a capability the fixture lacks: not a failure
         // of this bench, and said (`--ignored` lists it).
         return Ok(Completion::ignored_with(why));
     }
-    if matches!(run.verdict, Verdict::Incomplete | Verdict::Refused) {
-        problems.push(format!(
-            "{}: {}",
-            if run.verdict == Verdict::Refused {
-                "refused"
-            } else {
-                "incomplete"
-            },
-            run.trace.incomplete.clone().unwrap_or_default()
-        ));
-    }
-    for c in run.checks.iter().filter(|c| !c.ok()) {
-        if c.known_violation {
-            problems.push(format!(
-                "{}: expected to fail here (known violation) but passed",
-                c.name
-            ));
-        }
-        for f in &c.failures {
-            problems.push(format!("{}: {f}", c.name));
-        }
-    }
-    // The golden trace, through insta.
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(snapshot_dir(path));
-    settings.set_prepend_module_to_snapshot(false);
-    settings.set_omit_expression(true);
-    settings.set_input_file(path);
-    if let Some(ms) = tolerance_ms {
-        settings.set_comparator(Box::new(harness::golden::TimingTolerance { ms }));
-    }
-    let canonical = run.trace.golden_text(sc.golden_summary);
-    let golden = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        settings.bind(|| insta::assert_snapshot!(sc.name.clone(), canonical));
-    }));
-    if golden.is_err() {
-        problems.push(format!(
-            "golden trace of {} differs (review with `cargo insta review`)",
-            sc.name
-        ));
-    }
+    let problems = common::problems(path, &sc, &run, tolerance_ms);
     if problems.is_empty() {
         Ok(Completion::Completed)
     } else {

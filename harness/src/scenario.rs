@@ -24,7 +24,7 @@ use crate::units;
 mod assertion;
 mod expect;
 pub use assertion::{AssertKind, Assertion, ASSERT_KINDS};
-pub use expect::{Bound, CarExpectation, CarState, NodeExpectation, Quantity, Spread};
+pub use expect::{Bound, CarExpectation, CarState, EnergyBound, NodeExpectation, Quantity, Spread};
 use firmware::charge_point::{ChargePointConfig, ConfigError};
 use firmware::sharing::frame::MAX_FRAME;
 use firmware::sharing::meter::MeterConfig;

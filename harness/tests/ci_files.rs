@@ -12,15 +12,11 @@
 use std::path::{Path, PathBuf};
 
 use harness::artefacts::{self, report, report::RunInfo};
-use harness::golden::{self, GoldenOutcome};
+use harness::golden::GoldenOutcome;
 use harness::runner::{ScenarioRun, Verdict};
-use harness::scenario::Scenario;
 
+mod common;
 mod xsd_subset;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn schema_text(name: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -30,86 +26,15 @@ fn schema_text(name: &str) -> String {
 }
 
 fn out_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sharebench-ci-files-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+    common::out_dir("ci-files", tag)
 }
-
-/// A small site whose last step expects a split the firmware does not
-/// make (3 cars on a 48 A circuit get 16 A each, not 24/24/0).
-const FAILING: &str = r#"
-name = "ci-files-failing"
-system = "Circuit-level sharing: an expectation the firmware does not meet"
-duration = "3min"
-seed = 7
-[[node]]
-name = "circuit"
-limit = "48A"
-breaker = "60A"
-[[station]]
-id = 1
-node = "circuit"
-nameplate = "32A"
-fallback = "16A"
-leader = true
-[[station]]
-id = 2
-node = "circuit"
-nameplate = "32A"
-fallback = "16A"
-[[station]]
-id = 3
-node = "circuit"
-nameplate = "32A"
-fallback = "16A"
-[[car]]
-station = 1
-[[car]]
-station = 2
-[[car]]
-station = 3
-[sharing]
-rotation = "off"
-[[at]]
-time = "10s"
-do = "arrive"
-station = 1
-[[at]]
-time = "20s"
-do = "arrive"
-station = 2
-[[at]]
-time = "1min"
-do = "arrive"
-station = 3
-expect = ["24A", "24A", "0A"]
-"#;
 
 /// Runs covering every verdict, with their artefacts under `out`.
 fn runs(out: &Path) -> Vec<ScenarioRun> {
-    let fixtures = root().join("fixtures/scenarios");
-    let sc = Scenario::load(&fixtures.join("circuit-4x48.toml")).expect("circuit-4x48 loads");
-    let mut pass = harness::cli::run_sim(&sc, None).expect("runs");
-    pass.golden = Some(golden::compare(
-        &sc.path,
-        &sc.name,
-        &pass.trace.golden_text(sc.golden_summary),
-        0,
-    ));
-    pass.artefacts = artefacts::write_scenario(out, &pass).expect("artefacts written");
-    assert_eq!(pass.verdict, Verdict::Pass, "circuit-4x48 passes");
-    assert_eq!(pass.golden, Some(GoldenOutcome::Match));
-
-    let failing_path = out.join("ci-files-failing.toml");
-    std::fs::write(&failing_path, FAILING).expect("write");
-    let fsc = Scenario::load(&failing_path).expect("failing scenario loads");
-    let mut fail = harness::cli::run_sim(&fsc, None).expect("runs");
+    let pass = common::passing(out);
+    let (_, mut fail) = common::failing(out, "ci-files-failing", "");
     fail.artefacts = artefacts::write_scenario(out, &fail).expect("artefacts written");
-    assert_eq!(fail.verdict, Verdict::Fail, "the expectation is not met");
-
-    let hw = Scenario::load(&fixtures.join("hw-contactor-timing.toml")).expect("loads");
-    let skipped = harness::cli::run_sim(&hw, None).expect("skips");
-    assert_eq!(skipped.verdict, Verdict::Skipped);
+    let skipped = common::skipped();
 
     let mut golden_diff = pass.clone();
     golden_diff.golden = Some(GoldenOutcome::Differs {

@@ -20,77 +20,13 @@ use std::time::{Duration, Instant};
 
 use harness::artefacts::{self, html, report, report::RunInfo};
 use harness::golden::GoldenOutcome;
-use harness::runner::{ScenarioRun, Verdict};
-use harness::scenario::Scenario;
+use harness::runner::ScenarioRun;
 use quick_xml::events::Event;
+
+mod common;
 
 /// How long Chromium may take to load and dump the page.
 const CHROMIUM_WAIT: Duration = Duration::from_secs(120);
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn out_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "sharebench-report-html-{tag}-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-/// Three cars on a 48 A circuit: the last step expects 24/24/0, which the
-/// firmware does not do (it shares 16 A each). Its description carries
-/// markup the page must show as text.
-const FAILING: &str = r#"
-name = "html-failing"
-description = "<script>alert('x')</script> & \"quoted\" <b>not bold</b>"
-system = "Circuit-level sharing: an expectation the firmware does not meet"
-duration = "3min"
-seed = 7
-[[node]]
-name = "circuit"
-limit = "48A"
-breaker = "60A"
-[[station]]
-id = 1
-node = "circuit"
-nameplate = "32A"
-fallback = "16A"
-leader = true
-[[station]]
-id = 2
-node = "circuit"
-nameplate = "32A"
-fallback = "16A"
-[[station]]
-id = 3
-node = "circuit"
-nameplate = "32A"
-fallback = "16A"
-[[car]]
-station = 1
-[[car]]
-station = 2
-[[car]]
-station = 3
-[sharing]
-rotation = "off"
-[[at]]
-time = "10s"
-do = "arrive"
-station = 1
-[[at]]
-time = "20s"
-do = "arrive"
-station = 2
-[[at]]
-time = "1min"
-do = "arrive"
-station = 3
-expect = ["24A", "24A", "0A"]
-"#;
 
 struct Fixture {
     out: PathBuf,
@@ -100,19 +36,14 @@ struct Fixture {
 
 /// The runs and their page, written to `out/report.html`.
 fn fixture(tag: &str) -> Fixture {
-    let out = out_dir(tag);
-    let fixtures = root().join("fixtures/scenarios");
-    let sc = Scenario::load(&fixtures.join("circuit-4x48.toml")).expect("circuit-4x48 loads");
-    let mut pass = harness::cli::run_sim(&sc, None).expect("runs");
-    pass.golden = Some(GoldenOutcome::Match);
-    pass.artefacts = artefacts::write_scenario(&out, &pass).expect("artefacts written");
-    assert_eq!(pass.verdict, Verdict::Pass);
-
-    let failing_path = out.join("html-failing.toml");
-    std::fs::write(&failing_path, FAILING).expect("write");
-    let fsc = Scenario::load(&failing_path).expect("failing scenario loads");
-    let mut fail = harness::cli::run_sim(&fsc, None).expect("runs");
-    assert_eq!(fail.verdict, Verdict::Fail, "the expectation is not met");
+    let out = common::out_dir("report-html", tag);
+    let pass = common::passing(&out);
+    // Its description carries markup the page must show as text.
+    let (fsc, mut fail) = common::failing(
+        &out,
+        "html-failing",
+        "description = \"<script>alert('x')</script> & \\\"quoted\\\" <b>not bold</b>\"\n",
+    );
     // A real diff: this trace against the same site run with another seed.
     let other = harness::cli::run_sim(&fsc, Some(8)).expect("runs");
     let diff = similar::TextDiff::from_lines(&other.trace.canonical(), &fail.trace.canonical())
@@ -126,12 +57,7 @@ fn fixture(tag: &str) -> Fixture {
         first_line: 1,
     });
     fail.artefacts = artefacts::write_scenario(&out, &fail).expect("artefacts written");
-
-    let hw = Scenario::load(&fixtures.join("hw-contactor-timing.toml")).expect("loads");
-    let skipped = harness::cli::run_sim(&hw, None).expect("skips");
-    assert_eq!(skipped.verdict, Verdict::Skipped);
-
-    let runs = vec![pass, fail, skipped];
+    let runs = vec![pass, fail, common::skipped()];
     let json = report::json(&RunInfo::collect("sim", true, None, &out), &runs);
     std::fs::write(
         out.join("report.json"),

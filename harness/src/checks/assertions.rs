@@ -255,6 +255,15 @@ impl Ctx<'_> {
                     )),
                 }
             }
+            AssertKind::IncreaseAfterFall {
+                station,
+                after,
+                margin_da,
+            } => self.increase_after_fall(*station, *after, *margin_da, from, to),
+            AssertKind::AllChargedWithin {
+                stations,
+                within_us,
+            } => self.all_charged_within(stations, *within_us, from, to),
             AssertKind::OpensAfterOvercurrent {
                 station,
                 min_us,
@@ -397,6 +406,154 @@ impl Ctx<'_> {
                 })
             }
         }
+    }
+}
+
+impl Ctx<'_> {
+    /// The most loaded phase of `i`'s measured current at `t`.
+    fn drawn(&self, i: usize, t: u64) -> u32 {
+        u32::from(
+            at(&self.series.measured[i], t, [0; 3])
+                .into_iter()
+                .max()
+                .unwrap_or(0),
+        )
+    }
+
+    /// `increase-after-fall`: see [`AssertKind::IncreaseAfterFall`].
+    fn increase_after_fall(
+        &self,
+        x: usize,
+        y: usize,
+        margin_da: u32,
+        from: u64,
+        to: u64,
+    ) -> Option<String> {
+        let series = self.series;
+        let offer = |i: usize, t: u64| u32::from(at(&series.offered[i], t, 0));
+        let fallen = |t: u64| self.drawn(y, t) <= offer(y, t).saturating_add(margin_da);
+        // The rises of X's offer in the window: (time, before, after).
+        let mut rises = Vec::new();
+        let mut last = offer(x, from.saturating_sub(1));
+        for &(t, o) in series.offered[x].iter().filter(|p| p.0 >= from && p.0 < to) {
+            let o = u32::from(o);
+            if o > last {
+                rises.push((t, last, o));
+            }
+            last = o;
+        }
+        let measured: Vec<u64> = series.measured[y].iter().map(|p| p.0).collect();
+        let checkpoints = times_in(&[&self.offer_times(y), &measured], from, to);
+        let mut shown = false;
+        let mut was = offer(y, from.saturating_sub(1));
+        for (t_cut, now) in series.offered[y]
+            .iter()
+            .filter(|p| p.0 >= from && p.0 < to)
+            .map(|p| (p.0, u32::from(p.1)))
+        {
+            let before = was;
+            was = now;
+            // A cut the car had to come down from.
+            if now >= before || fallen(t_cut) {
+                continue;
+            }
+            let fell = checkpoints
+                .iter()
+                .copied()
+                .find(|&t| t > t_cut && fallen(t));
+            if let Some(&(t, o0, o1)) = rises
+                .iter()
+                .find(|r| r.0 >= t_cut && fell.is_none_or(|f| r.0 < f))
+            {
+                return Some(format!(
+                    "{} offer rose {} -> {} A at {}, while {} (cut {} -> {} A at {}) still drew {} A, over its offer by more than {} A; it fell {}",
+                    self.st(x),
+                    a(o0),
+                    a(o1),
+                    when(t),
+                    self.st(y),
+                    a(before),
+                    a(now),
+                    when(t_cut),
+                    a(self.drawn(y, t)),
+                    a(margin_da),
+                    fell.map_or_else(
+                        || format!("not before the window's end at {}", when(to)),
+                        |f| format!("only at {}", when(f))
+                    )
+                ));
+            }
+            shown |= rises.iter().any(|r| r.0 >= t_cut);
+        }
+        (!shown).then(|| {
+            format!(
+                "nothing to order from {} to {}: no cut of {}'s offer below its car's draw was followed by a rise of {}'s offer",
+                when(from),
+                when(to),
+                self.st(y),
+                self.st(x)
+            )
+        })
+    }
+
+    /// `all-charged-within`: see [`AssertKind::AllChargedWithin`].
+    fn all_charged_within(
+        &self,
+        stations: &[usize],
+        within_us: u64,
+        from: u64,
+        to: u64,
+    ) -> Option<String> {
+        let mut waits = 0usize;
+        for &i in stations {
+            let pilot: Vec<u64> = self.series.pilot[i].iter().map(|p| p.0).collect();
+            let contactor: Vec<u64> = self.series.contactor[i].iter().map(|p| p.0).collect();
+            let times = times_in(&[&self.offer_times(i), &pilot, &contactor], from, to);
+            let asks = |t: u64| {
+                matches!(
+                    pilot_at(self.series, i, t),
+                    Some(PilotState::C | PilotState::D)
+                )
+            };
+            let mut since: Option<u64> = None;
+            for &t in times.iter().chain(std::iter::once(&to)) {
+                let end = t == to;
+                let waiting = !end && asks(t) && !self.charging(i, t);
+                match (since, waiting) {
+                    (None, true) => {
+                        since = Some(t);
+                        waits += 1;
+                    }
+                    (Some(w), false) => {
+                        since = None;
+                        if t - w > within_us {
+                            let how = if end {
+                                format!("was still waiting at {}", when(to))
+                            } else if asks(t) {
+                                format!("charged only at {}", when(t))
+                            } else {
+                                format!("stopped asking at {} without having charged", when(t))
+                            };
+                            return Some(format!(
+                                "{} waited from {} and {how}: {:.1} s, more than {:.1} s",
+                                self.st(i),
+                                when(w),
+                                s(t - w),
+                                s(within_us)
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        (waits == 0).then(|| {
+            format!(
+                "no car waited from {} to {}: nothing to time",
+                when(from),
+                when(to)
+            )
+        })
     }
 }
 

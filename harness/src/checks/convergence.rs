@@ -7,7 +7,9 @@ use rig::iec::PilotState;
 
 use super::breaker::node_sums;
 use super::{s, when, CheckResult};
-use crate::scenario::{Action, Bound, CarState, Expectation, NodeExpectation, Quantity, Scenario};
+use crate::scenario::{
+    Action, Bound, CarState, EnergyBound, Expectation, NodeExpectation, Quantity, Scenario,
+};
 use crate::trace::{at, Series};
 use crate::units::amps;
 
@@ -58,6 +60,104 @@ impl Sums {
     }
 }
 
+/// Watts per deciamp per phase at the nominal 230 V: power in W is 23
+/// times the sum of the phases' deciamps.
+const W_PER_DA: u64 = 23;
+
+/// Watt-microseconds in a watt-hour.
+const WUS_PER_WH: u64 = 3_600_000_000;
+
+/// From `t_us` on, the car on a station has taken `e_wus` watt-microseconds
+/// since it was plugged in, and takes `p_w` watts.
+#[derive(Debug, Clone, Copy)]
+struct EnergyPoint {
+    t_us: u64,
+    e_wus: u64,
+    p_w: u64,
+}
+
+/// The energy a station's car took since it was plugged in (its pilot
+/// last left state A, or was first seen out of it), from the fixture's
+/// measured current at 230 V on each phase: back to 0 at each plug-in,
+/// kept after the car leaves until the next one plugs in.
+fn energy_series(series: &Series, i: usize) -> Vec<EnergyPoint> {
+    let measured = &series.measured[i];
+    let pilot = &series.pilot[i];
+    let mut times: Vec<u64> = measured
+        .iter()
+        .map(|p| p.0)
+        .chain(pilot.iter().map(|p| p.0))
+        .collect();
+    times.sort_unstable();
+    times.dedup();
+    let plugged = |t: u64| {
+        let k = pilot.partition_point(|p| p.0 <= t);
+        k.checked_sub(1)
+            .and_then(|k| pilot[k].1)
+            .is_some_and(|s| s != PilotState::A)
+    };
+    let mut out: Vec<EnergyPoint> = Vec::with_capacity(times.len());
+    let mut was_plugged = false;
+    for t in times {
+        let now = plugged(t);
+        let e_wus = match out.last() {
+            Some(p) if was_plugged || !now => p
+                .e_wus
+                .saturating_add(p.p_w.saturating_mul(t.saturating_sub(p.t_us))),
+            _ => 0,
+        };
+        let da: u64 = at(measured, t, [0; 3]).iter().map(|&d| u64::from(d)).sum();
+        out.push(EnergyPoint {
+            t_us: t,
+            e_wus,
+            p_w: da.saturating_mul(W_PER_DA),
+        });
+        was_plugged = now;
+    }
+    out
+}
+
+/// The energy at `t`, watt-microseconds.
+fn energy_at(points: &[EnergyPoint], t: u64) -> u64 {
+    match points.partition_point(|p| p.t_us <= t) {
+        0 => 0,
+        k => {
+            let p = points[k - 1];
+            p.e_wus
+                .saturating_add(p.p_w.saturating_mul(t.saturating_sub(p.t_us)))
+        }
+    }
+}
+
+/// The instants in `(start, end)` where the energy crosses into or out of
+/// `b`: the first microsecond at or over its minimum and over its maximum.
+fn energy_crossings(points: &[EnergyPoint], b: EnergyBound, start: u64, end: u64) -> Vec<u64> {
+    let lo = u64::from(b.min_wh).saturating_mul(WUS_PER_WH);
+    let hi = u64::from(b.max_wh)
+        .saturating_mul(WUS_PER_WH)
+        .saturating_add(1);
+    let mut out = Vec::new();
+    for (k, p) in points.iter().enumerate() {
+        if p.p_w == 0 {
+            continue;
+        }
+        let next = points.get(k + 1).map_or(end, |n| n.t_us);
+        for target in [lo, hi] {
+            if p.e_wus < target {
+                let t = p.t_us.saturating_add((target - p.e_wus).div_ceil(p.p_w));
+                if t < next && t > start && t < end {
+                    out.push(t);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn kwh(e_wus: u64) -> String {
+    format!("{:.3}", e_wus as f64 / WUS_PER_WH as f64 / 1_000.0)
+}
+
 /// The car's state at `t`, from its pilot and contactor.
 fn car_state(series: &Series, i: usize, t: u64) -> Option<CarState> {
     let pilot = &series.pilot[i];
@@ -86,6 +186,8 @@ struct Judge<'a> {
     sc: &'a Scenario,
     series: &'a Series,
     sums: &'a Sums,
+    /// Per station, its car's energy, when a step asks.
+    energy: Vec<Option<Vec<EnergyPoint>>>,
 }
 
 impl Judge<'_> {
@@ -149,6 +251,9 @@ impl Judge<'_> {
             if let Some(s) = c.state {
                 p.push_str(&format!(" {}", s.word()));
             }
+            if let Some(e) = c.energy {
+                p.push_str(&format!(" energy {} kWh since plug-in", e.text()));
+            }
             parts.push(p);
         }
         parts.join("; ")
@@ -178,12 +283,19 @@ impl Judge<'_> {
             ));
         }
         for c in &x.cars {
-            parts.push(format!(
+            let mut p = format!(
                 "{} car draw {} A {}",
                 self.station(c.station),
                 amps(i64::from(self.draw(c.station, t))),
                 state_word(car_state(self.series, c.station, t))
-            ));
+            );
+            if c.energy.is_some() {
+                p.push_str(&format!(
+                    " energy {} kWh",
+                    kwh(self.energy_wus(c.station, t))
+                ));
+            }
+            parts.push(p);
         }
         parts.join("; ")
     }
@@ -209,6 +321,14 @@ impl Judge<'_> {
         u32::from(m.into_iter().max().unwrap_or(0))
     }
 
+    /// The car's energy since plug-in at `t`, watt-microseconds.
+    fn energy_wus(&self, i: usize, t: u64) -> u64 {
+        self.energy
+            .get(i)
+            .and_then(Option::as_ref)
+            .map_or(0, |p| energy_at(p, t))
+    }
+
     /// Whether all of `x` holds at `t` (`tol`: the reference's give).
     fn holds(&self, x: &Expectation, t: u64, tol: u32) -> bool {
         let widen = |b: &Bound| Bound {
@@ -229,6 +349,11 @@ impl Judge<'_> {
                 c.draw.contains(self.draw(c.station, t))
                     && c.state
                         .is_none_or(|s| car_state(self.series, c.station, t) == Some(s))
+                    && c.energy.is_none_or(|b| {
+                        let e = self.energy_wus(c.station, t);
+                        e >= u64::from(b.min_wh).saturating_mul(WUS_PER_WH)
+                            && e <= u64::from(b.max_wh).saturating_mul(WUS_PER_WH)
+                    })
             })
     }
 
@@ -247,6 +372,9 @@ impl Judge<'_> {
             times.extend(self.series.meter.iter().map(|p| p.0).filter(inside));
         }
         for c in &x.cars {
+            if let (Some(b), Some(Some(points))) = (c.energy, self.energy.get(c.station)) {
+                times.extend(energy_crossings(points, b, start, end));
+            }
             times.extend(
                 self.series.pilot[c.station]
                     .iter()
@@ -273,10 +401,20 @@ pub fn convergence(sc: &Scenario, series: &Series, failover: bool) -> CheckResul
     let name = if failover { "failover" } else { "convergence" };
     let mut c = CheckResult::new(name);
     let sums = Sums::new(sc, series);
+    let energy = (0..sc.stations.len())
+        .map(|i| {
+            sc.timeline
+                .iter()
+                .filter_map(|st| st.expect.as_ref())
+                .any(|x| x.cars.iter().any(|c| c.station == i && c.energy.is_some()))
+                .then(|| energy_series(series, i))
+        })
+        .collect();
     let judge = Judge {
         sc,
         series,
         sums: &sums,
+        energy,
     };
     let mut slowest: Option<(u64, usize)> = None;
     let mut checked = 0;

@@ -950,3 +950,212 @@ fn a_lowered_limit_binds_the_offered_and_measured_checks() {
         c.failures
     );
 }
+
+#[test]
+fn an_increase_before_the_cut_car_has_come_down_fails() {
+    let x =
+        "[[assert]]\nthat = \"increase-after-fall\"\nstation = 1\nafter = 0\nmargin = \"0.5A\"\n";
+    let current = |ch: u8, a: u16| Event::Current { ch, da: [a, 0, 0] };
+    let run = |rise_s: u64| {
+        trace(
+            &[
+                (2 * S, duty(0, 320)),
+                (3 * S, current(0, 320)),
+                (40 * S, duty(0, 160)),
+                // The car comes down to 16.4 A: within the margin.
+                (42 * S, current(0, 200)),
+                (43 * S, current(0, 164)),
+                (rise_s * S, duty(1, 160)),
+            ],
+            60,
+        )
+    };
+    assert!(assertion_failures(x, &run(44)).is_empty());
+    let f = assertion_failures(x, &run(42));
+    assert!(
+        f.iter().any(|f| f.contains("increase-after-fall (line")
+            && f.contains("st1 offer rose 0.0 -> 16.0 A at t=42.000 s, while st0 (cut 32.0 -> 16.0 A at t=40.000 s) still drew 20.0 A, over its offer by more than 0.5 A; it fell only at t=43.000 s")),
+        "{f:?}"
+    );
+    // Without the margin, 16.4 A has not fallen to 16.0 A.
+    let strict = x.replace("margin = \"0.5A\"\n", "");
+    let f = assertion_failures(&strict, &run(44));
+    assert!(
+        f.iter().any(|f| f.contains("still drew 16.4 A")
+            && f.contains("it fell not before the window's end at t=60.000 s")),
+        "{f:?}"
+    );
+    // The offer of a station that still charges goes up, not only from 0.
+    let raised = trace(
+        &[
+            (2 * S, duty(0, 320)),
+            (2 * S, duty(1, 60)),
+            (3 * S, current(0, 320)),
+            (40 * S, duty(0, 160)),
+            (40 * S, duty(1, 160)),
+        ],
+        60,
+    );
+    let f = assertion_failures(x, &raised);
+    assert!(
+        f.iter()
+            .any(|f| f.contains("st1 offer rose 6.0 -> 16.0 A at t=40.000 s")),
+        "{f:?}"
+    );
+    // No cut that the car had to come down from: nothing was shown.
+    let uncut = trace(&[(2 * S, duty(0, 320)), (44 * S, duty(1, 160))], 60);
+    let f = assertion_failures(x, &uncut);
+    assert!(
+        f.iter().any(|f| f.contains("nothing to order from t=0.000 s to t=60.000 s: no cut of st0's offer below its car's draw was followed by a rise of st1's offer")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn a_car_that_waits_longer_than_stated_fails_all_charged_within() {
+    use rig::iec::PilotState::{B, C};
+    let x = "[[assert]]\nthat = \"all-charged-within\"\nwithin = \"60s\"\n";
+    let run = |served_s: u64| {
+        trace(
+            &[
+                (2 * S, pilot(0, C)),
+                (5 * S, duty(0, 160)),
+                (5 * S, closed(0, true)),
+                (3 * S, pilot(1, C)),
+                (served_s * S, duty(1, 160)),
+                (served_s * S, closed(1, true)),
+            ],
+            200,
+        )
+    };
+    assert!(assertion_failures(x, &run(50)).is_empty());
+    let f = assertion_failures(x, &run(100));
+    assert!(
+        f.iter().any(|f| f.contains("all-charged-within (line")
+            && f.contains("st1 waited from t=3.000 s and charged only at t=100.000 s: 97.0 s, more than 60.0 s")),
+        "{f:?}"
+    );
+    // An offer with the contactor still open is no charge.
+    let open = trace(
+        &[
+            (2 * S, pilot(0, C)),
+            (5 * S, duty(0, 160)),
+            (90 * S, closed(0, true)),
+        ],
+        200,
+    );
+    let f = assertion_failures(x, &open);
+    assert!(
+        f.iter()
+            .any(|f| f.contains("st0 waited from t=2.000 s and charged only at t=90.000 s")),
+        "{f:?}"
+    );
+    // Never served, and a car that gives up first.
+    let f = assertion_failures(x, &trace(&[(2 * S, pilot(0, C))], 200));
+    assert!(
+        f.iter()
+            .any(|f| f.contains("st0 waited from t=2.000 s and was still waiting at t=200.000 s")),
+        "{f:?}"
+    );
+    let f = assertion_failures(
+        x,
+        &trace(&[(2 * S, pilot(0, C)), (150 * S, pilot(0, B))], 200),
+    );
+    assert!(
+        f.iter()
+            .any(|f| f.contains("stopped asking at t=150.000 s without having charged")),
+        "{f:?}"
+    );
+    // The window: a wait before it is not judged; one open at its start is
+    // timed from it.
+    let late = "[[assert]]\nthat = \"all-charged-within\"\nwithin = \"60s\"\nfrom = \"110s\"\n";
+    let f = assertion_failures(late, &run(100));
+    assert!(
+        f.iter()
+            .any(|f| f.contains("no car waited from t=110.000 s")),
+        "{f:?}"
+    );
+    assert!(assertion_failures(&late.replace("110s", "80s"), &run(100)).is_empty());
+    let f = assertion_failures(&late.replace("110s", "30s"), &run(100));
+    assert!(
+        f.iter()
+            .any(|f| f
+                .contains("st1 waited from t=30.000 s and charged only at t=100.000 s: 70.0 s")),
+        "{f:?}"
+    );
+    // Nobody waited: nothing was shown.
+    let f = assertion_failures(x, &trace(&[(2 * S, duty(0, 160))], 200));
+    assert!(
+        f.iter()
+            .any(|f| f.contains("no car waited from t=0.000 s to t=200.000 s")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn the_energy_a_car_took_is_measured_and_checked() {
+    use rig::iec::PilotState::{A, B, C};
+    let current = |a: u16| Event::Current {
+        ch: 0,
+        da: [a, 0, 0],
+    };
+    // 32 A at 230 V from 3 s to 60 s: 7360 W for 57 s = 116.5 Wh.
+    let session = |extra: &[(u64, Event)]| {
+        let mut ev = vec![
+            (2 * S, pilot(0, C)),
+            (2 * S, duty(0, 160)),
+            (3 * S, current(320)),
+            (60 * S, pilot(0, B)),
+            (60 * S, current(0)),
+        ];
+        ev.extend_from_slice(extra);
+        trace(&ev, 120)
+    };
+    let after = |car: &str| {
+        stated(&format!(
+            "{ONE_STEP}[[at]]\ntime = \"70s\"\ndo = \"check\"\nexpect_car = [{{ station = 0, {car} }}]\n"
+        ))
+    };
+    let t = session(&[]);
+    assert!(convergence_failures(&after("energy = \"120Wh +/- 5Wh\""), &t).is_empty());
+    let f = convergence_failures(&after("energy = \"0.2kWh +/- 10Wh\""), &t);
+    assert!(
+        f.iter().any(
+            |f| f.contains("expected st0 car energy 0.190..0.210 kWh since plug-in")
+                && f.contains("seen st0 car draw 0.0 A connected energy 0.117 kWh")
+        ),
+        "{f:?}"
+    );
+    // Kept after the car leaves; back to 0 when the next one plugs in.
+    let t = session(&[(80 * S, pilot(0, A))]);
+    assert!(convergence_failures(&after("energy_min = \"110Wh\""), &t).is_empty());
+    let t = session(&[(80 * S, pilot(0, A)), (100 * S, pilot(0, B))]);
+    let f = convergence_failures(&after("energy_min = \"110Wh\""), &t);
+    assert!(f.iter().any(|f| f.contains("energy 0.000 kWh")), "{f:?}");
+    // A bound that the rising energy reaches: settled the microsecond it
+    // crosses 0.1 kWh (48.91 s after 3 s, 50.9 s after the step at 1 s).
+    let rising = stated(&format!(
+        "{ONE_STEP}within = \"45s\"\nexpect_car = [{{ station = 0, energy_min = \"0.1kWh\", energy_max = \"120Wh\" }}]\n"
+    ));
+    let f = convergence_failures(&rising, &session(&[]));
+    assert!(
+        f.iter()
+            .any(|f| f.contains("settled only after 50.9 s, deadline 45.0 s")
+                && f.contains("car energy 0.100..0.120 kWh since plug-in")),
+        "{f:?}"
+    );
+    let rising = stated(&format!(
+        "{ONE_STEP}within = \"51s\"\nexpect_car = [{{ station = 0, energy_min = \"0.1kWh\", energy_max = \"120Wh\" }}]\n"
+    ));
+    assert!(convergence_failures(&rising, &session(&[])).is_empty());
+    // Over the maximum: broken from the microsecond it passes it.
+    let capped = stated(&format!(
+        "{ONE_STEP}within = \"1min\"\nexpect_car = [{{ station = 0, energy_max = \"50Wh\" }}]\n"
+    ));
+    let f = convergence_failures(&capped, &session(&[]));
+    assert!(
+        f.iter()
+            .any(|f| f.contains("never settled") && f.contains("energy 0.117 kWh")),
+        "{f:?}"
+    );
+}

@@ -44,6 +44,17 @@ pub enum AssertKind {
     /// `station`'s first non-zero offer in the window comes only after
     /// `after`'s offer dropped (make-before-break).
     FirstOfferAfterDrop { station: usize, after: usize },
+    /// Make-before-break on the measured current: after each cut of
+    /// `after`'s offer in the window (a drop below what its car then
+    /// draws, most loaded phase, by more than `margin_da`), `station`'s
+    /// offer does not rise until `after`'s measured current is at most its
+    /// offer plus `margin_da`. At least one such cut must be followed by
+    /// a rise of `station`'s offer in the window (else nothing was shown).
+    IncreaseAfterFall {
+        station: usize,
+        after: usize,
+        margin_da: u32,
+    },
     /// After an overcurrent begins on `station` (its measured current over
     /// its offer by more than `margin_da`), its contactor opens between
     /// `min_us` and `max_us` later; an overcurrent that ends sooner (the
@@ -59,6 +70,16 @@ pub enum AssertKind {
     PausesAtLeast {
         stations: Vec<usize>,
         at_least_us: u64,
+    },
+    /// Every car that waits in the window (its pilot asks, C or D, while
+    /// its station is not charging: contactor open or no offer) charges
+    /// within `within_us`, or stops asking first. A car already waiting at
+    /// the window's start is timed from it; a wait still open at the
+    /// window's end fails once it is longer. At least one car must wait in
+    /// the window.
+    AllChargedWithin {
+        stations: Vec<usize>,
+        within_us: u64,
     },
     /// `station` reports (telemetry containing `says`) exactly once, or at
     /// least once, in the window.
@@ -79,8 +100,10 @@ impl AssertKind {
             Self::SomeoneCharging { .. } => "someone-charging",
             Self::NodeWithinLimit { .. } => "node-within-limit",
             Self::FirstOfferAfterDrop { .. } => "first-offer-after-drop",
+            Self::IncreaseAfterFall { .. } => "increase-after-fall",
             Self::OpensAfterOvercurrent { .. } => "opens-after-overcurrent",
             Self::PausesAtLeast { .. } => "pauses-at-least",
+            Self::AllChargedWithin { .. } => "all-charged-within",
             Self::Reported { .. } => "reported",
         }
     }
@@ -93,8 +116,10 @@ pub const ASSERT_KINDS: &[&str] = &[
     "someone-charging",
     "node-within-limit",
     "first-offer-after-drop",
+    "increase-after-fall",
     "opens-after-overcurrent",
     "pauses-at-least",
+    "all-charged-within",
     "reported",
 ];
 
@@ -117,6 +142,7 @@ pub(super) struct RawAssert {
     says: Option<S>,
     times: Option<S>,
     at_least: Option<S>,
+    within: Option<S>,
 }
 
 impl Ctx<'_> {
@@ -214,7 +240,7 @@ impl Ctx<'_> {
                     longer_than_us,
                 }
             }
-            "first-offer-after-drop" => {
+            "first-offer-after-drop" | "increase-after-fall" => {
                 let station = need(raw.station.as_ref(), "station")?;
                 let after = need(raw.after.as_ref(), "after")?;
                 if station == after {
@@ -225,7 +251,15 @@ impl Ctx<'_> {
                         "expected after = another station than station",
                     ));
                 }
-                AssertKind::FirstOfferAfterDrop { station, after }
+                if that.get_ref() == "first-offer-after-drop" {
+                    AssertKind::FirstOfferAfterDrop { station, after }
+                } else {
+                    AssertKind::IncreaseAfterFall {
+                        station,
+                        after,
+                        margin_da: current(raw.margin.as_ref(), "margin", Some(0))?,
+                    }
+                }
             }
             "opens-after-overcurrent" => {
                 let station = need(raw.station.as_ref(), "station")?;
@@ -263,6 +297,26 @@ impl Ctx<'_> {
                 AssertKind::PausesAtLeast {
                     stations,
                     at_least_us: self.us(a)?,
+                }
+            }
+            "all-charged-within" => {
+                let w = raw.within.as_ref().ok_or_else(|| {
+                    self.err(
+                        that,
+                        "expected within = \"20min\" for that = \"all-charged-within\"",
+                    )
+                })?;
+                let within_us = self.us(w)?;
+                if within_us == 0 {
+                    return Err(self.err(w, "expected within longer than 0 s"));
+                }
+                let stations = match &raw.stations {
+                    None => (0..stations.len()).collect(),
+                    Some(list) => list.iter().map(index_of).collect::<Result<_, _>>()?,
+                };
+                AssertKind::AllChargedWithin {
+                    stations,
+                    within_us,
                 }
             }
             "reported" => {
@@ -333,8 +387,10 @@ impl Ctx<'_> {
             AssertKind::SomeoneCharging { .. } => &["longer_than"],
             AssertKind::NodeWithinLimit { .. } => &["node", "longer_than"],
             AssertKind::FirstOfferAfterDrop { .. } => &["station", "after"],
+            AssertKind::IncreaseAfterFall { .. } => &["station", "after", "margin"],
             AssertKind::OpensAfterOvercurrent { .. } => &["station", "between", "margin"],
             AssertKind::PausesAtLeast { .. } => &["stations", "at_least"],
+            AssertKind::AllChargedWithin { .. } => &["stations", "within"],
             AssertKind::Reported { .. } => &["station", "says", "times"],
         };
         let span = |v: Option<std::ops::Range<usize>>| v.map(|r| r.start);
@@ -363,6 +419,7 @@ impl Ctx<'_> {
             ("says", span(raw.says.as_ref().map(Spanned::span))),
             ("times", span(raw.times.as_ref().map(Spanned::span))),
             ("at_least", span(raw.at_least.as_ref().map(Spanned::span))),
+            ("within", span(raw.within.as_ref().map(Spanned::span))),
         ];
         for (key, at) in present {
             if let Some(at) = at {

@@ -128,6 +128,28 @@ impl CarState {
     }
 }
 
+/// An accepted range of an energy, watt-hours, both ends included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnergyBound {
+    pub min_wh: u32,
+    pub max_wh: u32,
+}
+
+impl EnergyBound {
+    /// `10.000`, `9.500..10.500`, `<=2.000`, `>=10.000` (kWh) or `any`.
+    #[must_use]
+    pub fn text(&self) -> String {
+        let k = |wh: u32| format!("{:.3}", f64::from(wh) / 1_000.0);
+        match (self.min_wh, self.max_wh) {
+            (0, u32::MAX) => "any".into(),
+            (lo, hi) if lo == hi => k(lo),
+            (0, hi) => format!("<={}", k(hi)),
+            (lo, u32::MAX) => format!(">={}", k(lo)),
+            (lo, hi) => format!("{}..{}", k(lo), k(hi)),
+        }
+    }
+}
+
 /// What the car on a station does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CarExpectation {
@@ -136,6 +158,11 @@ pub struct CarExpectation {
     /// Its draw: the station's measured current on its most loaded phase.
     pub draw: Bound,
     pub state: Option<CarState>,
+    /// The energy it took since it was plugged in (its pilot last left
+    /// state A): the fixture's measured current on each of the station's
+    /// phases at a nominal 230 V, integrated over time. Not the firmware's
+    /// count, nor the car model's state of charge.
+    pub energy: Option<EnergyBound>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +191,9 @@ pub(super) struct RawCarExpect {
     draw_min: Option<S>,
     draw_max: Option<S>,
     state: Option<S>,
+    energy: Option<S>,
+    energy_min: Option<S>,
+    energy_max: Option<S>,
 }
 
 const BOUND_HELP: &str = "expected a current such as \"16A\" or \"13.3A +/- 0.1A\"";
@@ -420,16 +450,72 @@ impl Ctx<'_> {
                 ))
             }
         };
-        if draw.is_any() && state.is_none() {
+        let energy = self.energy_bound(raw)?;
+        if draw.is_any() && state.is_none() && energy.is_none() {
             return Err(self.err(
                 &raw.station,
-                "expected draw, draw_min, draw_max or state for the car",
+                "expected draw, draw_min, draw_max, state, energy, energy_min or energy_max for the car",
             ));
         }
         Ok(CarExpectation {
             station,
             draw,
             state,
+            energy,
         })
+    }
+
+    /// `energy = "10kWh +/- 0.5kWh"`, `energy_min`, `energy_max`.
+    fn energy_bound(&self, raw: &RawCarExpect) -> Result<Option<EnergyBound>, ScenarioError> {
+        let wh = |v: &S, text: &str| units::watt_hours(text.trim()).map_err(|m| self.err(v, m));
+        let mut b = match &raw.energy {
+            None => None,
+            Some(v) => Some(match v.get_ref().split_once("+/-") {
+                Some((value, tol)) => {
+                    let (value, tol) = (wh(v, value)?, wh(v, tol)?);
+                    EnergyBound {
+                        min_wh: value.saturating_sub(tol),
+                        max_wh: value.saturating_add(tol),
+                    }
+                }
+                None => {
+                    let value = wh(v, v.get_ref())?;
+                    EnergyBound {
+                        min_wh: value,
+                        max_wh: value,
+                    }
+                }
+            }),
+        };
+        for (v, is_min) in [(&raw.energy_min, true), (&raw.energy_max, false)] {
+            let Some(v) = v else { continue };
+            if v.get_ref().contains("+/-") {
+                return Err(self.err(
+                    v,
+                    "expected an energy such as \"10kWh\" (a tolerance is for `energy`)",
+                ));
+            }
+            let x = wh(v, v.get_ref())?;
+            let e = b.get_or_insert(EnergyBound {
+                min_wh: 0,
+                max_wh: u32::MAX,
+            });
+            if is_min {
+                e.min_wh = e.min_wh.max(x);
+            } else {
+                e.max_wh = e.max_wh.min(x);
+            }
+            if e.min_wh > e.max_wh {
+                return Err(self.err(
+                    v,
+                    format!(
+                        "expected a lower bound at most the upper one; this leaves nothing (from {} kWh to {} kWh)",
+                        f64::from(e.min_wh) / 1_000.0,
+                        f64::from(e.max_wh) / 1_000.0
+                    ),
+                ));
+            }
+        }
+        Ok(b)
     }
 }

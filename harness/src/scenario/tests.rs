@@ -624,6 +624,52 @@ fn expectation_keys_parse_into_bounds() {
         }
     );
     assert_eq!(x.cars[0].state, Some(CarState::Connected));
+    assert_eq!(x.cars[0].energy, None);
+}
+
+#[test]
+fn energy_and_the_new_assertions_parse() {
+    let s = Scenario::parse(
+        Path::new("t.toml"),
+        &(with_step(
+            "expect_car = [{ station = 0, energy = \"10kWh +/- 500Wh\", energy_max = \"10.2kWh\" }, { station = 1, energy_min = \"800Wh\" }]\n",
+        ) + "[[assert]]\nthat = \"increase-after-fall\"\nstation = 1\nafter = 0\nmargin = \"0.5A\"\n[[assert]]\nthat = \"all-charged-within\"\nfrom = \"1min\"\nwithin = \"20min\"\n"),
+    )
+    .unwrap();
+    let x = s.timeline[0].expect.as_ref().unwrap();
+    assert_eq!(
+        x.cars[0].energy,
+        Some(EnergyBound {
+            min_wh: 9_500,
+            max_wh: 10_200
+        })
+    );
+    assert_eq!(
+        x.cars[1].energy,
+        Some(EnergyBound {
+            min_wh: 800,
+            max_wh: u32::MAX
+        })
+    );
+    assert_eq!(x.cars[1].draw, Bound::ANY);
+    assert_eq!(
+        s.assertions[0].kind,
+        AssertKind::IncreaseAfterFall {
+            station: 1,
+            after: 0,
+            margin_da: 5
+        }
+    );
+    assert_eq!(
+        (&s.assertions[1].kind, s.assertions[1].from_us),
+        (
+            &AssertKind::AllChargedWithin {
+                stations: vec![0, 1],
+                within_us: 1_200_000_000
+            },
+            60_000_000
+        )
+    );
 }
 
 #[test]
@@ -707,7 +753,32 @@ fn bad_expectations_are_refused_at_their_key() {
         (
             "expect_car = [{ station = 0 }]\n",
             "0 }",
-            "expected draw, draw_min, draw_max or state",
+            "expected draw, draw_min, draw_max, state, energy, energy_min or energy_max",
+        ),
+        (
+            "expect_car = [{ station = 0, energy = \"10kW\" }]\n",
+            "\"10kW\"",
+            "expected an energy such as",
+        ),
+        (
+            "expect_car = [{ station = 0, energy = \"10kWh +/- x\" }]\n",
+            "\"10kWh +/-",
+            "found \"x\"",
+        ),
+        (
+            "expect_car = [{ station = 0, energy_min = \"10kWh +/- 1kWh\" }]\n",
+            "\"10kWh +/- 1kWh\"",
+            "a tolerance is for `energy`",
+        ),
+        (
+            "expect_car = [{ station = 0, energy_min = \"10kWh\", energy_max = \"9kWh\" }]\n",
+            "\"9kWh\"",
+            "leaves nothing (from 10 kWh to 9 kWh)",
+        ),
+        (
+            "expect_car = [{ station = 0, energy = \"2000kWh\" }]\n",
+            "\"2000kWh\"",
+            "expected an energy from 0Wh to 1000kWh",
         ),
         (
             "expect_car = [{ station = 0, colour = \"red\" }]\n",
@@ -795,6 +866,51 @@ fn bad_assertions_are_refused_at_their_key() {
             "that = \"someone-charging\"\nfrom = \"1min\"\nuntil = \"30s\"\n",
             "\"30s\"",
             "expected until after from",
+        ),
+        (
+            "that = \"increase-after-fall\"\nstation = 1\nafter = 1\n",
+            "after = 1",
+            "another station",
+        ),
+        (
+            "that = \"increase-after-fall\"\nafter = 0\n",
+            "\"increase-after-fall\"",
+            "expected station = <station id> for that = \"increase-after-fall\"",
+        ),
+        (
+            "that = \"increase-after-fall\"\nstation = 1\nafter = 0\nmargin = \"half\"\n",
+            "\"half\"",
+            "expected a current",
+        ),
+        (
+            "that = \"increase-after-fall\"\nstation = 1\nafter = 0\ncount = 2\n",
+            "2\n",
+            "does not read count; expected only from, until, station, after, margin",
+        ),
+        (
+            "that = \"all-charged-within\"\n",
+            "\"all-charged-within\"",
+            "expected within = \"20min\" for that = \"all-charged-within\"",
+        ),
+        (
+            "that = \"all-charged-within\"\nwithin = \"0s\"\n",
+            "\"0s\"",
+            "expected within longer than 0 s",
+        ),
+        (
+            "that = \"all-charged-within\"\nwithin = \"soon\"\n",
+            "\"soon\"",
+            "soon",
+        ),
+        (
+            "that = \"all-charged-within\"\nwithin = \"10min\"\nstations = [0, 9]\n",
+            "9]",
+            "unknown station 9",
+        ),
+        (
+            "that = \"pauses-at-least\"\nat_least = \"1min\"\nwithin = \"10min\"\n",
+            "\"10min\"",
+            "does not read within",
         ),
     ];
     for (body, needle, message) in cases {
@@ -1009,6 +1125,76 @@ fn the_reference_matches_the_parser() {
         checked += 1;
     }
     assert_eq!(checked, 3);
+}
+
+/// The words the arms of the `match` that opens with `opening` in the
+/// source file `file` (under `harness/src`) accept: its top-level arms
+/// only (those at the first arm's indentation), each `"word"` before `=>`.
+fn match_arms(file: &str, opening: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text
+        .find(opening)
+        .unwrap_or_else(|| panic!("{file}: no `{opening}`"));
+    let mut lines = text[start..].lines().skip(1);
+    let first = lines.next().unwrap_or_default();
+    let indent = first.len() - first.trim_start().len();
+    let mut words = Vec::new();
+    for line in std::iter::once(first).chain(lines) {
+        let depth = line.len() - line.trim_start().len();
+        if !line.trim().is_empty() && depth < indent {
+            break;
+        }
+        let arm = line.trim_start();
+        if depth != indent || !arm.starts_with('"') {
+            continue;
+        }
+        let Some((pattern, _)) = arm.split_once("=>") else {
+            continue;
+        };
+        words.extend(
+            pattern
+                .split('|')
+                .map(|w| w.trim().trim_matches('"').to_string()),
+        );
+    }
+    assert!(words.len() > 3, "{file}: found only {words:?}");
+    words
+}
+
+/// Every word the parser accepts for `do` and for `that` is in ACTIONS and
+/// ASSERT_KINDS (which the reference and the schema are held to), and
+/// every word listed there is accepted: read from the parser's own match
+/// arms, so a new arm without its entry (or an entry without an arm) fails.
+#[test]
+fn every_action_and_assertion_word_the_parser_accepts_is_listed() {
+    let sorted = |v: Vec<String>| -> Vec<String> {
+        let mut v = v;
+        v.sort();
+        v
+    };
+    let listed = |v: &[&str]| sorted(v.iter().map(|s| (*s).to_string()).collect());
+    assert_eq!(
+        sorted(match_arms(
+            "scenario.rs",
+            "let action = match st.action.get_ref().as_str() {"
+        )),
+        listed(ACTIONS)
+    );
+    assert_eq!(
+        sorted(match_arms(
+            "scenario/assertion.rs",
+            "let kind = match that.get_ref().as_str() {"
+        )),
+        listed(ASSERT_KINDS)
+    );
+    // The reader itself: an arm missing from a list is seen.
+    let arms = match_arms(
+        "scenario.rs",
+        "let action = match st.action.get_ref().as_str() {",
+    );
+    assert!(arms.iter().any(|a| a == "weld") && arms.iter().any(|a| a == "check"));
+    assert!(!arms.iter().any(|a| a == "ok" || a == "none"), "{arms:?}");
 }
 
 /// docs/scenario.schema.json (for editors) accepts every scenario in
