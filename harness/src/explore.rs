@@ -44,6 +44,8 @@ pub enum Faults {
     Meter,
     Car,
     Pilot,
+    /// An operator's limit (`set-limit`) lowered on a node, and given back.
+    Limit,
 }
 
 /// What one run of a generated site broke.
@@ -137,6 +139,8 @@ pub enum GAction {
     Reboot(usize),
     Weld(usize),
     Unweld(usize),
+    /// A node's operator limit; `None`: the plan's back.
+    SetLimit(usize, Option<u32>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -242,6 +246,37 @@ impl Site {
         site
     }
 
+    /// Per node, the lowest limit the leader takes at run time: the
+    /// stations' fallbacks under it, and 6 A each without rotation, on its
+    /// busiest phase (the group's rules, as the validator states them).
+    fn limit_floors(&self) -> Vec<u32> {
+        let counts = self.counts();
+        let mut fallbacks = vec![[0u32; 3]; self.nodes.len()];
+        for s in &self.stations {
+            let mut cur = Some(s.node);
+            while let Some(k) = cur {
+                for (p, slot) in fallbacks[k].iter_mut().enumerate() {
+                    if s.phases >= 3 || usize::from(s.rotation) == p {
+                        *slot += u32::from(s.fallback_da);
+                    }
+                }
+                cur = self.nodes[k].parent;
+            }
+        }
+        (0..self.nodes.len())
+            .map(|k| {
+                (0..3)
+                    .map(|p| {
+                        let six = if self.rotation { 0 } else { counts[k][p] * 60 };
+                        six.max(fallbacks[k][p])
+                    })
+                    .max()
+                    .unwrap_or(0)
+                    .max(60)
+            })
+            .collect()
+    }
+
     /// Per node and phase: how many stations load it.
     fn counts(&self) -> Vec<[u32; 3]> {
         let mut c = vec![[0u32; 3]; self.nodes.len()];
@@ -338,15 +373,18 @@ impl Site {
                 Faults::Meter,
                 Faults::Car,
                 Faults::Pilot,
+                Faults::Limit,
             ],
             f => match f {
                 Faults::Link => &[Faults::Link],
                 Faults::Node => &[Faults::Node],
                 Faults::Meter => &[Faults::Meter],
                 Faults::Car => &[Faults::Car],
+                Faults::Limit => &[Faults::Limit],
                 _ => &[Faults::Pilot],
             },
         };
+        let floors = self.limit_floors();
         for _ in 0..range(r, 1, 4) {
             let at = range(r, 20, end.saturating_sub(30).max(21)) as u32;
             let back = at + range(r, 20, 120) as u32;
@@ -375,6 +413,23 @@ impl Site {
                     GAction::Misbehave(i, pick(r, &["ignore-reductions", "slow", "draws-in-b"])),
                     Some(GAction::Misbehave(i, "none")),
                 ),
+                Faults::Limit => {
+                    let k = r.below(self.nodes.len() as u64) as usize;
+                    let (floor, plan) = (floors[k], self.nodes[k].limit_da);
+                    if floor >= plan {
+                        // Nothing lower the leader would take: a crash instead.
+                        (GAction::Crash(i), Some(GAction::Reboot(i)))
+                    } else {
+                        let da = (range(r, u64::from(floor), u64::from(plan)) as u32)
+                            .div_ceil(10)
+                            .saturating_mul(10)
+                            .min(plan);
+                        (
+                            GAction::SetLimit(k, Some(da)),
+                            Some(GAction::SetLimit(k, None)),
+                        )
+                    }
+                }
                 _ => match r.below(3) {
                     0 => (
                         GAction::Misbehave(
@@ -506,6 +561,11 @@ impl Site {
                 GAction::Reboot(i) => writeln!(t, "do = \"reboot\"\nstation = {}", st(i)),
                 GAction::Weld(i) => writeln!(t, "do = \"weld\"\nstation = {}", st(i)),
                 GAction::Unweld(i) => writeln!(t, "do = \"unweld\"\nstation = {}", st(i)),
+                GAction::SetLimit(k, da) => writeln!(
+                    t,
+                    "do = \"set-limit\"\nnode = \"n{k}\"\nlimit = \"{}\"",
+                    da.map_or_else(|| "plan".to_string(), amps)
+                ),
             };
         }
         t

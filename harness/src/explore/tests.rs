@@ -12,6 +12,36 @@ fn every_generated_site_is_a_scenario_the_loader_accepts() {
     }
 }
 
+/// Operator limits: most sites get one, every one the loader takes (so the
+/// leader would too: the loader runs the firmware's own rules on it), and
+/// the lowest ones reach the floor of the fallbacks and 6 A shares.
+#[test]
+fn generated_operator_limits_are_ones_the_leader_takes() {
+    let mut with = 0;
+    for seed in 0..100 {
+        let site = Site::generate(seed, SiteSize::Tree, Faults::Limit);
+        let sc = match site.scenario() {
+            Ok(sc) => sc,
+            Err(e) => panic!("seed {seed}: {e}\n{}", site.toml("x", "x")),
+        };
+        let floors = site.limit_floors();
+        for st in &site.steps {
+            if let GAction::SetLimit(k, Some(da)) = st.action {
+                with += 1;
+                assert!(
+                    da >= floors[k] && da <= site.nodes[k].limit_da,
+                    "seed {seed}"
+                );
+                assert!(sc.timeline.iter().any(|s| matches!(
+                    s.action,
+                    crate::scenario::Action::SetLimit { node, da: Some(d) } if node == k && d == da
+                )));
+            }
+        }
+    }
+    assert!(with >= 100, "{with} operator limits in 100 sites");
+}
+
 #[test]
 fn the_same_seed_gives_the_same_site() {
     let a = Site::generate(42, SiteSize::Tree, Faults::All);
