@@ -21,6 +21,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::units;
+mod arrivals;
 mod assertion;
 mod expect;
 pub use assertion::{AssertKind, Assertion, ASSERT_KINDS};
@@ -134,6 +135,9 @@ struct RawScenario {
     /// Assertions over time.
     #[serde(default, rename = "assert")]
     assertions: Vec<assertion::RawAssert>,
+    /// Seeded sessions, expanded into cars and steps at load time.
+    #[serde(default)]
+    arrivals: Vec<arrivals::RawArrivals>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1480,6 +1484,10 @@ impl Ctx<'_> {
             });
         }
 
+        let (generated_cars, generated_steps) =
+            self.arrivals(&raw.arrivals, &stations, &cars, duration_us, raw.seed)?;
+        cars.extend(generated_cars);
+
         let assertions = raw
             .assertions
             .iter()
@@ -1528,11 +1536,28 @@ impl Ctx<'_> {
                 self.check_expected_offers(&sc, v, &least)?;
             }
         }
+        sc.timeline = merge_steps(std::mem::take(&mut sc.timeline), generated_steps);
         if sc.expect.reference {
             crate::oracle::fill_expectations(&mut sc);
         }
         Ok(sc)
     }
+}
+
+/// The written steps with the generated ones (both in time order): a
+/// generated step at the same instant as a written one comes first, so the
+/// written step's expectation window starts after it.
+fn merge_steps(written: Vec<Step>, generated: Vec<Step>) -> Vec<Step> {
+    let mut out = Vec::with_capacity(written.len() + generated.len());
+    let mut g = generated.into_iter().peekable();
+    for s in written {
+        while let Some(x) = g.next_if(|x| x.at_us <= s.at_us) {
+            out.push(x);
+        }
+        out.push(s);
+    }
+    out.extend(g);
+    out
 }
 
 /// The rules the firmware and the link impose, each refused at its key.

@@ -952,6 +952,10 @@ fn the_reference_matches_the_parser() {
         ("## `[[node]]`", "[[node]]\nzzz = 1\n"),
         ("## `[[station]]`", "[[station]]\nzzz = 1\n"),
         ("## `[[car]]`", "[[car]]\nzzz = 1\n"),
+        (
+            "## `[[arrivals]]`: seeded sessions",
+            "[[arrivals]]\nzzz = 1\n",
+        ),
         ("## `[sharing]`", "[sharing]\nzzz = 1\n"),
         ("## `[meter]`", "[meter]\nzzz = 1\n"),
         ("## `[bench]`", "[bench]\nzzz = 1\n"),
@@ -1008,7 +1012,7 @@ fn the_reference_matches_the_parser() {
         base.get_or_insert(block);
         checked += 1;
     }
-    assert_eq!(checked, 3);
+    assert_eq!(checked, 4);
 }
 
 /// docs/scenario.schema.json (for editors) accepts every scenario in
@@ -1067,6 +1071,7 @@ fn the_json_schema_matches_the_parser_and_the_corpus() {
         (item(&p["node"]), "[[node]]\nzzz = 1\n"),
         (item(&p["station"]), "[[station]]\nzzz = 1\n"),
         (item(&p["car"]), "[[car]]\nzzz = 1\n"),
+        (item(&p["arrivals"]), "[[arrivals]]\nzzz = 1\n"),
         (p["sharing"].clone(), "[sharing]\nzzz = 1\n"),
         (p["meter"].clone(), "[meter]\nzzz = 1\n"),
         (p["bench"].clone(), "[bench]\nzzz = 1\n"),
