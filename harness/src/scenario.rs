@@ -183,6 +183,8 @@ struct RawCar {
     ramp: Option<S>,
     #[serde(default)]
     ventilation: bool,
+    /// Auxiliary load drawn while full or paused (in state C).
+    aux: Option<S>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -213,6 +215,8 @@ struct RawMeter {
     solar_start_delay: Option<S>,
     solar_stop_margin: Option<S>,
     solar_stop_delay: Option<S>,
+    /// Every reading off by up to this much per phase (seeded).
+    noise: Option<S>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,7 +239,8 @@ struct RawStep {
     action: S,
     station: Option<Spanned<u8>>,
     name: Option<S>,
-    phases: Option<S>,
+    /// `load-on`: "L1".."L123"; `car`: 1 or 3.
+    phases: Option<Spanned<StepPhases>>,
     current: Option<S>,
     from: Option<Spanned<u8>>,
     to: Option<Spanned<u8>>,
@@ -250,6 +255,8 @@ struct RawStep {
     soc: Option<Spanned<u16>>,
     target: Option<Spanned<u16>>,
     capacity: Option<S>,
+    /// `car`: its auxiliary load.
+    aux: Option<S>,
     expect: Option<Spanned<Vec<S>>>,
     expect_min: Option<Spanned<Vec<S>>>,
     expect_max: Option<Spanned<Vec<S>>>,
@@ -280,6 +287,37 @@ struct RawExpect {
     /// Checks that do not apply to this scenario (say why in its description).
     #[serde(default)]
     skip: Vec<S>,
+}
+
+/// A step's `phases`: grid lines for a load (`"L123"`), a count for a
+/// car (`3`).
+#[derive(Debug)]
+enum StepPhases {
+    Lines(String),
+    Count(u8),
+}
+
+impl<'de> Deserialize<'de> for StepPhases {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = StepPhases;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "phases = \"L1\", \"L2\", \"L3\" or \"L123\" (a load) or 1 or 3 (a car)",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StepPhases, E> {
+                Ok(StepPhases::Lines(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StepPhases, E> {
+                u8::try_from(v)
+                    .map(StepPhases::Count)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Which breaker standard a node's trip model follows.
@@ -398,6 +436,8 @@ pub struct Car {
     pub delay_max_ms: Option<u32>,
     pub ramp_da_per_s: u16,
     pub ventilation: bool,
+    /// Auxiliary load, deciamps per phase (0: none).
+    pub aux_da: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -430,6 +470,8 @@ pub struct Meter {
     pub solar_start_delay_us: u64,
     pub solar_stop_margin_da: u16,
     pub solar_stop_delay_us: u64,
+    /// Each reading the station gets is off by up to this, per phase.
+    pub noise_da: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1123,6 +1165,12 @@ impl Ctx<'_> {
                 delay_max_ms: ms(&c.delay_max)?,
                 ramp_da_per_s: ramp,
                 ventilation: c.ventilation,
+                aux_da: c
+                    .aux
+                    .as_ref()
+                    .map(|a| self.da16(a))
+                    .transpose()?
+                    .unwrap_or(0),
             });
         }
 
@@ -1187,6 +1235,7 @@ impl Ctx<'_> {
                     solar_start_delay_us: self.opt_us(&m.solar_start_delay, 60_000_000)?,
                     solar_stop_margin_da: da16(&m.solar_stop_margin, 10)?,
                     solar_stop_delay_us: self.opt_us(&m.solar_stop_delay, 120_000_000)?,
+                    noise_da: da16(&m.noise, 0)?,
                 })
             }
         };
@@ -1261,6 +1310,7 @@ impl Ctx<'_> {
                     ("soc", st.soc.as_ref().map(|v| v.span().start)),
                     ("target", st.target.as_ref().map(|v| v.span().start)),
                     ("capacity", st.capacity.as_ref().map(|v| v.span().start)),
+                    ("aux", st.aux.as_ref().map(|v| v.span().start)),
                 ]
                 .into_iter()
                 .find_map(|(k, at)| at.map(|at| (k, at)));
@@ -1308,16 +1358,24 @@ impl Ctx<'_> {
                     if load_names.len() > rig::loads::MAX_LOADS {
                         return Err(self.err(name, format!("expected at most {} distinct load names (the fixture's MAX_LOADS); this is load {}", rig::loads::MAX_LOADS, load_names.len())));
                     }
-                    let phases = match st.phases.as_ref().map(|p| p.get_ref().as_str()) {
+                    let lines = st.phases.as_ref().map(|p| match p.get_ref() {
+                        StepPhases::Lines(l) => l.as_str(),
+                        StepPhases::Count(_) => "",
+                    });
+                    let phases = match lines {
                         None | Some("L1") => 1,
                         Some("L2") => 2,
                         Some("L3") => 4,
                         Some("L123") => 7,
                         Some(_) => {
-                            return Err(self.err(
-                                st.phases.as_ref().unwrap_or(name),
-                                "expected phases = \"L1\", \"L2\", \"L3\" or \"L123\"",
-                            ))
+                            let at = st
+                                .phases
+                                .as_ref()
+                                .map_or(name.span().start, |p| p.span().start);
+                            return Err(self.err_at(
+                                at,
+                                "expected phases = \"L1\", \"L2\", \"L3\" or \"L123\" for a load",
+                            ));
                         }
                     };
                     let da = match &st.current {
@@ -1389,6 +1447,20 @@ impl Ctx<'_> {
                     if let Some(c) = &st.capacity {
                         settings.push(CarSetting::CapacityWh(self.q(c, units::watt_hours)?));
                     }
+                    if let Some(p) = &st.phases {
+                        match p.get_ref() {
+                            StepPhases::Count(n @ (1 | 3)) => settings.push(CarSetting::Phases(*n)),
+                            _ => {
+                                return Err(self.err(
+                                    p,
+                                    "expected phases = 1 or 3 (the phases the car draws on) for do = \"car\"",
+                                ))
+                            }
+                        }
+                    }
+                    if let Some(a) = &st.aux {
+                        settings.push(CarSetting::AuxDa(self.da16(a)?));
+                    }
                     if st.target.is_some() {
                         settings.push(CarSetting::TargetPermille(self.permille(
                             st.target.as_ref(),
@@ -1407,7 +1479,7 @@ impl Ctx<'_> {
                     if settings.is_empty() {
                         return Err(self.err(
                             &st.action,
-                            "expected max, soc, target or capacity for do = \"car\"",
+                            "expected max, soc, target, capacity, phases or aux for do = \"car\"",
                         ));
                     }
                     Action::Car(station, settings)

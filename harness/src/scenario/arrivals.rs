@@ -160,6 +160,7 @@ impl Ctx<'_> {
                     delay_max_ms: b.delay_max_ms,
                     ramp_da_per_s: 200,
                     ventilation: false,
+                    aux_da: 0,
                 });
                 let span_ms = (b.until_us - b.from_us) / 1_000;
                 let mut t =
