@@ -8,7 +8,8 @@
 //! longest simulated time ([`MAX_DURATION_US`]), and expectations the
 //! firmware could meet. A bad file gives a [`ScenarioError`] naming the file,
 //! line and column of the offending key and what was expected; nothing runs.
-//! Does not run anything.
+//! Seeded `[[arrivals]]` are expanded here, at load time, into ordinary cars
+//! and steps (`arrivals`). Does not run anything.
 //!
 //! The format is documented by example in `fixtures/scenarios/` and in the
 //! README; the fields are the `Raw*` structs below.
