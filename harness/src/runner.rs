@@ -119,6 +119,10 @@ pub fn describe(sc: &Scenario, a: &Action) -> String {
                     CarSetting::CapacityWh(wh) => format!("capacity {wh} Wh"),
                     CarSetting::TargetPermille(p) => format!("target {} %", p / 10),
                     CarSetting::SocPermille(p) => format!("soc {} %", p / 10),
+                    CarSetting::Phases(n) => format!("phases {n}"),
+                    CarSetting::AuxDa(da) => {
+                        format!("aux {} A", crate::units::amps(i64::from(*da)))
+                    }
                     _ => String::new(),
                 })
                 .collect();
@@ -335,6 +339,9 @@ fn setup_channels(
             }
         }
     }
+    if let Some(m) = sc.meter.as_ref().filter(|m| m.noise_da > 0) {
+        bench.command(Command::MeterNoise(m.noise_da), sink)?;
+    }
     for car in &sc.cars {
         let ch = u8::try_from(car.station)
             .map_err(|_| BenchError::Setup("more than 256 channels".into()))?;
@@ -349,6 +356,9 @@ fn setup_channels(
             CarSetting::RampDaPerS(car.ramp_da_per_s),
             CarSetting::Ventilation(car.ventilation),
         ];
+        if car.aux_da > 0 {
+            settings.push(CarSetting::AuxDa(car.aux_da));
+        }
         if let Some(m) = car.delay_max_ms {
             settings.push(CarSetting::DelayMaxMs(m));
         }

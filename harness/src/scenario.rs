@@ -8,7 +8,8 @@
 //! longest simulated time ([`MAX_DURATION_US`]), and expectations the
 //! firmware could meet. A bad file gives a [`ScenarioError`] naming the file,
 //! line and column of the offending key and what was expected; nothing runs.
-//! Does not run anything.
+//! Seeded `[[arrivals]]` are expanded here, at load time, into ordinary cars
+//! and steps (`arrivals`). Does not run anything.
 //!
 //! The format is documented by example in `fixtures/scenarios/` and in the
 //! README; the fields are the `Raw*` structs below.
@@ -21,6 +22,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::units;
+mod arrivals;
 mod assertion;
 mod expect;
 pub use assertion::{AssertKind, Assertion, ASSERT_KINDS};
@@ -146,6 +148,9 @@ struct RawScenario {
     /// Assertions over time.
     #[serde(default, rename = "assert")]
     assertions: Vec<assertion::RawAssert>,
+    /// Seeded sessions, expanded into cars and steps at load time.
+    #[serde(default)]
+    arrivals: Vec<arrivals::RawArrivals>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +196,8 @@ struct RawCar {
     ramp: Option<S>,
     #[serde(default)]
     ventilation: bool,
+    /// Auxiliary load drawn while full or paused (in state C).
+    aux: Option<S>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -221,6 +228,8 @@ struct RawMeter {
     solar_start_delay: Option<S>,
     solar_stop_margin: Option<S>,
     solar_stop_delay: Option<S>,
+    /// Every reading off by up to this much per phase (seeded).
+    noise: Option<S>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -243,7 +252,8 @@ struct RawStep {
     action: S,
     station: Option<Spanned<u8>>,
     name: Option<S>,
-    phases: Option<S>,
+    /// `load-on`: "L1".."L123"; `car`: 1 or 3.
+    phases: Option<Spanned<StepPhases>>,
     current: Option<S>,
     from: Option<Spanned<u8>>,
     to: Option<Spanned<u8>>,
@@ -258,6 +268,8 @@ struct RawStep {
     soc: Option<Spanned<u16>>,
     target: Option<Spanned<u16>>,
     capacity: Option<S>,
+    /// `car`: its auxiliary load.
+    aux: Option<S>,
     expect: Option<Spanned<Vec<S>>>,
     expect_min: Option<Spanned<Vec<S>>>,
     expect_max: Option<Spanned<Vec<S>>>,
@@ -291,6 +303,37 @@ struct RawExpect {
     /// Checks that do not apply to this scenario (say why in its description).
     #[serde(default)]
     skip: Vec<S>,
+}
+
+/// A step's `phases`: grid lines for a load (`"L123"`), a count for a
+/// car (`3`).
+#[derive(Debug)]
+enum StepPhases {
+    Lines(String),
+    Count(u8),
+}
+
+impl<'de> Deserialize<'de> for StepPhases {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = StepPhases;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "phases = \"L1\", \"L2\", \"L3\" or \"L123\" (a load) or 1 or 3 (a car)",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StepPhases, E> {
+                Ok(StepPhases::Lines(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StepPhases, E> {
+                u8::try_from(v)
+                    .map(StepPhases::Count)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Which breaker standard a node's trip model follows.
@@ -409,6 +452,8 @@ pub struct Car {
     pub delay_max_ms: Option<u32>,
     pub ramp_da_per_s: u16,
     pub ventilation: bool,
+    /// Auxiliary load, deciamps per phase (0: none).
+    pub aux_da: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -441,6 +486,8 @@ pub struct Meter {
     pub solar_start_delay_us: u64,
     pub solar_stop_margin_da: u16,
     pub solar_stop_delay_us: u64,
+    /// Each reading the station gets is off by up to this, per phase.
+    pub noise_da: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1182,6 +1229,12 @@ impl Ctx<'_> {
                 delay_max_ms: ms(&c.delay_max)?,
                 ramp_da_per_s: ramp,
                 ventilation: c.ventilation,
+                aux_da: c
+                    .aux
+                    .as_ref()
+                    .map(|a| self.da16(a))
+                    .transpose()?
+                    .unwrap_or(0),
             });
         }
 
@@ -1246,6 +1299,7 @@ impl Ctx<'_> {
                     solar_start_delay_us: self.opt_us(&m.solar_start_delay, 60_000_000)?,
                     solar_stop_margin_da: da16(&m.solar_stop_margin, 10)?,
                     solar_stop_delay_us: self.opt_us(&m.solar_stop_delay, 120_000_000)?,
+                    noise_da: da16(&m.noise, 0)?,
                 })
             }
         };
@@ -1323,6 +1377,7 @@ impl Ctx<'_> {
                     ("soc", st.soc.as_ref().map(|v| v.span().start)),
                     ("target", st.target.as_ref().map(|v| v.span().start)),
                     ("capacity", st.capacity.as_ref().map(|v| v.span().start)),
+                    ("aux", st.aux.as_ref().map(|v| v.span().start)),
                 ]
                 .into_iter()
                 .find_map(|(k, at)| at.map(|at| (k, at)));
@@ -1381,16 +1436,24 @@ impl Ctx<'_> {
                     if load_names.len() > rig::loads::MAX_LOADS {
                         return Err(self.err(name, format!("expected at most {} distinct load names (the fixture's MAX_LOADS); this is load {}", rig::loads::MAX_LOADS, load_names.len())));
                     }
-                    let phases = match st.phases.as_ref().map(|p| p.get_ref().as_str()) {
+                    let lines = st.phases.as_ref().map(|p| match p.get_ref() {
+                        StepPhases::Lines(l) => l.as_str(),
+                        StepPhases::Count(_) => "",
+                    });
+                    let phases = match lines {
                         None | Some("L1") => 1,
                         Some("L2") => 2,
                         Some("L3") => 4,
                         Some("L123") => 7,
                         Some(_) => {
-                            return Err(self.err(
-                                st.phases.as_ref().unwrap_or(name),
-                                "expected phases = \"L1\", \"L2\", \"L3\" or \"L123\"",
-                            ))
+                            let at = st
+                                .phases
+                                .as_ref()
+                                .map_or(name.span().start, |p| p.span().start);
+                            return Err(self.err_at(
+                                at,
+                                "expected phases = \"L1\", \"L2\", \"L3\" or \"L123\" for a load",
+                            ));
                         }
                     };
                     let da = match &st.current {
@@ -1462,6 +1525,20 @@ impl Ctx<'_> {
                     if let Some(c) = &st.capacity {
                         settings.push(CarSetting::CapacityWh(self.q(c, units::watt_hours)?));
                     }
+                    if let Some(p) = &st.phases {
+                        match p.get_ref() {
+                            StepPhases::Count(n @ (1 | 3)) => settings.push(CarSetting::Phases(*n)),
+                            _ => {
+                                return Err(self.err(
+                                    p,
+                                    "expected phases = 1 or 3 (the phases the car draws on) for do = \"car\"",
+                                ))
+                            }
+                        }
+                    }
+                    if let Some(a) = &st.aux {
+                        settings.push(CarSetting::AuxDa(self.da16(a)?));
+                    }
                     if st.target.is_some() {
                         settings.push(CarSetting::TargetPermille(self.permille(
                             st.target.as_ref(),
@@ -1480,7 +1557,7 @@ impl Ctx<'_> {
                     if settings.is_empty() {
                         return Err(self.err(
                             &st.action,
-                            "expected max, soc, target or capacity for do = \"car\"",
+                            "expected max, soc, target, capacity, phases or aux for do = \"car\"",
                         ));
                     }
                     Action::Car(station, settings)
@@ -1612,6 +1689,10 @@ impl Ctx<'_> {
             });
         }
 
+        let (generated_cars, generated_steps) =
+            self.arrivals(&raw.arrivals, &stations, &cars, duration_us, raw.seed)?;
+        cars.extend(generated_cars);
+
         let assertions = raw
             .assertions
             .iter()
@@ -1679,11 +1760,28 @@ impl Ctx<'_> {
                 self.check_expected_offers(&sc, v, &least)?;
             }
         }
+        sc.timeline = merge_steps(std::mem::take(&mut sc.timeline), generated_steps);
         if sc.expect.reference {
             crate::oracle::fill_expectations(&mut sc);
         }
         Ok(sc)
     }
+}
+
+/// The written steps with the generated ones (both in time order): a
+/// generated step at the same instant as a written one comes first, so the
+/// written step's expectation window starts after it.
+fn merge_steps(written: Vec<Step>, generated: Vec<Step>) -> Vec<Step> {
+    let mut out = Vec::with_capacity(written.len() + generated.len());
+    let mut g = generated.into_iter().peekable();
+    for s in written {
+        while let Some(x) = g.next_if(|x| x.at_us <= s.at_us) {
+            out.push(x);
+        }
+        out.push(s);
+    }
+    out.extend(g);
+    out
 }
 
 /// The rules the firmware and the link impose, each refused at its key.

@@ -342,10 +342,16 @@ impl<const N: usize> Fixture<N> {
                 for c in self.chans.iter_mut() {
                     c.car.unplug(now);
                     c.car.misbehaviour = Misbehaviour::default();
+                    let mut p = *c.car.params();
+                    if p.aux_da != 0 {
+                        p.aux_da = 0;
+                        c.car.change_params(now, p);
+                    }
                     c.metered = true;
                 }
                 self.loads.clear();
                 self.meter.set_fault(MeterFault::None);
+                self.meter.set_noise(0);
                 // Where each channel stands as the run starts (a host that
                 // connected after the fixture started has seen nothing):
                 // stamped now, before the acknowledgement. What the reset
@@ -413,6 +419,7 @@ impl<const N: usize> Fixture<N> {
                         chan.car.set_supply_phases(now, v);
                         return self.ok(seq, "");
                     }
+                    CarSetting::AuxDa(v) => p.aux_da = v,
                 }
                 // A new SoC sets the charge; any other setting keeps what
                 // the car has charged so far (a car changed mid-run).
@@ -446,6 +453,7 @@ impl<const N: usize> Fixture<N> {
                 }
             }
             Command::Meter(f) => self.meter.set_fault(f),
+            Command::MeterNoise(da) => self.meter.set_noise(da),
             Command::SelfTest(c) if self.external_selftest => {
                 if self.selftest_request.is_some() {
                     return self.err(

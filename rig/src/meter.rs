@@ -3,9 +3,10 @@
 //!
 //! Owns the register image (through `rmodbus`'s storage and frame
 //! processing) and the meter faults a test can inject: silence, garbage
-//! frames, stale values and implausible (NaN) values. The firmware's real
-//! meter client talks to it, byte for byte. Nothing here panics or
-//! allocates.
+//! frames, stale values and implausible (NaN) values, and seeded noise on
+//! every reading it answers (a real meter's CTs are not exact). The
+//! firmware's real meter client talks to it, byte for byte. Nothing here
+//! panics or allocates.
 
 use heapless::Vec;
 use rmodbus::server::context::ModbusContext;
@@ -55,6 +56,11 @@ pub struct MeterEmulator {
     rng: SplitMix64,
     rx: Vec<u8, 32>,
     currents_da: [i32; 3],
+    voltage_v: u16,
+    /// Each answer's currents are off by up to this much per phase.
+    noise_da: u16,
+    /// Draws the noise (its own stream: garbage draws do not move it).
+    noise_rng: SplitMix64,
 }
 
 impl MeterEmulator {
@@ -67,6 +73,9 @@ impl MeterEmulator {
             rng: SplitMix64::new(seed),
             rx: Vec::new(),
             currents_da: [0; 3],
+            voltage_v: 230,
+            noise_da: 0,
+            noise_rng: SplitMix64::new(seed ^ 0x4E01_5E4E_015E_4E00),
         };
         m.set_site([0; 3], 230);
         m
@@ -81,6 +90,17 @@ impl MeterEmulator {
         self.fault = fault;
     }
 
+    /// Perturb every reading answered from now on by a seeded amount,
+    /// uniform in `-noise_da..=noise_da` per phase (0: exact readings).
+    pub fn set_noise(&mut self, noise_da: u16) {
+        self.noise_da = noise_da;
+    }
+
+    #[must_use]
+    pub fn noise_da(&self) -> u16 {
+        self.noise_da
+    }
+
     /// What the meter would report now, deciamps per phase (signed, import +).
     #[must_use]
     pub fn currents_da(&self) -> [i32; 3] {
@@ -93,7 +113,13 @@ impl MeterEmulator {
             return;
         }
         self.currents_da = currents_da;
-        let v = f32::from(voltage_v);
+        self.voltage_v = voltage_v;
+        self.write_registers(currents_da);
+    }
+
+    /// The register image for these currents (NaN while implausible).
+    fn write_registers(&mut self, currents_da: [i32; 3]) {
+        let v = f32::from(self.voltage_v);
         let mut total = 0.0f32;
         for ph in 0..3 {
             let a = currents_da[ph] as f32 / 10.0;
@@ -139,7 +165,23 @@ impl MeterEmulator {
             if !frame.readonly {
                 return None; // a meter does not take writes
             }
-            frame.process_read(&self.storage).ok()?;
+            // Noise on this reading only: the next is drawn afresh from
+            // the true values.
+            let noisy = self.noise_da > 0 && self.fault == MeterFault::None;
+            if noisy {
+                let n = i32::from(self.noise_da);
+                let mut read = self.currents_da;
+                for a in &mut read {
+                    let d = self.noise_rng.below(u64::from(self.noise_da) * 2 + 1) as i32 - n;
+                    *a = a.saturating_add(d);
+                }
+                self.write_registers(read);
+            }
+            let done = frame.process_read(&self.storage);
+            if noisy {
+                self.write_registers(self.currents_da);
+            }
+            done.ok()?;
         }
         if !frame.response_required {
             return None;
@@ -151,5 +193,69 @@ impl MeterEmulator {
             }
         }
         Some(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The leader's request: input registers 0..18 of unit 1.
+    fn read(m: &mut MeterEmulator) -> [f32; 3] {
+        let req = [1u8, 4, 0, 0, 0, 18];
+        let crc = crc::Crc::<u16>::new(&crc::CRC_16_MODBUS).checksum(&req);
+        let mut frame: Vec<u8, 8> = Vec::new();
+        let _ = frame.extend_from_slice(&req);
+        let _ = frame.extend_from_slice(&crc.to_le_bytes());
+        let answer = m.handle_rx(&frame).expect("an answer");
+        // Unit, function, byte count, then two registers per float.
+        let f = |reg: usize| {
+            let at = 3 + reg * 2;
+            f32::from_bits(u32::from_be_bytes([
+                answer[at],
+                answer[at + 1],
+                answer[at + 2],
+                answer[at + 3],
+            ]))
+        };
+        [f(6), f(8), f(10)]
+    }
+
+    #[test]
+    fn noise_perturbs_each_reading_within_its_amount_seeded() {
+        let site = [200, 0, -50];
+        let mut m = MeterEmulator::new(1, 7);
+        m.set_site(site, 230);
+        assert_eq!(read(&mut m), [20.0, 0.0, 5.0], "exact without noise");
+        m.set_noise(5);
+        let readings: std::vec::Vec<[f32; 3]> = (0..200).map(|_| read(&mut m)).collect();
+        for r in &readings {
+            for (got, truth) in r.iter().zip(site) {
+                let truth = (truth as f32 / 10.0).abs();
+                assert!((got - truth).abs() <= 0.5 + 1e-4, "{r:?}");
+            }
+        }
+        // It moves, both ways, and reaches its bounds.
+        let l1: std::vec::Vec<f32> = readings.iter().map(|r| r[0]).collect();
+        assert!(l1.iter().any(|&a| (a - 19.5).abs() < 1e-4), "{l1:?}");
+        assert!(l1.iter().any(|&a| (a - 20.5).abs() < 1e-4), "{l1:?}");
+        // The register image stays the truth between readings.
+        assert_eq!(m.currents_da(), site);
+        // Same seed, same readings; another seed, others.
+        let again = |seed: u64| {
+            let mut m = MeterEmulator::new(1, seed);
+            m.set_site(site, 230);
+            m.set_noise(5);
+            (0..200).map(|_| read(&mut m)).collect::<std::vec::Vec<_>>()
+        };
+        assert_eq!(again(7), readings);
+        assert_ne!(again(8), readings);
+        // A stale meter repeats itself, noise or not.
+        m.set_fault(MeterFault::Stale);
+        let a = read(&mut m);
+        assert_eq!(read(&mut m), a);
+        m.set_fault(MeterFault::None);
+        m.set_noise(0);
+        assert_eq!(read(&mut m), [20.0, 0.0, 5.0]);
     }
 }

@@ -68,6 +68,10 @@ pub enum CarSetting {
     /// Channel wiring: the phases the station supplies (1 or 3); the car
     /// draws only on those.
     SupplyPhases(u8),
+    /// Auxiliary load (pre-conditioning), deciamps per phase: the car keeps
+    /// drawing this much, within its offer, while full or paused (it stays
+    /// in state C for it). 0: none.
+    AuxDa(u16),
 }
 
 /// A misbehaviour in a `MISBEHAVE` command.
@@ -110,6 +114,9 @@ pub enum Command {
     /// Loop the fixture's PWM generator into channel `ch`'s capture and
     /// report the measurement error ([`crate::selftest`]).
     SelfTest(Channel),
+    /// Every reading the emulated meter answers is off by a seeded amount
+    /// within +/- this many deciamps per phase (0: exact).
+    MeterNoise(u16),
 }
 
 impl Command {
@@ -127,7 +134,7 @@ impl Command {
             | Self::Car(..) => Some(Capability::Car),
             Self::Misbehave(..) => Some(Capability::Misbehave),
             Self::Load { .. } => Some(Capability::Loads),
-            Self::Meter(_) => Some(Capability::Meter),
+            Self::Meter(_) | Self::MeterNoise(_) => Some(Capability::Meter),
             Self::SelfTest(_) => Some(Capability::SelfTest),
         }
     }
@@ -700,7 +707,8 @@ fn parse_command<'a>(f: &mut impl Iterator<Item = &'a str>) -> Result<Command, &
                     3 => CarSetting::SupplyPhases(3),
                     _ => return Err("supply phases 1 or 3"),
                 },
-                _ => return Err("car setting (max, phases, capacity, soc, knee, target, delay, delay_max, ramp, vent, rot, meter, supply)"),
+                "aux" => CarSetting::AuxDa(u16::try_from(n(v)?).map_err(|_| "aux in dA")?),
+                _ => return Err("car setting (max, phases, capacity, soc, knee, target, delay, delay_max, ramp, vent, rot, meter, supply, aux)"),
             };
             Command::Car(c, setting)
         }
@@ -748,14 +756,23 @@ fn parse_command<'a>(f: &mut impl Iterator<Item = &'a str>) -> Result<Command, &
                 on,
             }
         }
-        "METER" => Command::Meter(match f.next().ok_or("meter mode")? {
-            "ok" => MeterFault::None,
-            "silent" => MeterFault::Silent,
-            "garbage" => MeterFault::Garbage,
-            "stale" => MeterFault::Stale,
-            "implausible" => MeterFault::Implausible,
-            _ => return Err("meter mode ok, silent, garbage, stale or implausible"),
-        }),
+        "METER" => match f.next().ok_or("meter mode")? {
+            "noise" => {
+                Command::MeterNoise(f.next().and_then(num::<u16>).ok_or("meter noise in dA")?)
+            }
+            mode => Command::Meter(match mode {
+                "ok" => MeterFault::None,
+                "silent" => MeterFault::Silent,
+                "garbage" => MeterFault::Garbage,
+                "stale" => MeterFault::Stale,
+                "implausible" => MeterFault::Implausible,
+                _ => {
+                    return Err(
+                        "meter mode ok, silent, garbage, stale or implausible, or noise <dA>",
+                    )
+                }
+            }),
+        },
         _ => return Err("known command verb"),
     };
     end(f)?;
@@ -922,6 +939,7 @@ fn write_command(cmd: &Command, out: &mut String<MAX_LINE>) -> core::fmt::Result
             CarSetting::Rotation(v) => write!(out, "CAR {c} rot={v}"),
             CarSetting::Metered(v) => write!(out, "CAR {c} meter={}", u8::from(*v)),
             CarSetting::SupplyPhases(v) => write!(out, "CAR {c} supply={v}"),
+            CarSetting::AuxDa(v) => write!(out, "CAR {c} aux={v}"),
         },
         Command::Misbehave(c, m) => match m {
             Misbehave::None => write!(out, "MISBEHAVE {c} none"),
@@ -962,6 +980,7 @@ fn write_command(cmd: &Command, out: &mut String<MAX_LINE>) -> core::fmt::Result
                 MeterFault::Implausible => "implausible",
             }
         ),
+        Command::MeterNoise(da) => write!(out, "METER noise {da}"),
     }
 }
 

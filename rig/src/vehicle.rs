@@ -6,8 +6,9 @@
 //! charger limit and phases (it draws only on the phases its station
 //! supplies: a three-phase car on a one-phase station charges on one), its
 //! battery with a constant-current /
-//! constant-voltage taper, the user's actions, and misbehaviours for fault
-//! tests. Does not measure anything: the fixture's capture tells it the
+//! constant-voltage taper, an auxiliary load (pre-conditioning: a car that
+//! keeps drawing a little in state C while full or paused), the user's
+//! actions, and misbehaviours for fault tests. Does not measure anything: the fixture's capture tells it the
 //! offer and the contactor state, exactly as a real car learns them.
 //!
 //! Sans-IO, time passed in; nothing panics.
@@ -50,6 +51,12 @@ pub struct CarParams {
     pub ramp_da_per_s: u16,
     /// The car asks for ventilation (state D instead of C).
     pub ventilation: bool,
+    /// Auxiliary load (heating, cooling), deciamps per phase, 0 for none.
+    /// While charging the charger draws it on top of the battery's current
+    /// (the battery gets the draw less this); full or paused, the car stays
+    /// in state C and draws it alone. Always within the offer and the
+    /// on-board maximum.
+    pub aux_da: u16,
 }
 
 impl Default for CarParams {
@@ -65,6 +72,7 @@ impl Default for CarParams {
             delay: ResponseDelay::Fixed(secs(2)),
             ramp_da_per_s: 100,
             ventilation: false,
+            aux_da: 0,
         }
     }
 }
@@ -190,11 +198,22 @@ impl Vehicle {
         }
     }
 
+    /// The battery takes charge: plugged, asked, not paused, not full.
+    fn charging_battery(&self) -> bool {
+        self.plugged && self.requesting && !self.paused && !self.done
+    }
+
+    /// The car keeps S2 closed (state C or D): to charge, or, with an
+    /// auxiliary load, also while full or paused.
+    fn asks(&self) -> bool {
+        self.charging_battery() || self.params.aux_da > 0 && self.plugged && self.requesting
+    }
+
     /// What the car presents on the pilot.
     #[must_use]
     pub fn load(&self) -> CarLoad {
         let m = self.misbehaviour;
-        let asks = self.plugged && self.requesting && !self.paused && !self.done;
+        let asks = self.asks();
         CarLoad {
             plugged: self.plugged,
             s2_closed: asks,
@@ -371,10 +390,24 @@ impl Vehicle {
         )
     }
 
+    /// What goes into the battery, deciamps per phase: the draw less the
+    /// auxiliary load while charging; nothing while the car only runs its
+    /// auxiliary load (full or paused).
+    fn battery_da(&self) -> u16 {
+        let aux = self.params.aux_da;
+        if aux == 0 {
+            self.draw_da
+        } else if self.charging_battery() {
+            self.draw_da.saturating_sub(aux)
+        } else {
+            0
+        }
+    }
+
     fn power_mw(&self) -> u64 {
         let phases = u64::from(self.drawing_phases());
         // deciamps * volts * 100 = mW
-        u64::from(self.draw_da) * u64::from(self.params.voltage_v) * 100 * phases
+        u64::from(self.battery_da()) * u64::from(self.params.voltage_v) * 100 * phases
     }
 
     fn integrate(&mut self, now: Instant) {
@@ -388,20 +421,26 @@ impl Vehicle {
         }
         let target = u64::from(self.params.capacity_wh) * u64::from(self.params.target_permille);
         if !self.done && self.plugged && self.energy_mwh >= target && self.draw_da > 0 {
-            // Full: stop drawing and go back to B.
+            // Full: stop charging and go back to B; with an auxiliary load
+            // stay in C and keep drawing it.
             self.done = true;
-            self.draw_da = 0;
             self.pending = None;
             self.ramp_to = None;
             self.next_step = None;
             self.next_taper = None;
+            if self.params.aux_da > 0 {
+                self.draw_da = self.draw_da.min(self.desired_da());
+                self.retarget(now);
+            } else {
+                self.draw_da = 0;
+            }
         }
     }
 
     /// What the car's charger would draw now, per phase.
     fn desired_da(&self) -> u16 {
         let m = self.misbehaviour;
-        let asks = self.plugged && self.requesting && !self.paused && !self.done;
+        let asks = self.asks();
         let offered = match self.offer_da {
             Some(o) if o >= crate::iec::MIN_CURRENT_DA => o,
             _ => 0,
@@ -414,6 +453,14 @@ impl Vehicle {
         }
         if offered == 0 {
             return 0;
+        }
+        let aux = self.params.aux_da;
+        if !self.charging_battery() {
+            // Full or paused, in C for its auxiliary load only.
+            return offered
+                .min(self.params.max_da)
+                .min(aux)
+                .saturating_add(m.overdraw_da);
         }
         let soc = self.soc_permille();
         let knee = self.params.knee_permille.min(999);
@@ -428,7 +475,7 @@ impl Vehicle {
         };
         offered
             .min(self.params.max_da)
-            .min(taper)
+            .min(taper.saturating_add(aux))
             .saturating_add(m.overdraw_da)
     }
 
@@ -624,6 +671,67 @@ mod tests {
             "charging again at its new 10 A maximum"
         );
         assert!(v.load().s2_closed);
+    }
+
+    #[test]
+    fn an_auxiliary_load_keeps_a_full_or_paused_car_in_c_drawing_it_within_the_offer() {
+        // 1 kWh from 59 % to a 60 % target at 16 A: full within a minute.
+        let p = CarParams {
+            capacity_wh: 1_000,
+            soc_permille: 590,
+            target_permille: 600,
+            aux_da: 20,
+            ..CarParams::default()
+        };
+        let mut v = charging(p);
+        run(&mut v, us(0) + secs(5));
+        assert_eq!(v.draw_da()[0], 160, "charging: the offer");
+        run(&mut v, us(0) + secs(600));
+        assert!(v.done(), "full at its target");
+        assert!(v.load().s2_closed, "still in C for its auxiliary load");
+        assert_eq!(v.draw_da()[0], 20, "the auxiliary load alone");
+        let soc = v.soc_permille();
+        run(&mut v, us(0) + secs(3_600));
+        assert_eq!(v.soc_permille(), soc, "the auxiliary load charges nothing");
+        assert_eq!(
+            v.poll_timeout(),
+            None,
+            "nothing left to do: no endless wake-ups"
+        );
+        // Capped by the offer: no PWM, nothing; 6 A with a larger load, 6 A.
+        v.handle_offer(us(0) + secs(3_601), None);
+        run(&mut v, us(0) + secs(3_610));
+        assert_eq!(v.draw_da()[0], 0);
+        let mut big = charging(CarParams { aux_da: 80, ..p });
+        big.handle_offer(us(0), Some(60));
+        run(&mut big, us(0) + secs(3_600));
+        assert_eq!(big.draw_da()[0], 60, "never over the offer");
+        assert!(
+            !big.done(),
+            "6 A under an 8 A load leaves nothing for the battery"
+        );
+        assert_eq!(big.soc_permille(), 590);
+
+        // Paused: in C, drawing the load; asked again, charging again.
+        let mut v = charging(CarParams {
+            aux_da: 20,
+            ..CarParams::default()
+        });
+        run(&mut v, us(0) + secs(10));
+        v.pause(us(0) + secs(10));
+        run(&mut v, us(0) + secs(20));
+        assert!(v.load().s2_closed);
+        assert_eq!(v.draw_da()[0], 20);
+        v.request(us(0) + secs(20));
+        run(&mut v, us(0) + secs(30));
+        assert_eq!(v.draw_da()[0], 160);
+        // Without one, a paused car goes to B and draws nothing.
+        let mut v = charging(CarParams::default());
+        run(&mut v, us(0) + secs(10));
+        v.pause(us(0) + secs(10));
+        run(&mut v, us(0) + secs(20));
+        assert!(!v.load().s2_closed);
+        assert_eq!(v.draw_da()[0], 0);
     }
 
     #[test]

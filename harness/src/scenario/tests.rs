@@ -994,7 +994,7 @@ fn a_car_step_changes_the_car_and_its_keys_belong_to_it() {
         (
             "[[at]]\ntime = \"5s\"\ndo = \"car\"\nstation = 1\n",
             "\"car\"",
-            "expected max, soc, target or capacity",
+            "expected max, soc, target, capacity, phases or aux",
         ),
         (
             "[[at]]\ntime = \"5s\"\ndo = \"car\"\nmax = \"10A\"\n",
@@ -1068,6 +1068,10 @@ fn the_reference_matches_the_parser() {
         ("## `[[node]]`", "[[node]]\nzzz = 1\n"),
         ("## `[[station]]`", "[[station]]\nzzz = 1\n"),
         ("## `[[car]]`", "[[car]]\nzzz = 1\n"),
+        (
+            "## `[[arrivals]]`: seeded sessions",
+            "[[arrivals]]\nzzz = 1\n",
+        ),
         ("## `[sharing]`", "[sharing]\nzzz = 1\n"),
         ("## `[meter]`", "[meter]\nzzz = 1\n"),
         ("## `[bench]`", "[bench]\nzzz = 1\n"),
@@ -1124,7 +1128,7 @@ fn the_reference_matches_the_parser() {
         base.get_or_insert(block);
         checked += 1;
     }
-    assert_eq!(checked, 3);
+    assert_eq!(checked, 4);
 }
 
 /// The words the arms of the `match` that opens with `opening` in the
@@ -1253,6 +1257,7 @@ fn the_json_schema_matches_the_parser_and_the_corpus() {
         (item(&p["node"]), "[[node]]\nzzz = 1\n"),
         (item(&p["station"]), "[[station]]\nzzz = 1\n"),
         (item(&p["car"]), "[[car]]\nzzz = 1\n"),
+        (item(&p["arrivals"]), "[[arrivals]]\nzzz = 1\n"),
         (p["sharing"].clone(), "[sharing]\nzzz = 1\n"),
         (p["meter"].clone(), "[meter]\nzzz = 1\n"),
         (p["bench"].clone(), "[bench]\nzzz = 1\n"),
@@ -1380,4 +1385,69 @@ fn a_bad_set_limit_is_refused_where_it_is() {
             .contains("node and limit are for do = \"set-limit\""),
         "{e}"
     );
+}
+
+#[test]
+fn car_steps_take_phases_and_aux_and_loads_keep_their_lines() {
+    let text = with_step(
+        "[[at]]\ntime = \"5s\"\ndo = \"car\"\nstation = 1\nphases = 1\naux = \"2A\"\n\
+         [[at]]\ntime = \"6s\"\ndo = \"load-on\"\nname = \"oven\"\nphases = \"L123\"\ncurrent = \"13A\"\n",
+    );
+    let s = Scenario::parse(Path::new("t.toml"), &text).unwrap();
+    assert_eq!(
+        s.timeline[1].action,
+        Action::Car(1, vec![CarSetting::Phases(1), CarSetting::AuxDa(20)])
+    );
+    assert!(matches!(
+        s.timeline[2].action,
+        Action::Load { phases: 7, .. }
+    ));
+    for (step, message, needle) in [
+        (
+            "[[at]]\ntime = \"5s\"\ndo = \"car\"\nstation = 1\nphases = 2\n",
+            "expected phases = 1 or 3 (the phases the car draws on) for do = \"car\"",
+            "2\n",
+        ),
+        (
+            "[[at]]\ntime = \"5s\"\ndo = \"car\"\nstation = 1\nphases = \"L1\"\n",
+            "expected phases = 1 or 3",
+            "\"L1\"",
+        ),
+        (
+            "[[at]]\ntime = \"5s\"\ndo = \"load-on\"\nname = \"oven\"\nphases = 3\ncurrent = \"1A\"\n",
+            "expected phases = \"L1\", \"L2\", \"L3\" or \"L123\" for a load",
+            "3\ncurrent",
+        ),
+        (
+            "[[at]]\ntime = \"5s\"\ndo = \"arrive\"\nstation = 1\naux = \"2A\"\n",
+            "aux is for do = \"car\"",
+            "\"2A\"",
+        ),
+        (
+            "[[at]]\ntime = \"5s\"\ndo = \"car\"\nstation = 1\naux = \"2\"\n",
+            "expected a current",
+            "\"2\"",
+        ),
+    ] {
+        let text = with_step(step);
+        let e = Scenario::parse(Path::new("bad.toml"), &text).unwrap_err();
+        assert!(e.message.contains(message), "{step}: {e}");
+        assert_eq!((e.line, e.column), at_of(&text, needle), "{step}: {e}");
+    }
+}
+
+#[test]
+fn meter_noise_and_car_aux_parse_with_their_defaults() {
+    let meter = "[meter]\nmode = \"headroom\"\nnode = \"circuit\"\nworst_case_other = \"10A\"\n";
+    let text =
+        with_step("") + "[[car]]\nstation = 1\naux = \"1.5A\"\n[[car]]\nstation = 0\n" + meter;
+    let s = Scenario::parse(Path::new("t.toml"), &text).unwrap();
+    assert_eq!(s.cars[0].aux_da, 15);
+    assert_eq!(s.cars[1].aux_da, 0);
+    assert_eq!(s.meter.as_ref().unwrap().noise_da, 0);
+    let s = Scenario::parse(Path::new("t.toml"), &(text.clone() + "noise = \"0.5A\"\n")).unwrap();
+    assert_eq!(s.meter.as_ref().unwrap().noise_da, 5);
+    let bad = text + "noise = \"-1A\"\n";
+    let e = Scenario::parse(Path::new("bad.toml"), &bad).unwrap_err();
+    assert_eq!((e.line, e.column), at_of(&bad, "\"-1A\""), "{e}");
 }

@@ -130,6 +130,7 @@ fn any_command() -> impl Strategy<Value = Command> {
         any::<u8>().prop_map(CarSetting::Rotation),
         any::<bool>().prop_map(CarSetting::Metered),
         prop_oneof![Just(1u8), Just(3)].prop_map(CarSetting::SupplyPhases),
+        any::<u16>().prop_map(CarSetting::AuxDa),
     ];
     let misbehave = prop_oneof![
         Just(Misbehave::None),
@@ -173,6 +174,7 @@ fn any_command() -> impl Strategy<Value = Command> {
                 on
             }),
         meter.prop_map(Command::Meter),
+        any::<u16>().prop_map(Command::MeterNoise),
     ]
 }
 
@@ -430,6 +432,7 @@ fn capability_words_are_one_table() {
         Command::Meter(MeterFault::Silent).needs(),
         Some(Capability::Meter)
     );
+    assert_eq!(Command::MeterNoise(5).needs(), Some(Capability::Meter));
     assert_eq!(Command::SelfTest(2).needs(), Some(Capability::SelfTest));
     assert_eq!(Command::SelfTest(2).channel(), Some(2));
     assert_eq!(Command::Reset.needs(), None);
