@@ -211,9 +211,11 @@ pub fn fill_expectations(sc: &mut Scenario) {
             | Action::Partition(_)
             | Action::Noise { .. } => link_fault = true,
             Action::Repair => link_fault = false,
-            Action::SetLimit { node, da } => {
+            // A limit sent to a crashed leader is lost.
+            Action::SetLimit { node, da } if !crashed[leader] => {
                 limits[node] = da.unwrap_or(sc.nodes[node].limit_da);
             }
+            Action::SetLimit { .. } => {}
             Action::Crash(i) => crashed[i] = true,
             Action::Reboot(i) => {
                 // A leader that boots has the plan's limits again.

@@ -810,22 +810,50 @@ impl Scenario {
     /// limit (`set-limit`) lower than the one in force binds one sharing
     /// cycle after it is sent (the leader cuts at once; each station
     /// follows when its grant reaches it, which a cycle bounds), a higher
-    /// one at once; the leader's reboot gives the plan's limit back (it does
-    /// not keep an operator's limit).
+    /// one at once. While the link is faulty a follower may not hear its
+    /// cut: it binds a leader timeout later (by then a follower that hears
+    /// nothing runs on its fallback, which the limit holds). A limit sent to
+    /// a crashed leader is lost, and the leader's reboot gives the plan's
+    /// limit back (it does not keep an operator's limit).
     #[must_use]
     pub fn limit_schedule(&self, node: usize) -> Vec<(u64, u32)> {
         let plan = self.nodes.get(node).map_or(0, |n| n.limit_da);
         let leader = self.stations.iter().position(|s| s.leader).unwrap_or(0);
         let mut out = vec![(0, plan)];
         let mut now = plan;
+        let mut link_fault = false;
+        let mut leader_down = false;
         for st in &self.timeline {
             let new = match st.action {
-                Action::SetLimit { node: n, da } if n == node => da.unwrap_or(plan),
-                Action::Reboot(i) if i == leader => plan,
+                Action::LinkDown
+                | Action::OneWay { .. }
+                | Action::Partition(_)
+                | Action::Noise { .. } => {
+                    link_fault = true;
+                    continue;
+                }
+                Action::Repair => {
+                    link_fault = false;
+                    continue;
+                }
+                Action::Crash(i) if i == leader => {
+                    leader_down = true;
+                    continue;
+                }
+                Action::SetLimit { node: n, da } if n == node && !leader_down => da.unwrap_or(plan),
+                Action::Reboot(i) if i == leader => {
+                    leader_down = false;
+                    plan
+                }
                 _ => continue,
             };
+            let grace = if link_fault {
+                self.sharing.cycle_us + self.sharing.leader_timeout_us
+            } else {
+                self.sharing.cycle_us
+            };
             let at = if new < now {
-                st.at_us.saturating_add(self.sharing.cycle_us)
+                st.at_us.saturating_add(grace)
             } else {
                 st.at_us
             };

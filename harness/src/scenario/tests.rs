@@ -1348,6 +1348,34 @@ fn set_limit_is_parsed_and_scheduled() {
     );
 }
 
+/// Under a link fault a cut binds a leader timeout later; a limit sent to a
+/// crashed leader is lost; its reboot gives the plan's back.
+#[test]
+fn set_limit_under_faults_is_scheduled_as_the_firmware_can_keep_it() {
+    let at = |t: &str, what: &str| format!("[[at]]\ntime = \"{t}\"\n{what}\n");
+    let limit = |l: &str| format!("do = \"set-limit\"\nnode = \"circuit\"\nlimit = \"{l}\"");
+    let text = with_steps(
+        &(at("50s", "do = \"link-down\"")
+            + &at("60s", &limit("20A"))
+            + &at("70s", "do = \"repair\"")
+            + &at("75s", "do = \"crash\"\nstation = 0")
+            + &at("80s", &limit("14A"))
+            + &at("90s", "do = \"reboot\"\nstation = 0")
+            + &at("100s", &limit("16A"))),
+    );
+    let s = Scenario::parse(Path::new("t.toml"), &text).unwrap();
+    let (cycle, timeout) = (s.sharing.cycle_us, s.sharing.leader_timeout_us);
+    assert_eq!(
+        s.limit_schedule(0),
+        vec![
+            (0, 320),
+            (60_000_000 + cycle + timeout, 200),
+            (90_000_000, 320),
+            (100_000_000 + cycle, 160),
+        ]
+    );
+}
+
 #[test]
 fn a_bad_set_limit_is_refused_where_it_is() {
     let step = |node: &str, limit: &str| {
