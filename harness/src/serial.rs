@@ -10,13 +10,19 @@
 //! clock is frozen or creeps (fixture time does not reach the time waited
 //! for within the wait's bound) ends it with [`BenchError::Stalled`]. The
 //! trace is then marked incomplete, never a hang. Faults only the virtual
-//! bench can make are refused.
+//! bench can make are refused. Station telemetry and commissioning go over
+//! the stations' debug ports when the inventory lists them, else through a
+//! fixture with the `debug` capability (it relays each station's debug
+//! channel), else nowhere ([`SerialBench::telemetry_note`]).
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use heapless::String as HString;
-use rig::protocol::{self, Command, FixtureInfo, Line, Parsed, MAX_LINE, PROTOCOL_VERSION};
+use rig::protocol::{
+    self, Capability, Command, DebugBytes, Event, FixtureInfo, Line, Parsed, MAX_LINE,
+    PROTOCOL_VERSION,
+};
 use rig::selftest::SelfTestReport;
 
 use crate::bench::{Bench, BenchError, BenchSpec, EventSeq, Record, SimFault};
@@ -188,10 +194,32 @@ impl SerialBench {
         if let Some(e) = entry {
             bench = bench.with_power(e.stations.iter().map(|s| s.power.clone()).collect());
         }
-        if debug.is_empty() {
-            return Ok(bench);
+        if !debug.is_empty() {
+            return Ok(bench.with_debug(crate::debug::DebugChannels::open(&debug)?));
         }
-        Ok(bench.with_debug(crate::debug::DebugChannels::open(&debug)?))
+        Ok(bench.with_relayed_debug())
+    }
+
+    /// No debug ports of their own: read the stations' debug channels
+    /// through the fixture, if it relays them (the `debug` capability).
+    #[must_use]
+    pub fn with_relayed_debug(self) -> Self {
+        match self.info.as_ref() {
+            Some(f) if f.caps.has(Capability::Debug) => {
+                let n = usize::from(f.channels);
+                self.with_debug(crate::debug::DebugChannels::relayed(n))
+            }
+            _ => self,
+        }
+    }
+
+    /// Why the trace will have no station telemetry, when it will not: the
+    /// bench lists no debug ports and the fixture cannot relay them.
+    #[must_use]
+    pub fn telemetry_note(&self) -> Option<&'static str> {
+        self.debug
+            .is_none()
+            .then_some("no station telemetry: goldens need a named bench or a fixture with `debug`")
     }
 
     /// Control each station's power (channel order): crash and reboot
@@ -273,7 +301,16 @@ impl SerialBench {
         let Some(d) = self.debug.as_mut() else {
             return Ok(answers);
         };
-        if from == 0 && d.len() != messages.len() {
+        if d.is_relayed() && messages.len() > d.len() {
+            return Err(BenchError::Lacks(format!(
+                "it has {} station(s); the fixture relays {} debug channel(s)",
+                messages.len(),
+                d.len()
+            )));
+        }
+        // A fixture's channels need not all have a station; a bench's
+        // listed stations do.
+        if from == 0 && !d.is_relayed() && d.len() != messages.len() {
             // The others would keep their last plan on the shared link.
             return Err(BenchError::Lacks(format!(
                 "it has {} station(s); the bench has {}, and a station left out keeps its last plan on the sharing link",
@@ -288,6 +325,18 @@ impl SerialBench {
             })?;
             d.send(i, id, message)?;
             ids.push((i, id));
+        }
+        // Relayed: through the fixture, in as many DEBUG commands as needed.
+        for (i, bytes) in d.relay_out() {
+            let ch = u8::try_from(i).map_err(|_| {
+                BenchError::Lacks(format!("station #{i} is beyond the fixture's channels"))
+            })?;
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let mut chunk = DebugBytes::new();
+                rest = &rest[chunk.fill(rest)..];
+                self.exchange(Command::Debug(ch, chunk), sink)?;
+            }
         }
         let limit = self.timeouts.ack + Duration::from_secs(1);
         let deadline = Instant::now() + limit;
@@ -464,6 +513,16 @@ impl SerialBench {
                 for r in d.anchor(t_us, self.rx_at) {
                     sink(r);
                 }
+            }
+            if let Event::Debug { ch, data } = event {
+                // A station's own bytes: its lines, when the fixture is
+                // where the harness reads it (not a fixture observation).
+                if let Some(d) = self.debug.as_mut() {
+                    for r in d.relay_in(ch, t_us, data.as_bytes()) {
+                        sink(r);
+                    }
+                }
+                return;
             }
             sink(Record::Event { t_us, event });
         }
@@ -1187,5 +1246,160 @@ mod tests {
         assert!(b.makes_faults_of(&sc(&(at("crash", 1) + &at("reboot", 1)))));
         assert!(!b.makes_faults_of(&sc(&at("crash", 0))));
         assert!(!b.makes_faults_of(&sc("[[at]]\ntime = \"50s\"\ndo = \"link-down\"\n")));
+    }
+
+    /// A fixture with 2 channels that relays its stations' debug channels:
+    /// what the host sends with DEBUG is kept per channel; a station that
+    /// got a whole commissioning message answers it, in two DEBUG events
+    /// (the line split), stamped 4.5 s.
+    struct Relaying {
+        caps: &'static str,
+        out: Vec<u8>,
+        got: Arc<Mutex<[Vec<u8>; 2]>>,
+    }
+    impl Read for Relaying {
+        fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+            if self.out.is_empty() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            let n = self.out.len().min(b.len());
+            b[..n].copy_from_slice(&self.out[..n]);
+            self.out.drain(..n);
+            Ok(n)
+        }
+    }
+    impl Write for Relaying {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let Parsed::Line(_, Line::Command { seq, cmd }) = protocol::parse_next(b) else {
+                return Ok(b.len());
+            };
+            let mut lines = Vec::new();
+            let mut info = HString::new();
+            match cmd {
+                Command::Hello { .. } => {
+                    info = HString::try_from(self.caps).unwrap();
+                }
+                Command::Debug(ch, data) => {
+                    let mut got = self.got.lock().unwrap();
+                    let got = &mut got[usize::from(ch)];
+                    got.extend_from_slice(data.as_bytes());
+                    if got.ends_with(b"END\n") {
+                        let answer = firmware::telemetry::Telemetry::ConfigAccepted {
+                            stations: 2,
+                            nodes: 1,
+                        }
+                        .encode();
+                        let (a, z) = answer.as_bytes().split_at(5);
+                        for (n, part) in [a, z].into_iter().enumerate() {
+                            let mut d = DebugBytes::new();
+                            assert_eq!(d.fill(part), part.len());
+                            lines.push(Line::Event {
+                                seq: 1 + n as u32,
+                                t_us: 4_000_000 + 500_000 * n as u64,
+                                event: Event::Debug { ch, data: d },
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            }
+            lines.insert(0, Line::Ok { seq, info });
+            for l in lines {
+                let mut s: HString<MAX_LINE> = HString::new();
+                protocol::encode(&l, &mut s).unwrap();
+                self.out.extend_from_slice(s.as_bytes());
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// On a fixture by URL with `debug`, stations are commissioned through
+    /// DEBUG commands (a long message split over several, arriving whole)
+    /// and their lines reach the trace stamped with the fixture time of the
+    /// event that completed them; without `debug` there is a note instead.
+    #[test]
+    fn a_fixture_with_debug_relays_commissioning_and_telemetry() {
+        let got = Arc::new(Mutex::new([Vec::new(), Vec::new()]));
+        let mut b = SerialBench::over(
+            "test".into(),
+            Box::new(Relaying {
+                caps: "sharebench-fixture proto=1 fw=1 channels=2 caps=pwm,car,debug",
+                out: Vec::new(),
+                got: Arc::clone(&got),
+            }),
+            Timeouts::default(),
+        )
+        .unwrap()
+        .with_relayed_debug();
+        assert_eq!(b.telemetry_note(), None);
+        let long = format!(
+            "C begin 7 2 1*0000\n{}END\n",
+            "C node 1 320 0*0000\n".repeat(20)
+        );
+        let messages = vec![long.clone(), "C begin 8 2 1*0000\nEND\n".to_string()];
+        let mut records = Vec::new();
+        let answers = b
+            .commission_all(&messages, &mut |r| records.push(r))
+            .unwrap();
+        assert_eq!(answers, vec![Some(Ok(())), Some(Ok(()))]);
+        let got = got.lock().unwrap();
+        assert_eq!(got[0], long.as_bytes());
+        assert_eq!(got[1], messages[1].as_bytes());
+        let said: Vec<_> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Telemetry {
+                    t_us,
+                    station,
+                    text,
+                } => Some((*t_us, *station, text.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            said,
+            vec![
+                (4_500_000, 7, "configuration accepted (2 stations, 1 node)"),
+                (4_500_000, 8, "configuration accepted (2 stations, 1 node)")
+            ],
+            "{records:?}"
+        );
+        assert!(
+            !records.iter().any(|r| matches!(
+                r,
+                Record::Event {
+                    event: Event::Debug { .. },
+                    ..
+                }
+            )),
+            "relayed bytes are station lines, not fixture events: {records:?}"
+        );
+        // More stations than the fixture relays: refused, saying so.
+        let three = vec![messages[1].clone(); 3];
+        let e = b.commission_all(&three, &mut |_| {}).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("it has 3 station(s); the fixture relays 2 debug channel(s)"),
+            "{e}"
+        );
+        // Without the capability: no relay, and the note says why.
+        let b = SerialBench::over(
+            "test".into(),
+            Box::new(Relaying {
+                caps: "sharebench-fixture proto=1 fw=1 channels=2 caps=pwm,car",
+                out: Vec::new(),
+                got: Arc::new(Mutex::new([Vec::new(), Vec::new()])),
+            }),
+            Timeouts::default(),
+        )
+        .unwrap()
+        .with_relayed_debug();
+        assert_eq!(
+            b.telemetry_note(),
+            Some("no station telemetry: goldens need a named bench or a fixture with `debug`")
+        );
     }
 }
