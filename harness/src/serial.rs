@@ -301,21 +301,19 @@ impl SerialBench {
         let Some(d) = self.debug.as_mut() else {
             return Ok(answers);
         };
-        if d.is_relayed() && messages.len() > d.len() {
-            return Err(BenchError::Lacks(format!(
-                "it has {} station(s); the fixture relays {} debug channel(s)",
-                messages.len(),
-                d.len()
-            )));
-        }
-        // A fixture's channels need not all have a station; a bench's
-        // listed stations do.
-        if from == 0 && !d.is_relayed() && d.len() != messages.len() {
+        if from == 0 && d.len() != messages.len() {
             // The others would keep their last plan on the shared link.
+            let has = if d.is_relayed() {
+                format!(
+                    "the fixture relays {} station debug channel(s) (one per channel; name the stations wired in a bench inventory if fewer)",
+                    d.len()
+                )
+            } else {
+                format!("the bench has {}", d.len())
+            };
             return Err(BenchError::Lacks(format!(
-                "it has {} station(s); the bench has {}, and a station left out keeps its last plan on the sharing link",
-                messages.len(),
-                d.len()
+                "it has {} station(s); {has}, and a station left out keeps its last plan on the sharing link",
+                messages.len()
             )));
         }
         let mut ids = Vec::new();
@@ -1377,14 +1375,16 @@ mod tests {
             )),
             "relayed bytes are station lines, not fixture events: {records:?}"
         );
-        // More stations than the fixture relays: refused, saying so.
+        // Another number of stations than the fixture relays: refused,
+        // saying so (a channel left out may have a station on the link).
         let three = vec![messages[1].clone(); 3];
         let e = b.commission_all(&three, &mut |_| {}).unwrap_err();
         assert!(
             e.to_string()
-                .contains("it has 3 station(s); the fixture relays 2 debug channel(s)"),
+                .contains("it has 3 station(s); the fixture relays 2 station debug channel(s)"),
             "{e}"
         );
+        assert!(b.commission_all(&three[..1], &mut |_| {}).is_err());
         // Without the capability: no relay, and the note says why.
         let b = SerialBench::over(
             "test".into(),
