@@ -499,4 +499,41 @@ mod tests {
         assert_eq!(commissioned_id("C begin 12 4 1*ABCD\nC group..."), Some(12));
         assert_eq!(commissioned_id("hello"), None);
     }
+
+    /// Relayed channels read lines as linked ones do (nothing before
+    /// commissioning, answers noted), stamped with the fixture time of the
+    /// event that completed each; what is sent waits for the fixture.
+    #[test]
+    fn relayed_lines_are_stamped_with_the_event_that_completed_them() {
+        let mut d = DebugChannels::relayed(2);
+        assert!(d.is_relayed());
+        let grant = Telemetry::Grant { da: 10 }.encode();
+        assert!(d.relay_in(0, 1_000, grant.as_bytes()).is_empty());
+        d.send(0, 7, "C begin 7 1 1*0000\n").unwrap();
+        assert_eq!(d.relay_out(), vec![(0, b"C begin 7 1 1*0000\n".to_vec())]);
+        assert!(d.relay_out().is_empty());
+        let accepted = Telemetry::ConfigAccepted {
+            stations: 1,
+            nodes: 1,
+        }
+        .encode();
+        let (a, z) = accepted.as_bytes().split_at(7);
+        assert!(d.relay_in(0, 2_000, a).is_empty());
+        match &d.relay_in(0, 3_000, z)[..] {
+            [Record::Telemetry {
+                t_us: 3_000,
+                station: 7,
+                text,
+            }] => assert_eq!(text, "configuration accepted (1 station, 1 node)"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(d.answer(0), Some(Ok(())));
+        // Channel 1 was not commissioned in this run; channel 9 does not exist.
+        assert!(d.relay_in(1, 4_000, grant.as_bytes()).is_empty());
+        assert!(d.relay_in(9, 4_000, grant.as_bytes()).is_empty());
+        // Linked channels take no relayed bytes (they are read on their link).
+        let mut linked = DebugChannels::over(Vec::new());
+        assert!(!linked.is_relayed());
+        assert!(linked.relay_in(0, 1, grant.as_bytes()).is_empty());
+    }
 }

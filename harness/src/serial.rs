@@ -333,7 +333,23 @@ impl SerialBench {
             while !rest.is_empty() {
                 let mut chunk = DebugBytes::new();
                 rest = &rest[chunk.fill(rest)..];
-                self.exchange(Command::Debug(ch, chunk), sink)?;
+                // A board writes the station's RX at its baud rate: a full
+                // queue (`ERR busy`) is waited out, within the ack timeout.
+                let deadline = Instant::now() + self.timeouts.ack;
+                loop {
+                    match self.exchange(Command::Debug(ch, chunk), sink) {
+                        Err(BenchError::Refused { reason, .. })
+                            if reason.starts_with(protocol::ErrorCode::Busy.word())
+                                && Instant::now() < deadline =>
+                        {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        other => {
+                            other?;
+                            break;
+                        }
+                    }
+                }
             }
         }
         let limit = self.timeouts.ack + Duration::from_secs(1);
@@ -1252,6 +1268,9 @@ mod tests {
     /// (the line split), stamped 4.5 s.
     struct Relaying {
         caps: &'static str,
+        /// Refuse the first DEBUG command (`ERR busy`), as a board whose
+        /// queue is full.
+        busy_once: bool,
         out: Vec<u8>,
         got: Arc<Mutex<[Vec<u8>; 2]>>,
     }
@@ -1276,6 +1295,20 @@ mod tests {
             match cmd {
                 Command::Hello { .. } => {
                     info = HString::try_from(self.caps).unwrap();
+                }
+                Command::Debug(..) if std::mem::take(&mut self.busy_once) => {
+                    let mut s: HString<MAX_LINE> = HString::new();
+                    protocol::encode(
+                        &Line::Err {
+                            seq,
+                            code: protocol::ErrorCode::Busy,
+                            message: HString::try_from("queue full").unwrap(),
+                        },
+                        &mut s,
+                    )
+                    .unwrap();
+                    self.out.extend_from_slice(s.as_bytes());
+                    return Ok(b.len());
                 }
                 Command::Debug(ch, data) => {
                     let mut got = self.got.lock().unwrap();
@@ -1315,7 +1348,8 @@ mod tests {
     }
 
     /// On a fixture by URL with `debug`, stations are commissioned through
-    /// DEBUG commands (a long message split over several, arriving whole)
+    /// DEBUG commands (a long message split over several, arriving whole,
+    /// a busy fixture waited out)
     /// and their lines reach the trace stamped with the fixture time of the
     /// event that completed them; without `debug` there is a note instead.
     #[test]
@@ -1325,6 +1359,7 @@ mod tests {
             "test".into(),
             Box::new(Relaying {
                 caps: "sharebench-fixture proto=1 fw=1 channels=2 caps=pwm,car,debug",
+                busy_once: true,
                 out: Vec::new(),
                 got: Arc::clone(&got),
             }),
@@ -1390,6 +1425,7 @@ mod tests {
             "test".into(),
             Box::new(Relaying {
                 caps: "sharebench-fixture proto=1 fw=1 channels=2 caps=pwm,car",
+                busy_once: false,
                 out: Vec::new(),
                 got: Arc::new(Mutex::new([Vec::new(), Vec::new()])),
             }),

@@ -1041,7 +1041,7 @@ impl VirtualBench {
         self.fixture.handle_host_rx(us(self.now), bytes);
         // What the host sent through the fixture to a station's debug RX
         // (`DEBUG`), as on its own debug channel.
-        let mut relayed = [0u8; 512];
+        let mut relayed = [0u8; rig::fixture::DEBUG_TX_QUEUE];
         for i in 0..self.stations.len() {
             let n = self.fixture.take_debug_tx(i, &mut relayed);
             if n > 0 {
