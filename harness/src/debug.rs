@@ -285,10 +285,7 @@ impl DebugChannels {
     /// and queue each line for stamping. A dead link is an error.
     pub fn poll(&mut self) -> Result<(), BenchError> {
         for c in &mut self.chans {
-            loop {
-                let Wire::Link { rx, .. } = &c.wire else {
-                    break;
-                };
+            while let Wire::Link { rx, .. } = &c.wire {
                 let (at, bytes) = match rx.try_recv() {
                     Ok(Chunk::Data(at, b)) => (at, b),
                     Ok(Chunk::Failed(e)) => {

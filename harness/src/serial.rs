@@ -324,34 +324,23 @@ impl SerialBench {
             d.send(i, id, message)?;
             ids.push((i, id));
         }
-        // Relayed: through the fixture, in as many DEBUG commands as needed.
+        // Relayed: through the fixture, in as many DEBUG commands as needed:
+        // one at a time per station (in order), every station at once.
+        let mut queues = Vec::new();
         for (i, bytes) in d.relay_out() {
             let ch = u8::try_from(i).map_err(|_| {
                 BenchError::Lacks(format!("station #{i} is beyond the fixture's channels"))
             })?;
+            let mut chunks = std::collections::VecDeque::new();
             let mut rest = &bytes[..];
             while !rest.is_empty() {
                 let mut chunk = DebugBytes::new();
                 rest = &rest[chunk.fill(rest)..];
-                // A board writes the station's RX at its baud rate: a full
-                // queue (`ERR busy`) is waited out, within the ack timeout.
-                let deadline = Instant::now() + self.timeouts.ack;
-                loop {
-                    match self.exchange(Command::Debug(ch, chunk), sink) {
-                        Err(BenchError::Refused { reason, .. })
-                            if reason.starts_with(protocol::ErrorCode::Busy.word())
-                                && Instant::now() < deadline =>
-                        {
-                            std::thread::sleep(Duration::from_millis(10));
-                        }
-                        other => {
-                            other?;
-                            break;
-                        }
-                    }
-                }
+                chunks.push_back(chunk);
             }
+            queues.push((ch, chunks));
         }
+        self.relay_chunks(queues, sink)?;
         let limit = self.timeouts.ack + Duration::from_secs(1);
         let deadline = Instant::now() + limit;
         loop {
@@ -386,6 +375,48 @@ impl SerialBench {
                     ),
                     timeout_ms: limit.as_millis() as u64,
                 });
+            }
+        }
+    }
+
+    /// Send each channel its chunks with `DEBUG`, in order, one outstanding
+    /// per channel and every channel at once. A board writes the station's
+    /// RX at its baud rate: a full queue (`ERR busy`) is waited out and the
+    /// chunk sent again, within the ack timeout; any other refusal is an
+    /// error.
+    fn relay_chunks(
+        &mut self,
+        mut queues: Vec<(u8, std::collections::VecDeque<DebugBytes>)>,
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<(), BenchError> {
+        let busy_until = Instant::now() + self.timeouts.ack;
+        loop {
+            queues.retain(|(_, q)| !q.is_empty());
+            let cmds: Vec<Command> = queues
+                .iter()
+                .filter_map(|(ch, q)| q.front().map(|c| Command::Debug(*ch, *c)))
+                .collect();
+            if cmds.is_empty() {
+                return Ok(());
+            }
+            let answers = self.exchange_many(cmds, self.timeouts.ack, sink)?;
+            let mut busy = false;
+            for ((_, q), answer) in queues.iter_mut().zip(answers) {
+                match answer {
+                    Ok(_) => {
+                        q.pop_front();
+                    }
+                    Err(BenchError::Refused { reason, .. })
+                        if reason.starts_with(protocol::ErrorCode::Busy.word())
+                            && Instant::now() < busy_until =>
+                    {
+                        busy = true;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if busy {
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
     }
@@ -472,8 +503,28 @@ impl SerialBench {
             Command::SelfTest(_) => self.timeouts.ack + SELFTEST_TIME,
             _ => self.timeouts.ack,
         };
-        let what = cmd.to_string();
-        let seq = self.send(cmd)?;
+        self.exchange_many(vec![cmd], ack, sink)?
+            .pop()
+            .unwrap_or_else(|| Err(BenchError::Io("a command went unanswered".into())))
+    }
+
+    /// Send commands one after the other without waiting, then wait for
+    /// every answer (all within `ack`): each command's `OK` info or its
+    /// refusal, in the order sent. Events that arrive meanwhile go to
+    /// `sink`, in order, also those after an answer.
+    fn exchange_many(
+        &mut self,
+        cmds: Vec<Command>,
+        ack: Duration,
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<Vec<Result<String, BenchError>>, BenchError> {
+        let mut sent = Vec::new();
+        for cmd in cmds {
+            let what = cmd.to_string();
+            sent.push((self.send(cmd)?, what));
+        }
+        let mut answers: Vec<Option<Result<String, BenchError>>> =
+            sent.iter().map(|_| None).collect();
         let deadline = Instant::now() + ack;
         for r in std::mem::take(&mut self.pending) {
             sink(r);
@@ -484,30 +535,34 @@ impl SerialBench {
             for r in std::mem::take(&mut self.pending) {
                 sink(r);
             }
-            let mut answer = None;
             for l in lines {
                 match l {
-                    Line::Ok { seq: s, info } if s == seq => {
-                        answer = Some(Ok(info.as_str().to_string()))
+                    Line::Ok { seq, info } => {
+                        if let Some(i) = sent.iter().position(|(s, _)| *s == seq) {
+                            answers[i] = Some(Ok(info.as_str().to_string()));
+                        }
                     }
-                    Line::Err {
-                        seq: s,
-                        code,
-                        message,
-                    } if s == seq => {
-                        answer = Some(Err(BenchError::Refused {
-                            what: what.clone(),
-                            reason: format!("{code}: {message}"),
-                        }));
+                    Line::Err { seq, code, message } => {
+                        if let Some(i) = sent.iter().position(|(s, _)| *s == seq) {
+                            answers[i] = Some(Err(BenchError::Refused {
+                                what: sent[i].1.clone(),
+                                reason: format!("{code}: {message}"),
+                            }));
+                        }
                     }
-                    // Events keep their order, also those after the answer.
                     other => self.event(other, sink),
                 }
             }
-            if let Some(a) = answer {
-                return a;
+            if answers.iter().all(Option::is_some) {
+                return Ok(answers.into_iter().flatten().collect());
             }
             if Instant::now() > deadline {
+                let what = sent
+                    .iter()
+                    .zip(&answers)
+                    .find(|(_, a)| a.is_none())
+                    .map(|((_, w), _)| w.clone())
+                    .unwrap_or_default();
                 return Err(BenchError::Timeout {
                     what: format!("the acknowledgement of {what}"),
                     timeout_ms: ack.as_millis() as u64,
@@ -1271,6 +1326,8 @@ mod tests {
         /// Refuse the first DEBUG command (`ERR busy`), as a board whose
         /// queue is full.
         busy_once: bool,
+        /// Its event sequence.
+        events: u32,
         out: Vec<u8>,
         got: Arc<Mutex<[Vec<u8>; 2]>>,
     }
@@ -1324,8 +1381,9 @@ mod tests {
                         for (n, part) in [a, z].into_iter().enumerate() {
                             let mut d = DebugBytes::new();
                             assert_eq!(d.fill(part), part.len());
+                            self.events += 1;
                             lines.push(Line::Event {
-                                seq: 1 + n as u32,
+                                seq: self.events,
                                 t_us: 4_000_000 + 500_000 * n as u64,
                                 event: Event::Debug { ch, data: d },
                             });
@@ -1360,6 +1418,7 @@ mod tests {
             Box::new(Relaying {
                 caps: "sharebench-fixture proto=1 fw=1 channels=2 caps=pwm,car,debug",
                 busy_once: true,
+                events: 0,
                 out: Vec::new(),
                 got: Arc::clone(&got),
             }),
@@ -1381,7 +1440,7 @@ mod tests {
         let got = got.lock().unwrap();
         assert_eq!(got[0], long.as_bytes());
         assert_eq!(got[1], messages[1].as_bytes());
-        let said: Vec<_> = records
+        let mut said: Vec<_> = records
             .iter()
             .filter_map(|r| match r {
                 Record::Telemetry {
@@ -1392,6 +1451,8 @@ mod tests {
                 _ => None,
             })
             .collect();
+        // Both messages go out at once: the shorter one is answered first.
+        said.sort_unstable();
         assert_eq!(
             said,
             vec![
@@ -1406,7 +1467,7 @@ mod tests {
                 Record::Event {
                     event: Event::Debug { .. },
                     ..
-                }
+                } | Record::Loss { .. }
             )),
             "relayed bytes are station lines, not fixture events: {records:?}"
         );
@@ -1426,6 +1487,7 @@ mod tests {
             Box::new(Relaying {
                 caps: "sharebench-fixture proto=1 fw=1 channels=2 caps=pwm,car",
                 busy_once: false,
+                events: 0,
                 out: Vec::new(),
                 got: Arc::new(Mutex::new([Vec::new(), Vec::new()])),
             }),
