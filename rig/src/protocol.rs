@@ -93,6 +93,8 @@ pub enum Misbehave {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct DebugBytes {
     len: u8,
+    /// The escaped text's length (kept, not recounted per byte).
+    text: u8,
     buf: [u8; MAX_DEBUG],
 }
 
@@ -108,6 +110,7 @@ impl DebugBytes {
     pub const fn new() -> Self {
         Self {
             len: 0,
+            text: 0,
             buf: [0; MAX_DEBUG],
         }
     }
@@ -126,18 +129,20 @@ impl DebugBytes {
     /// The length of the escaped text on the line.
     #[must_use]
     pub fn text_len(&self) -> usize {
-        self.as_bytes().iter().map(|&b| escaped_len(b)).sum()
+        usize::from(self.text)
     }
 
     /// Add `b` if its escape still fits the line's [`MAX_DEBUG`]
     /// characters; `false` (and nothing added) when it does not.
     pub fn push(&mut self, b: u8) -> bool {
         let n = usize::from(self.len);
-        if n >= MAX_DEBUG || self.text_len() + escaped_len(b) > MAX_DEBUG {
+        let text = self.text_len() + escaped_len(b);
+        let (Ok(text), true) = (u8::try_from(text), text <= MAX_DEBUG && n < MAX_DEBUG) else {
             return false;
-        }
+        };
         self.buf[n] = b;
         self.len += 1;
+        self.text = text;
         true
     }
 

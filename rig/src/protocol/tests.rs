@@ -182,6 +182,10 @@ fn any_debug() -> impl Strategy<Value = DebugBytes> {
     proptest::collection::vec(any::<u8>(), 1..=MAX_DEBUG).prop_map(|v| {
         let mut d = DebugBytes::new();
         assert!(d.fill(&v) > 0);
+        let mut text = std::string::String::new();
+        d.write_text(&mut text).unwrap();
+        assert_eq!(d.text_len(), text.len());
+        assert!(text.len() <= MAX_DEBUG);
         d
     })
 }
