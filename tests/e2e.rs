@@ -606,6 +606,103 @@ fn corpus_scenarios_through_the_pty_match_their_golden_traces() {
     }
 }
 
+/// One trace whatever the bench, on the fixture alone (issue 13 §1): corpus
+/// scenarios through `--bench serial:PTY`, no inventory, golden traces
+/// compared. The virtual fixture has the `debug` capability: it relays each
+/// station's debug channel, so the stations are commissioned through it and
+/// their telemetry reaches the trace. The same fixture without `debug`
+/// (`--caps`) gives a trace without telemetry, a golden diff, and the note
+/// that says why. At 4x real time: 4 min 32 s of scenario in about 70 s,
+/// then 15 s.
+#[test]
+fn corpus_scenarios_through_the_bare_pty_match_their_golden_traces() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/scenarios");
+    let serve = |file: &Path, caps: Option<&str>| {
+        let mut cmd = sharebench();
+        cmd.arg("virtual-fixture").arg(file).args([
+            "--pty",
+            "--time-scale",
+            "4",
+            "--stop-after",
+            "10min",
+        ]);
+        if let Some(c) = caps {
+            cmd.args(["--caps", c]);
+        }
+        let mut server = cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("virtual fixture starts");
+        let mut line = String::new();
+        BufReader::new(server.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("pty path");
+        let pty = line.trim().to_string();
+        assert!(pty.starts_with("/dev/"), "{pty}");
+        (server, pty)
+    };
+    let run = |file: &Path, pty: &str, out: &Path| {
+        sharebench()
+            .arg("run")
+            .arg(file)
+            .args(["--bench", &format!("serial:{pty}"), "--time-scale", "4"])
+            .arg("--out")
+            .arg(out)
+            .output()
+            .expect("runs")
+    };
+    for name in ["reclaim-fine", "explore-pwm-on-a-shorted-pilot"] {
+        let file = corpus.join(format!("{name}.toml"));
+        let dir =
+            std::env::temp_dir().join(format!("sharebench-bare-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (mut server, pty) = serve(&file, None);
+        let out = run(&file, &pty, &dir.join("out"));
+        let _ = server.kill();
+        let _ = server.wait();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let diff = std::fs::read_to_string(dir.join(format!("out/{name}/golden.diff")))
+            .unwrap_or_default();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}: {stdout}\n{stderr}\n{diff}"
+        );
+        assert!(!stderr.contains("no station telemetry"), "{stderr}");
+        assert!(!stdout.contains("without a golden"), "{stdout}");
+        let trace =
+            std::fs::read_to_string(dir.join(format!("out/{name}/trace.txt"))).expect("trace");
+        assert!(
+            trace.contains("st1 says: configuration accepted"),
+            "commissioned through the fixture, its answer relayed: {trace}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // The same fixture without `debug`: no telemetry, and said.
+    let name = "explore-pwm-on-a-shorted-pilot";
+    let file = corpus.join(format!("{name}.toml"));
+    let dir = std::env::temp_dir().join(format!("sharebench-bare-nodebug-{}", std::process::id()));
+    let (mut server, pty) = serve(
+        &file,
+        Some("pwm,levels,relay,current,meter,car,misbehave,loads,selftest"),
+    );
+    let out = run(&file, &pty, &dir.join("out"));
+    let _ = server.kill();
+    let _ = server.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "note: no station telemetry: goldens need a named bench or a fixture with `debug`"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(1), "a golden diff: {stderr}");
+    let trace = std::fs::read_to_string(dir.join(format!("out/{name}/trace.txt"))).expect("trace");
+    assert!(!trace.contains(" says: "), "{trace}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The virtual fixture on a pty, in 20x real time, for `limit` of scenario
 /// time; killed when dropped.
 struct VirtualFixtureProcess {

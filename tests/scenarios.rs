@@ -17,7 +17,9 @@
 //! (threads) and `cargo nextest run` (processes) both queue on it.
 //! `SHAREBENCH_TIME_SCALE` is a virtual fixture's speed; stations come from
 //! the inventory entry of a named bench (their debug channels, power
-//! commands); `SHAREBENCH_HARDWARE_SET=1` runs only the hardware set; and
+//! commands), or, on a fixture by URL, their debug channels are relayed by
+//! the fixture when it has the `debug` capability (golden traces need one
+//! or the other: station telemetry); `SHAREBENCH_HARDWARE_SET=1` runs only the hardware set; and
 //! `SHAREBENCH_OUT=DIR` keeps each run's artefacts and report.json there
 //! (the hardware CI job, docs/ci.md).
 
@@ -54,6 +56,8 @@ fn line_bench(
 
 fn run_one(path: &Path) -> Result<Completion, Failed> {
     let sc = Scenario::load(path).map_err(|e| e.to_string())?;
+    // Why a line bench's trace has no station telemetry, if it has none.
+    let mut note = None;
     let (run, tolerance_ms) = match line_bench()? {
         None if sc.requires_hardware => {
             return Ok(Completion::ignored_with(
@@ -88,6 +92,7 @@ fn run_one(path: &Path) -> Result<Completion, Failed> {
                 },
             )
             .map_err(|e| e.to_string())?;
+            note = bench.telemetry_note();
             if !bench.makes_faults_of(&sc) {
                 return Ok(Completion::ignored_with(
                     "needs power faults (crash, reboot): give the bench's stations power_off and power_on, or power_cycle, in the inventory",
@@ -120,7 +125,15 @@ fn run_one(path: &Path) -> Result<Completion, Failed> {
         // of this bench, and said (`--ignored` lists it).
         return Ok(Completion::ignored_with(why));
     }
-    let problems = common::problems(path, &sc, &run, tolerance_ms);
+    let mut problems = common::problems(path, &sc, &run, tolerance_ms);
+    if let Some(n) = note {
+        for p in problems
+            .iter_mut()
+            .filter(|p| p.starts_with("golden trace of"))
+        {
+            p.push_str(&format!("; {n}"));
+        }
+    }
     if problems.is_empty() {
         Ok(Completion::Completed)
     } else {

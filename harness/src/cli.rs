@@ -523,6 +523,9 @@ fn open_bench(
                     .map_err(|e| e.to_string())?;
             let bench = SerialBench::open_bench(&line, entry.as_ref(), timeouts)
                 .map_err(|e| e.to_string())?;
+            if let Some(note) = bench.telemetry_note() {
+                eprintln!("note: {note}");
+            }
             Ok((Some(bench), Some(lock)))
         }
     }

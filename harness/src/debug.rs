@@ -1,6 +1,13 @@
 //! The stations' debug channels on a line bench: one link per station (a
 //! UART adapter, a pty of the virtual fixture, a TCP export), read on its
-//! own thread so each line keeps the wall-clock instant it arrived at.
+//! own thread so each line keeps the wall-clock instant it arrived at; or,
+//! on a bench that is a fixture with the `debug` capability and no debug
+//! ports of its own, each station's channel relayed by the fixture
+//! (`DEBUG` events in, `DEBUG` commands out, sent by [`crate::serial`]).
+//! Both kinds of channel go through one line reader (commissioning answers,
+//! lines before commissioning dropped, [`crate::bench::station_line`]);
+//! only the stamp differs: a relayed line carries the fixture time of the
+//! event that brought its newline.
 //!
 //! Owns reading those links, commissioning over them, and stamping each
 //! station line with fixture time. A station's line carries no time (see
@@ -42,13 +49,23 @@ enum Chunk {
     Failed(String),
 }
 
+/// How a station's debug channel reaches the harness.
+enum Wire {
+    /// Its own link, read on its own thread.
+    Link {
+        writer: DebugWrite,
+        rx: Receiver<Chunk>,
+    },
+    /// Relayed by the fixture.
+    Relay,
+}
+
 struct Channel {
     name: String,
     /// The station id it was commissioned with in this run; lines before
     /// that are dropped.
     id: Option<u8>,
-    writer: DebugWrite,
-    rx: Receiver<Chunk>,
+    wire: Wire,
     buf: Vec<u8>,
     /// Its answer to the last commissioning message.
     answer: Option<Result<(), Refusal>>,
@@ -69,6 +86,33 @@ pub struct DebugChannels {
     unstamped: Vec<Unstamped>,
     /// The last fixture event: its time and when it arrived.
     anchor: Option<(u64, Instant)>,
+    /// Messages for relayed channels, for the fixture's `DEBUG` command.
+    outbox: Vec<(usize, Vec<u8>)>,
+}
+
+impl Channel {
+    /// What arrived on the channel, split into lines: commissioning
+    /// answers noted, lines from before this run's commissioning dropped.
+    /// The station id and text of each line of this run.
+    fn lines(&mut self, bytes: &[u8]) -> Vec<(u8, String)> {
+        let mut out = Vec::new();
+        self.buf.extend_from_slice(bytes);
+        while let Some(n) = self.buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=n).collect();
+            let Some(station) = self.id else { continue };
+            let line = String::from_utf8_lossy(&line).into_owned();
+            match firmware::telemetry::parse_line(&line) {
+                Ok(Telemetry::ConfigAccepted { .. }) => self.answer = Some(Ok(())),
+                Ok(Telemetry::ConfigRefused(r)) => self.answer = Some(Err(r)),
+                _ => {}
+            }
+            out.push((station, line));
+        }
+        if self.buf.len() > MAX_DEBUG_LINE {
+            self.buf.clear();
+        }
+        out
+    }
 }
 
 impl Drop for DebugChannels {
@@ -161,8 +205,7 @@ impl DebugChannels {
                 Channel {
                     name,
                     id: None,
-                    writer,
-                    rx,
+                    wire: Wire::Link { writer, rx },
                     buf: Vec::new(),
                     answer: None,
                 }
@@ -173,7 +216,59 @@ impl DebugChannels {
             stop,
             unstamped: Vec::new(),
             anchor: None,
+            outbox: Vec::new(),
         }
+    }
+
+    /// The debug channels of `n` stations relayed by the fixture (channel
+    /// `i` for the station on fixture channel `i`).
+    #[must_use]
+    pub fn relayed(n: usize) -> Self {
+        let chans = (0..n)
+            .map(|i| Channel {
+                name: format!("fixture channel {i} (relayed)"),
+                id: None,
+                wire: Wire::Relay,
+                buf: Vec::new(),
+                answer: None,
+            })
+            .collect();
+        Self {
+            chans,
+            stop: Arc::new(AtomicBool::new(false)),
+            unstamped: Vec::new(),
+            anchor: None,
+            outbox: Vec::new(),
+        }
+    }
+
+    /// Whether the fixture relays these channels.
+    #[must_use]
+    pub fn is_relayed(&self) -> bool {
+        self.chans.iter().any(|c| matches!(c.wire, Wire::Relay))
+    }
+
+    /// Bytes station `ch` printed, relayed in a `DEBUG` event stamped
+    /// `t_us`: the records of the lines they complete, stamped `t_us`.
+    /// Ignored when the channel has its own link (it is read there).
+    pub fn relay_in(&mut self, ch: u8, t_us: u64, bytes: &[u8]) -> Vec<Record> {
+        let Some(c) = self
+            .chans
+            .get_mut(usize::from(ch))
+            .filter(|c| matches!(c.wire, Wire::Relay))
+        else {
+            return Vec::new();
+        };
+        c.lines(bytes)
+            .into_iter()
+            .flat_map(|(station, line)| crate::bench::station_line(t_us, station, &line).1)
+            .collect()
+    }
+
+    /// The messages for relayed channels since the last call (channel,
+    /// bytes), for the fixture's `DEBUG` command.
+    pub fn relay_out(&mut self) -> Vec<(usize, Vec<u8>)> {
+        std::mem::take(&mut self.outbox)
     }
 
     #[must_use]
@@ -190,8 +285,8 @@ impl DebugChannels {
     /// and queue each line for stamping. A dead link is an error.
     pub fn poll(&mut self) -> Result<(), BenchError> {
         for c in &mut self.chans {
-            loop {
-                let (at, bytes) = match c.rx.try_recv() {
+            while let Wire::Link { rx, .. } = &c.wire {
+                let (at, bytes) = match rx.try_recv() {
                     Ok(Chunk::Data(at, b)) => (at, b),
                     Ok(Chunk::Failed(e)) => {
                         return Err(BenchError::Io(format!(
@@ -207,20 +302,8 @@ impl DebugChannels {
                         )))
                     }
                 };
-                c.buf.extend_from_slice(&bytes);
-                while let Some(n) = c.buf.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = c.buf.drain(..=n).collect();
-                    let Some(station) = c.id else { continue };
-                    let line = String::from_utf8_lossy(&line).into_owned();
-                    match firmware::telemetry::parse_line(&line) {
-                        Ok(Telemetry::ConfigAccepted { .. }) => c.answer = Some(Ok(())),
-                        Ok(Telemetry::ConfigRefused(r)) => c.answer = Some(Err(r)),
-                        _ => {}
-                    }
+                for (station, line) in c.lines(&bytes) {
                     self.unstamped.push(Unstamped { at, station, line });
-                }
-                if c.buf.len() > MAX_DEBUG_LINE {
-                    c.buf.clear();
                 }
             }
         }
@@ -254,7 +337,8 @@ impl DebugChannels {
     }
 
     /// Send station `i` (commissioned as station `id`) a commissioning
-    /// message; its answer comes through [`Self::poll`].
+    /// message; its answer comes through [`Self::poll`] (or, relayed,
+    /// through [`Self::relay_in`]; the message waits in [`Self::relay_out`]).
     pub fn send(&mut self, i: usize, id: u8, message: &str) -> Result<(), BenchError> {
         let n = self.chans.len();
         let c = self.chans.get_mut(i).ok_or_else(|| {
@@ -264,9 +348,13 @@ impl DebugChannels {
         })?;
         c.id = Some(id);
         c.answer = None;
-        c.writer
+        let Wire::Link { writer, .. } = &mut c.wire else {
+            self.outbox.push((i, message.as_bytes().to_vec()));
+            return Ok(());
+        };
+        writer
             .write_all(message.as_bytes())
-            .and_then(|()| c.writer.flush())
+            .and_then(|()| writer.flush())
             .map_err(|e| {
                 BenchError::Io(format!(
                     "failed to write to the station debug channel {}: {e}",
@@ -276,7 +364,8 @@ impl DebugChannels {
     }
 
     /// Write `text` to station `i`'s debug channel (an operator's line):
-    /// what the station answers comes through [`Self::poll`].
+    /// what the station answers comes through [`Self::poll`]. A relayed
+    /// channel queues it for the fixture ([`Self::relay_out`]).
     pub fn write(&mut self, i: usize, text: &str) -> Result<(), BenchError> {
         let n = self.chans.len();
         let c = self.chans.get_mut(i).ok_or_else(|| {
@@ -284,9 +373,13 @@ impl DebugChannels {
                 "the bench lists {n} station debug channel(s); the scenario's station #{i} has none"
             ))
         })?;
-        c.writer
+        let Wire::Link { writer, .. } = &mut c.wire else {
+            self.outbox.push((i, text.as_bytes().to_vec()));
+            return Ok(());
+        };
+        writer
             .write_all(text.as_bytes())
-            .and_then(|()| c.writer.flush())
+            .and_then(|()| writer.flush())
             .map_err(|e| {
                 BenchError::Io(format!(
                     "failed to write to the station debug channel {}: {e}",
@@ -427,5 +520,42 @@ mod tests {
         ));
         assert_eq!(commissioned_id("C begin 12 4 1*ABCD\nC group..."), Some(12));
         assert_eq!(commissioned_id("hello"), None);
+    }
+
+    /// Relayed channels read lines as linked ones do (nothing before
+    /// commissioning, answers noted), stamped with the fixture time of the
+    /// event that completed each; what is sent waits for the fixture.
+    #[test]
+    fn relayed_lines_are_stamped_with_the_event_that_completed_them() {
+        let mut d = DebugChannels::relayed(2);
+        assert!(d.is_relayed());
+        let grant = Telemetry::Grant { da: 10 }.encode();
+        assert!(d.relay_in(0, 1_000, grant.as_bytes()).is_empty());
+        d.send(0, 7, "C begin 7 1 1*0000\n").unwrap();
+        assert_eq!(d.relay_out(), vec![(0, b"C begin 7 1 1*0000\n".to_vec())]);
+        assert!(d.relay_out().is_empty());
+        let accepted = Telemetry::ConfigAccepted {
+            stations: 1,
+            nodes: 1,
+        }
+        .encode();
+        let (a, z) = accepted.as_bytes().split_at(7);
+        assert!(d.relay_in(0, 2_000, a).is_empty());
+        match &d.relay_in(0, 3_000, z)[..] {
+            [Record::Telemetry {
+                t_us: 3_000,
+                station: 7,
+                text,
+            }] => assert_eq!(text, "configuration accepted (1 station, 1 node)"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(d.answer(0), Some(Ok(())));
+        // Channel 1 was not commissioned in this run; channel 9 does not exist.
+        assert!(d.relay_in(1, 4_000, grant.as_bytes()).is_empty());
+        assert!(d.relay_in(9, 4_000, grant.as_bytes()).is_empty());
+        // Linked channels take no relayed bytes (they are read on their link).
+        let mut linked = DebugChannels::over(Vec::new());
+        assert!(!linked.is_relayed());
+        assert!(linked.relay_in(0, 1, grant.as_bytes()).is_empty());
     }
 }

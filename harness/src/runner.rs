@@ -750,7 +750,7 @@ mod tests {
             why.contains(&format!(
                 "the fixture cannot run this scenario: it needs {channels} channels (one per station), the fixture has {}",
                 channels - 1
-            )) && why.contains("it needs the fixture capabilities meter, which the fixture (fw 0.9, caps=pwm,levels,relay,current,car,misbehave,loads,selftest) does not announce"),
+            )) && why.contains("it needs the fixture capabilities meter, which the fixture (fw 0.9, caps=pwm,levels,relay,current,car,misbehave,loads,selftest,debug) does not announce"),
             "{why}"
         );
         assert_eq!(bench.now, 0, "nothing ran");

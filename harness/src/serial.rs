@@ -10,13 +10,19 @@
 //! clock is frozen or creeps (fixture time does not reach the time waited
 //! for within the wait's bound) ends it with [`BenchError::Stalled`]. The
 //! trace is then marked incomplete, never a hang. Faults only the virtual
-//! bench can make are refused.
+//! bench can make are refused. Station telemetry and commissioning go over
+//! the stations' debug ports when the inventory lists them, else through a
+//! fixture with the `debug` capability (it relays each station's debug
+//! channel), else nowhere ([`SerialBench::telemetry_note`]).
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use heapless::String as HString;
-use rig::protocol::{self, Command, FixtureInfo, Line, Parsed, MAX_LINE, PROTOCOL_VERSION};
+use rig::protocol::{
+    self, Capability, Command, DebugBytes, Event, FixtureInfo, Line, Parsed, MAX_LINE,
+    PROTOCOL_VERSION,
+};
 use rig::selftest::SelfTestReport;
 
 use crate::bench::{Bench, BenchError, BenchSpec, EventSeq, Record, SimFault};
@@ -188,10 +194,32 @@ impl SerialBench {
         if let Some(e) = entry {
             bench = bench.with_power(e.stations.iter().map(|s| s.power.clone()).collect());
         }
-        if debug.is_empty() {
-            return Ok(bench);
+        if !debug.is_empty() {
+            return Ok(bench.with_debug(crate::debug::DebugChannels::open(&debug)?));
         }
-        Ok(bench.with_debug(crate::debug::DebugChannels::open(&debug)?))
+        Ok(bench.with_relayed_debug())
+    }
+
+    /// No debug ports of their own: read the stations' debug channels
+    /// through the fixture, if it relays them (the `debug` capability).
+    #[must_use]
+    pub fn with_relayed_debug(self) -> Self {
+        match self.info.as_ref() {
+            Some(f) if f.caps.has(Capability::Debug) => {
+                let n = usize::from(f.channels);
+                self.with_debug(crate::debug::DebugChannels::relayed(n))
+            }
+            _ => self,
+        }
+    }
+
+    /// Why the trace will have no station telemetry, when it will not: the
+    /// bench lists no debug ports and the fixture cannot relay them.
+    #[must_use]
+    pub fn telemetry_note(&self) -> Option<&'static str> {
+        self.debug
+            .is_none()
+            .then_some("no station telemetry: goldens need a named bench or a fixture with `debug`")
     }
 
     /// Control each station's power (channel order): crash and reboot
@@ -275,10 +303,17 @@ impl SerialBench {
         };
         if from == 0 && d.len() != messages.len() {
             // The others would keep their last plan on the shared link.
+            let has = if d.is_relayed() {
+                format!(
+                    "the fixture relays {} station debug channel(s) (one per channel; name the stations wired in a bench inventory if fewer)",
+                    d.len()
+                )
+            } else {
+                format!("the bench has {}", d.len())
+            };
             return Err(BenchError::Lacks(format!(
-                "it has {} station(s); the bench has {}, and a station left out keeps its last plan on the sharing link",
-                messages.len(),
-                d.len()
+                "it has {} station(s); {has}, and a station left out keeps its last plan on the sharing link",
+                messages.len()
             )));
         }
         let mut ids = Vec::new();
@@ -289,6 +324,7 @@ impl SerialBench {
             d.send(i, id, message)?;
             ids.push((i, id));
         }
+        self.flush_relay(sink)?;
         let limit = self.timeouts.ack + Duration::from_secs(1);
         let deadline = Instant::now() + limit;
         loop {
@@ -323,6 +359,72 @@ impl SerialBench {
                     ),
                     timeout_ms: limit.as_millis() as u64,
                 });
+            }
+        }
+    }
+
+    /// What the stations' relayed debug channels have to send: through the
+    /// fixture, in as many DEBUG commands as needed, one at a time per
+    /// station (in order), every station at once.
+    fn flush_relay(&mut self, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+        let Some(d) = self.debug.as_mut() else {
+            return Ok(());
+        };
+        let mut queues = Vec::new();
+        for (i, bytes) in d.relay_out() {
+            let ch = u8::try_from(i).map_err(|_| {
+                BenchError::Lacks(format!("station #{i} is beyond the fixture's channels"))
+            })?;
+            let mut chunks = std::collections::VecDeque::new();
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let mut chunk = DebugBytes::new();
+                rest = &rest[chunk.fill(rest)..];
+                chunks.push_back(chunk);
+            }
+            queues.push((ch, chunks));
+        }
+        self.relay_chunks(queues, sink)
+    }
+
+    /// Send each channel its chunks with `DEBUG`, in order, one outstanding
+    /// per channel and every channel at once. A board writes the station's
+    /// RX at its baud rate: a full queue (`ERR busy`) is waited out and the
+    /// chunk sent again, within the ack timeout; any other refusal is an
+    /// error.
+    fn relay_chunks(
+        &mut self,
+        mut queues: Vec<(u8, std::collections::VecDeque<DebugBytes>)>,
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<(), BenchError> {
+        let busy_until = Instant::now() + self.timeouts.ack;
+        loop {
+            queues.retain(|(_, q)| !q.is_empty());
+            let cmds: Vec<Command> = queues
+                .iter()
+                .filter_map(|(ch, q)| q.front().map(|c| Command::Debug(*ch, *c)))
+                .collect();
+            if cmds.is_empty() {
+                return Ok(());
+            }
+            let answers = self.exchange_many(cmds, self.timeouts.ack, sink)?;
+            let mut busy = false;
+            for ((_, q), answer) in queues.iter_mut().zip(answers) {
+                match answer {
+                    Ok(_) => {
+                        q.pop_front();
+                    }
+                    Err(BenchError::Refused { reason, .. })
+                        if reason.starts_with(protocol::ErrorCode::Busy.word())
+                            && Instant::now() < busy_until =>
+                    {
+                        busy = true;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if busy {
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
     }
@@ -409,8 +511,28 @@ impl SerialBench {
             Command::SelfTest(_) => self.timeouts.ack + SELFTEST_TIME,
             _ => self.timeouts.ack,
         };
-        let what = cmd.to_string();
-        let seq = self.send(cmd)?;
+        self.exchange_many(vec![cmd], ack, sink)?
+            .pop()
+            .unwrap_or_else(|| Err(BenchError::Io("a command went unanswered".into())))
+    }
+
+    /// Send commands one after the other without waiting, then wait for
+    /// every answer (all within `ack`): each command's `OK` info or its
+    /// refusal, in the order sent. Events that arrive meanwhile go to
+    /// `sink`, in order, also those after an answer.
+    fn exchange_many(
+        &mut self,
+        cmds: Vec<Command>,
+        ack: Duration,
+        sink: &mut dyn FnMut(Record),
+    ) -> Result<Vec<Result<String, BenchError>>, BenchError> {
+        let mut sent = Vec::new();
+        for cmd in cmds {
+            let what = cmd.to_string();
+            sent.push((self.send(cmd)?, what));
+        }
+        let mut answers: Vec<Option<Result<String, BenchError>>> =
+            sent.iter().map(|_| None).collect();
         let deadline = Instant::now() + ack;
         for r in std::mem::take(&mut self.pending) {
             sink(r);
@@ -421,30 +543,34 @@ impl SerialBench {
             for r in std::mem::take(&mut self.pending) {
                 sink(r);
             }
-            let mut answer = None;
             for l in lines {
                 match l {
-                    Line::Ok { seq: s, info } if s == seq => {
-                        answer = Some(Ok(info.as_str().to_string()))
+                    Line::Ok { seq, info } => {
+                        if let Some(i) = sent.iter().position(|(s, _)| *s == seq) {
+                            answers[i] = Some(Ok(info.as_str().to_string()));
+                        }
                     }
-                    Line::Err {
-                        seq: s,
-                        code,
-                        message,
-                    } if s == seq => {
-                        answer = Some(Err(BenchError::Refused {
-                            what: what.clone(),
-                            reason: format!("{code}: {message}"),
-                        }));
+                    Line::Err { seq, code, message } => {
+                        if let Some(i) = sent.iter().position(|(s, _)| *s == seq) {
+                            answers[i] = Some(Err(BenchError::Refused {
+                                what: sent[i].1.clone(),
+                                reason: format!("{code}: {message}"),
+                            }));
+                        }
                     }
-                    // Events keep their order, also those after the answer.
                     other => self.event(other, sink),
                 }
             }
-            if let Some(a) = answer {
-                return a;
+            if answers.iter().all(Option::is_some) {
+                return Ok(answers.into_iter().flatten().collect());
             }
             if Instant::now() > deadline {
+                let what = sent
+                    .iter()
+                    .zip(&answers)
+                    .find(|(_, a)| a.is_none())
+                    .map(|((_, w), _)| w.clone())
+                    .unwrap_or_default();
                 return Err(BenchError::Timeout {
                     what: format!("the acknowledgement of {what}"),
                     timeout_ms: ack.as_millis() as u64,
@@ -464,6 +590,16 @@ impl SerialBench {
                 for r in d.anchor(t_us, self.rx_at) {
                     sink(r);
                 }
+            }
+            if let Event::Debug { ch, data } = event {
+                // A station's own bytes: its lines, when the fixture is
+                // where the harness reads it (not a fixture observation).
+                if let Some(d) = self.debug.as_mut() {
+                    for r in d.relay_in(ch, t_us, data.as_bytes()) {
+                        sink(r);
+                    }
+                }
+                return;
             }
             sink(Record::Event { t_us, event });
         }
@@ -563,14 +699,15 @@ impl Bench for SerialBench {
         &mut self,
         station: usize,
         line: &str,
-        _sink: &mut dyn FnMut(Record),
+        sink: &mut dyn FnMut(Record),
     ) -> Result<(), BenchError> {
         let Some(d) = self.debug.as_mut() else {
             return Err(BenchError::Lacks(format!(
                 "the bench lists no station debug channels; station #{station}'s is needed for an operator's limit"
             )));
         };
-        d.write(station, line)
+        d.write(station, line)?;
+        self.flush_relay(sink)
     }
 
     fn commission_all(
@@ -1201,5 +1338,189 @@ mod tests {
         assert!(b.makes_faults_of(&sc(&(at("crash", 1) + &at("reboot", 1)))));
         assert!(!b.makes_faults_of(&sc(&at("crash", 0))));
         assert!(!b.makes_faults_of(&sc("[[at]]\ntime = \"50s\"\ndo = \"link-down\"\n")));
+    }
+
+    /// A fixture with 2 channels that relays its stations' debug channels:
+    /// what the host sends with DEBUG is kept per channel; a station that
+    /// got a whole commissioning message answers it, in two DEBUG events
+    /// (the line split), stamped 4.5 s.
+    struct Relaying {
+        caps: &'static str,
+        /// Refuse the first DEBUG command (`ERR busy`), as a board whose
+        /// queue is full.
+        busy_once: bool,
+        /// Its event sequence.
+        events: u32,
+        out: Vec<u8>,
+        got: Arc<Mutex<[Vec<u8>; 2]>>,
+    }
+    impl Read for Relaying {
+        fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+            if self.out.is_empty() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            let n = self.out.len().min(b.len());
+            b[..n].copy_from_slice(&self.out[..n]);
+            self.out.drain(..n);
+            Ok(n)
+        }
+    }
+    impl Write for Relaying {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let Parsed::Line(_, Line::Command { seq, cmd }) = protocol::parse_next(b) else {
+                return Ok(b.len());
+            };
+            let mut lines = Vec::new();
+            let mut info = HString::new();
+            match cmd {
+                Command::Hello { .. } => {
+                    info = HString::try_from(self.caps).unwrap();
+                }
+                Command::Debug(..) if std::mem::take(&mut self.busy_once) => {
+                    let mut s: HString<MAX_LINE> = HString::new();
+                    protocol::encode(
+                        &Line::Err {
+                            seq,
+                            code: protocol::ErrorCode::Busy,
+                            message: HString::try_from("queue full").unwrap(),
+                        },
+                        &mut s,
+                    )
+                    .unwrap();
+                    self.out.extend_from_slice(s.as_bytes());
+                    return Ok(b.len());
+                }
+                Command::Debug(ch, data) => {
+                    let mut got = self.got.lock().unwrap();
+                    let got = &mut got[usize::from(ch)];
+                    got.extend_from_slice(data.as_bytes());
+                    if got.ends_with(b"END\n") {
+                        let answer = firmware::telemetry::Telemetry::ConfigAccepted {
+                            stations: 2,
+                            nodes: 1,
+                        }
+                        .encode();
+                        let (a, z) = answer.as_bytes().split_at(5);
+                        for (n, part) in [a, z].into_iter().enumerate() {
+                            let mut d = DebugBytes::new();
+                            assert_eq!(d.fill(part), part.len());
+                            self.events += 1;
+                            lines.push(Line::Event {
+                                seq: self.events,
+                                t_us: 4_000_000 + 500_000 * n as u64,
+                                event: Event::Debug { ch, data: d },
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            }
+            lines.insert(0, Line::Ok { seq, info });
+            for l in lines {
+                let mut s: HString<MAX_LINE> = HString::new();
+                protocol::encode(&l, &mut s).unwrap();
+                self.out.extend_from_slice(s.as_bytes());
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// On a fixture by URL with `debug`, stations are commissioned through
+    /// DEBUG commands (a long message split over several, arriving whole,
+    /// a busy fixture waited out)
+    /// and their lines reach the trace stamped with the fixture time of the
+    /// event that completed them; without `debug` there is a note instead.
+    #[test]
+    fn a_fixture_with_debug_relays_commissioning_and_telemetry() {
+        let got = Arc::new(Mutex::new([Vec::new(), Vec::new()]));
+        let mut b = SerialBench::over(
+            "test".into(),
+            Box::new(Relaying {
+                caps: "sharebench-fixture proto=1 fw=1 channels=2 caps=pwm,car,debug",
+                busy_once: true,
+                events: 0,
+                out: Vec::new(),
+                got: Arc::clone(&got),
+            }),
+            Timeouts::default(),
+        )
+        .unwrap()
+        .with_relayed_debug();
+        assert_eq!(b.telemetry_note(), None);
+        let long = format!(
+            "C begin 7 2 1*0000\n{}END\n",
+            "C node 1 320 0*0000\n".repeat(20)
+        );
+        let messages = vec![long.clone(), "C begin 8 2 1*0000\nEND\n".to_string()];
+        let mut records = Vec::new();
+        let answers = b
+            .commission_all(&messages, &mut |r| records.push(r))
+            .unwrap();
+        assert_eq!(answers, vec![Some(Ok(())), Some(Ok(()))]);
+        let got = got.lock().unwrap();
+        assert_eq!(got[0], long.as_bytes());
+        assert_eq!(got[1], messages[1].as_bytes());
+        let mut said: Vec<_> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Telemetry {
+                    t_us,
+                    station,
+                    text,
+                } => Some((*t_us, *station, text.as_str())),
+                _ => None,
+            })
+            .collect();
+        // Both messages go out at once: the shorter one is answered first.
+        said.sort_unstable();
+        assert_eq!(
+            said,
+            vec![
+                (4_500_000, 7, "configuration accepted (2 stations, 1 node)"),
+                (4_500_000, 8, "configuration accepted (2 stations, 1 node)")
+            ],
+            "{records:?}"
+        );
+        assert!(
+            !records.iter().any(|r| matches!(
+                r,
+                Record::Event {
+                    event: Event::Debug { .. },
+                    ..
+                } | Record::Loss { .. }
+            )),
+            "relayed bytes are station lines, not fixture events: {records:?}"
+        );
+        // Another number of stations than the fixture relays: refused,
+        // saying so (a channel left out may have a station on the link).
+        let three = vec![messages[1].clone(); 3];
+        let e = b.commission_all(&three, &mut |_| {}).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("it has 3 station(s); the fixture relays 2 station debug channel(s)"),
+            "{e}"
+        );
+        assert!(b.commission_all(&three[..1], &mut |_| {}).is_err());
+        // Without the capability: no relay, and the note says why.
+        let b = SerialBench::over(
+            "test".into(),
+            Box::new(Relaying {
+                caps: "sharebench-fixture proto=1 fw=1 channels=2 caps=pwm,car",
+                busy_once: false,
+                events: 0,
+                out: Vec::new(),
+                got: Arc::new(Mutex::new([Vec::new(), Vec::new()])),
+            }),
+            Timeouts::default(),
+        )
+        .unwrap()
+        .with_relayed_debug();
+        assert_eq!(
+            b.telemetry_note(),
+            Some("no station telemetry: goldens need a named bench or a fixture with `debug`")
+        );
     }
 }

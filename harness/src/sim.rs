@@ -613,6 +613,10 @@ impl VirtualBench {
         for line in b.telemetry() {
             if let Some(out) = self.debug_out.as_mut().and_then(|o| o.get_mut(i)) {
                 out.push(line.clone());
+                // Served: the fixture is wired to the station's debug
+                // channel too, and relays it (`debug` capability).
+                self.fixture
+                    .handle_debug_rx(us(self.now), i, line.as_bytes());
             }
             let (seen, records) = crate::bench::station_line(self.now, station, &line);
             match seen {
@@ -996,9 +1000,6 @@ impl VirtualBench {
         }
     }
 
-    /// Server mode: bytes from a host (a real tty), straight to the fixture.
-    /// Every channel and station is brought up to date afterwards, since a
-    /// command may have changed any car. Returns the fixture's lines.
     /// Announce (and honour) only these capabilities from now on, as a
     /// fixture board with less hardware would (`virtual-fixture --caps`).
     pub fn set_fixture_caps(&mut self, caps: Caps) {
@@ -1006,7 +1007,10 @@ impl VirtualBench {
     }
 
     /// Server mode: keep what each station prints on its debug channel
-    /// for [`Self::serve_debug_output`] (a pty per station).
+    /// for [`Self::serve_debug_output`] (a pty per station), and relay it
+    /// through the fixture as `DEBUG` events, a fixture wired to each
+    /// station's debug channel (what the host sends with `DEBUG` reaches
+    /// the station in [`Self::serve_input`]).
     pub fn serve_debug_channels(&mut self) {
         self.debug_out = Some(vec![Vec::new(); self.stations.len()]);
     }
@@ -1030,8 +1034,20 @@ impl VirtualBench {
             .unwrap_or_default()
     }
 
+    /// Server mode: bytes from a host (a real tty), straight to the fixture.
+    /// Every channel and station is brought up to date afterwards, since a
+    /// command may have changed any car. Returns the fixture's lines.
     pub fn serve_input(&mut self, bytes: &[u8]) -> Vec<String> {
         self.fixture.handle_host_rx(us(self.now), bytes);
+        // What the host sent through the fixture to a station's debug RX
+        // (`DEBUG`), as on its own debug channel.
+        let mut relayed = [0u8; rig::fixture::DEBUG_TX_QUEUE];
+        for i in 0..self.stations.len() {
+            let n = self.fixture.take_debug_tx(i, &mut relayed);
+            if n > 0 {
+                self.serve_debug_input(i, &relayed[..n]);
+            }
+        }
         for i in 0..self.stations.len() {
             self.sync_channel(i);
             self.drive(i);

@@ -113,7 +113,9 @@ impl Trace {
                 What::Garbled(t) => format!("garbled fixture line: {t}"),
                 What::Loss(t) => format!("fixture lost data: {t}"),
                 What::Event(ev) => match *ev {
-                    Event::Heartbeat => continue,
+                    // A station's relayed bytes are its telemetry lines
+                    // (`crate::debug`), not a fixture observation.
+                    Event::Heartbeat | Event::Debug { .. } => continue,
                     Event::Duty {
                         ch,
                         duty_bp,

@@ -23,6 +23,13 @@
 //! (1 kHz, 1 us edge jitter, seeded) through the same capture code; a board
 //! with a real loopback drives [`crate::selftest::SelfTest`] from its own
 //! PWM generator and capture timer instead.
+//!
+//! With the `debug` capability the fixture relays each station's debug
+//! channel (a UART per channel on a board): what a station prints goes to
+//! the host verbatim as `DEBUG` events ([`Fixture::handle_debug_rx`]), sent
+//! at each newline, when a line outgrows one event, and at the heartbeat;
+//! what the host sends with the `DEBUG` command waits in the channel's
+//! queue for the station's RX ([`Fixture::take_debug_tx`]).
 
 use crate::time::{ms, secs, Duration, Instant};
 use heapless::{Deque, String, Vec};
@@ -32,8 +39,8 @@ use crate::loads::SiteLoads;
 use crate::meter::{MeterEmulator, MeterFault};
 use crate::pilot::CarLoad;
 use crate::protocol::{
-    self, Caps, CarSetting, Command, ErrorCode, Event, FixtureInfo, Line, Misbehave, Parsed,
-    MAX_INFO, MAX_LINE, PROTOCOL_VERSION,
+    self, Capability, Caps, CarSetting, Command, DebugBytes, ErrorCode, Event, FixtureInfo, Line,
+    Misbehave, Parsed, MAX_INFO, MAX_LINE, PROTOCOL_VERSION,
 };
 use crate::vehicle::{CarParams, Misbehaviour, ResponseDelay, Vehicle};
 
@@ -82,7 +89,16 @@ struct Chan {
     /// The mains meter sees this channel (its station is under the
     /// metered node).
     metered: bool,
+    /// What the station printed on its debug channel, not yet sent.
+    debug_rx: DebugBytes,
+    /// What the host sent for the station's debug RX, not yet written.
+    debug_tx: Deque<u8, DEBUG_TX_QUEUE>,
 }
+
+/// Bytes a channel holds for its station's debug RX (a commissioning
+/// message is about 300); a `DEBUG` command that does not fit is refused
+/// with `ERR busy`.
+pub const DEBUG_TX_QUEUE: usize = 512;
 
 /// Lines the fixture holds for its host: 256, plus room for the state
 /// report `RESET` makes of 256 idle channels (one pilot line each) and its
@@ -128,6 +144,8 @@ impl<const N: usize> Fixture<N> {
                 cap: ChannelCapture::new(cfg.capture),
                 rotation: 0,
                 metered: true,
+                debug_rx: DebugBytes::new(),
+                debug_tx: Deque::new(),
             });
         }
         Self {
@@ -454,6 +472,21 @@ impl<const N: usize> Fixture<N> {
             }
             Command::Meter(f) => self.meter.set_fault(f),
             Command::MeterNoise(da) => self.meter.set_noise(da),
+            Command::Debug(c, data) => {
+                let q = &mut self.chans[usize::from(c)].debug_tx;
+                let free = q.capacity() - q.len();
+                if data.as_bytes().len() > free {
+                    let mut m: String<96> = String::new();
+                    let _ = core::fmt::write(
+                        &mut m,
+                        format_args!("station debug queue of channel {c} has {free} bytes free"),
+                    );
+                    return self.err(seq, ErrorCode::Busy, &m);
+                }
+                for &b in data.as_bytes() {
+                    let _ = q.push_back(b);
+                }
+            }
             Command::SelfTest(c) if self.external_selftest => {
                 if self.selftest_request.is_some() {
                     return self.err(
@@ -666,6 +699,10 @@ impl<const N: usize> Fixture<N> {
     /// loss count that grew since it was last reported.
     pub fn handle_heartbeat(&mut self, now: Instant) {
         if now >= self.next_hb {
+            // A station's partial line (a prompt) is not held forever.
+            for ch in 0..self.chans.len() {
+                self.flush_debug(now, ch);
+            }
             self.report_losses(now);
             self.emit(now.ticks(), Event::Heartbeat);
             self.next_hb = now + self.cfg.heartbeat;
@@ -699,6 +736,54 @@ impl<const N: usize> Fixture<N> {
                 },
             );
         }
+    }
+
+    /// Bytes station `ch` printed on its debug channel: relayed as `DEBUG`
+    /// events when the fixture has the `debug` capability (dropped
+    /// otherwise: nothing is wired).
+    pub fn handle_debug_rx(&mut self, now: Instant, ch: usize, bytes: &[u8]) {
+        if !self.cfg.caps.has(Capability::Debug) || ch >= self.chans.len() {
+            return;
+        }
+        for &b in bytes {
+            if !self.chans[ch].debug_rx.push(b) {
+                self.flush_debug(now, ch);
+                // An empty buffer takes any byte.
+                let _ = self.chans[ch].debug_rx.push(b);
+            }
+            if b == b'\n' {
+                self.flush_debug(now, ch);
+            }
+        }
+    }
+
+    fn flush_debug(&mut self, now: Instant, ch: usize) {
+        let Some(c) = self.chans.get_mut(ch) else {
+            return;
+        };
+        if c.debug_rx.is_empty() {
+            return;
+        }
+        let data = core::mem::take(&mut c.debug_rx);
+        let ch = u8::try_from(ch).unwrap_or(u8::MAX);
+        self.emit(now.ticks(), Event::Debug { ch, data });
+    }
+
+    /// Bytes the host sent for station `ch`'s debug RX, oldest first, as
+    /// many as fit `out`; how many.
+    pub fn take_debug_tx(&mut self, ch: usize, out: &mut [u8]) -> usize {
+        let Some(c) = self.chans.get_mut(ch) else {
+            return 0;
+        };
+        let mut n = 0;
+        while n < out.len() {
+            let Some(b) = c.debug_tx.pop_front() else {
+                break;
+            };
+            out[n] = b;
+            n += 1;
+        }
+        n
     }
 
     #[must_use]
@@ -1268,5 +1353,101 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    fn relayed(f: &mut Fixture<4>) -> std::vec::Vec<(u64, u8, std::vec::Vec<u8>)> {
+        lines(f)
+            .into_iter()
+            .filter_map(|l| match l {
+                Line::Event {
+                    t_us,
+                    event: Event::Debug { ch, data },
+                    ..
+                } => Some((t_us, ch, data.as_bytes().to_vec())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn station_debug_lines_are_relayed_verbatim_and_commands_queued() {
+        let mut f = hello(2);
+        // A whole line at once: one event, stamped when its newline came.
+        f.handle_debug_rx(us(5_000), 1, b"T grant 160*1A2B\n");
+        // A line in pieces: sent at its newline, stamped then.
+        f.handle_debug_rx(us(6_000), 0, b"T joi");
+        assert!(relayed(&mut f).len() == 1);
+        f.handle_debug_rx(us(7_000), 0, b"ned*0000\r\n");
+        assert_eq!(
+            relayed(&mut f),
+            vec![(7_000, 0, b"T joined*0000\r\n".to_vec())]
+        );
+        // A line longer than an event: split, nothing lost, in order.
+        let long: std::vec::Vec<u8> = (0..300u32).map(|i| b'a' + (i % 26) as u8).collect();
+        f.handle_debug_rx(us(8_000), 1, &long);
+        f.handle_debug_rx(us(8_000), 1, b"\n");
+        let got = relayed(&mut f);
+        assert!(got.len() >= 3, "{got:?}");
+        let joined: std::vec::Vec<u8> = got.iter().flat_map(|g| g.2.clone()).collect();
+        assert_eq!(&joined[..300], &long[..]);
+        assert_eq!(&joined[300..], b"\n");
+        // A partial line (a prompt) goes out at the heartbeat.
+        f.handle_debug_rx(us(9_000), 0, b"> ");
+        f.handle_heartbeat(us(1_000_000));
+        assert_eq!(relayed(&mut f), vec![(1_000_000, 0, b"> ".to_vec())]);
+        // The host writes to a station's debug RX.
+        let mut d = DebugBytes::new();
+        assert_eq!(d.fill(b"C begin 7 1 1*0000\n"), 19);
+        cmd(&mut f, 5, Command::Debug(1, d));
+        assert!(matches!(lines(&mut f)[..], [Line::Ok { seq: 5, .. }]));
+        let mut out = [0u8; 64];
+        assert_eq!(f.take_debug_tx(0, &mut out), 0);
+        let n = f.take_debug_tx(1, &mut out);
+        assert_eq!(&out[..n], b"C begin 7 1 1*0000\n");
+        // A full queue refuses, saying so, and keeps what it has.
+        let mut full = DebugBytes::new();
+        full.fill(&[b'x'; 128]);
+        for seq in 0..4 {
+            cmd(&mut f, 10 + seq, Command::Debug(0, full));
+        }
+        let _ = lines(&mut f);
+        cmd(&mut f, 20, Command::Debug(0, full));
+        match &lines(&mut f)[..] {
+            [Line::Err {
+                seq: 20,
+                code: ErrorCode::Busy,
+                message,
+            }] => assert!(message.contains("has 0 bytes free"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(f.take_debug_tx(0, &mut [0u8; 1024]), DEBUG_TX_QUEUE);
+    }
+
+    #[test]
+    fn without_the_debug_capability_nothing_is_relayed_and_debug_is_refused() {
+        let mut f = Fixture::<4>::new(
+            FixtureConfig {
+                channels: 2,
+                caps: Caps::ALL.without(Capability::Debug),
+                ..FixtureConfig::default()
+            },
+            us(0),
+        );
+        cmd(&mut f, 1, Command::Hello { version: 1 });
+        let _ = lines(&mut f);
+        f.handle_debug_rx(us(5_000), 0, b"T joined*0000\n");
+        assert!(relayed(&mut f).is_empty());
+        let mut d = DebugBytes::new();
+        d.fill(b"hi\n");
+        cmd(&mut f, 2, Command::Debug(0, d));
+        assert!(matches!(
+            lines(&mut f)[..],
+            [Line::Err {
+                seq: 2,
+                code: ErrorCode::Unsupported,
+                ..
+            }]
+        ));
+        assert_eq!(f.take_debug_tx(0, &mut [0u8; 8]), 0);
     }
 }

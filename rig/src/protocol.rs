@@ -38,7 +38,11 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// Longest line either side sends, newline included.
 pub const MAX_LINE: usize = 192;
 /// Longest `OK` info (the HELLO answer is the longest).
-pub const MAX_INFO: usize = 128;
+pub const MAX_INFO: usize = 144;
+/// Most bytes of a station's debug channel one `DEBUG` line carries, and
+/// the longest its escaped text may be (so every `DEBUG` line fits
+/// [`MAX_LINE`]).
+pub const MAX_DEBUG: usize = 128;
 
 const CRC16: Crc<u16> = Crc::<u16>::new(&CRC_16_XMODEM);
 
@@ -87,6 +91,143 @@ pub enum Misbehave {
     ShortPilot,
 }
 
+/// Bytes of a station's debug channel, relayed verbatim by a fixture with
+/// the `debug` capability: one or more bytes whose escaped text (see
+/// [`escape_debug_byte`]) is at most [`MAX_DEBUG`] characters long.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct DebugBytes {
+    len: u8,
+    /// The escaped text's length (kept, not recounted per byte).
+    text: u8,
+    buf: [u8; MAX_DEBUG],
+}
+
+impl Default for DebugBytes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DebugBytes {
+    /// No bytes yet.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            len: 0,
+            text: 0,
+            buf: [0; MAX_DEBUG],
+        }
+    }
+
+    /// The bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+
+    #[must_use]
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The length of the escaped text on the line.
+    #[must_use]
+    pub fn text_len(&self) -> usize {
+        usize::from(self.text)
+    }
+
+    /// Add `b` if its escape still fits the line's [`MAX_DEBUG`]
+    /// characters; `false` (and nothing added) when it does not.
+    pub fn push(&mut self, b: u8) -> bool {
+        let n = usize::from(self.len);
+        let text = self.text_len() + escaped_len(b);
+        let (Ok(text), true) = (u8::try_from(text), text <= MAX_DEBUG && n < MAX_DEBUG) else {
+            return false;
+        };
+        self.buf[n] = b;
+        self.len += 1;
+        self.text = text;
+        true
+    }
+
+    /// As many bytes of `bytes` as fit, from the front; how many were taken.
+    pub fn fill(&mut self, bytes: &[u8]) -> usize {
+        bytes.iter().take_while(|&&b| self.push(b)).count()
+    }
+
+    /// Write the escaped text.
+    pub fn write_text(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
+        for &b in self.as_bytes() {
+            escape_debug_byte(b, out)?;
+        }
+        Ok(())
+    }
+
+    /// Read an escaped text; `None` if it is empty, has a bad escape, or
+    /// does not fit.
+    #[must_use]
+    pub fn from_text(text: &str) -> Option<Self> {
+        let mut d = Self::new();
+        let mut it = text.bytes();
+        while let Some(c) = it.next() {
+            let b = match c {
+                b'\\' => match it.next()? {
+                    b'\\' => b'\\',
+                    b's' => b' ',
+                    b'n' => b'\n',
+                    b'r' => b'\r',
+                    b'x' => {
+                        let hi = char::from(it.next()?).to_digit(16)?;
+                        let lo = char::from(it.next()?).to_digit(16)?;
+                        u8::try_from(hi * 16 + lo).ok()?
+                    }
+                    _ => return None,
+                },
+                0x21..=0x7e => c,
+                _ => return None,
+            };
+            if !d.push(b) {
+                return None;
+            }
+        }
+        (!d.is_empty()).then_some(d)
+    }
+}
+
+impl core::fmt::Debug for DebugBytes {
+    /// The escaped text, quoted.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("\"")?;
+        self.write_text(f)?;
+        f.write_str("\"")
+    }
+}
+
+/// How long the escape of `b` is (see [`escape_debug_byte`]).
+#[must_use]
+pub const fn escaped_len(b: u8) -> usize {
+    match b {
+        b'\\' | b' ' | b'\n' | b'\r' => 2,
+        0x21..=0x7e => 1,
+        _ => 4,
+    }
+}
+
+/// Write byte `b` of a station's debug channel as a `DEBUG` line carries
+/// it: printable ASCII as itself, `\\` for a backslash, `\s` a space, `\n`
+/// a newline, `\r` a carriage return, `\xHH` any other byte. The text is
+/// one field (no spaces) of printable ASCII, so the line's checks apply.
+pub fn escape_debug_byte(b: u8, out: &mut impl core::fmt::Write) -> core::fmt::Result {
+    match b {
+        b'\\' => out.write_str("\\\\"),
+        b' ' => out.write_str("\\s"),
+        b'\n' => out.write_str("\\n"),
+        b'\r' => out.write_str("\\r"),
+        0x21..=0x7e => out.write_char(char::from(b)),
+        _ => write!(out, "\\x{b:02X}"),
+    }
+}
+
 /// Host -> fixture.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -117,6 +258,9 @@ pub enum Command {
     /// Every reading the emulated meter answers is off by a seeded amount
     /// within +/- this many deciamps per phase (0: exact).
     MeterNoise(u16),
+    /// Write bytes to the station's debug channel (its RX) on channel
+    /// `ch`: commissioning through the fixture.
+    Debug(Channel, DebugBytes),
 }
 
 impl Command {
@@ -136,6 +280,7 @@ impl Command {
             Self::Load { .. } => Some(Capability::Loads),
             Self::Meter(_) | Self::MeterNoise(_) => Some(Capability::Meter),
             Self::SelfTest(_) => Some(Capability::SelfTest),
+            Self::Debug(..) => Some(Capability::Debug),
         }
     }
 
@@ -151,6 +296,7 @@ impl Command {
             | Self::Query(c)
             | Self::SelfTest(c)
             | Self::Car(c, _)
+            | Self::Debug(c, _)
             | Self::Misbehave(c, _) => Some(c),
             _ => None,
         }
@@ -180,11 +326,13 @@ pub enum Capability {
     Loads,
     /// PWM loopback self-test: `SELFTEST`.
     SelfTest,
+    /// Each station's debug channel relayed: `DEBUG` event and command.
+    Debug,
 }
 
 impl Capability {
     /// Every capability, in announcement order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Pwm,
         Self::Levels,
         Self::Relay,
@@ -194,6 +342,7 @@ impl Capability {
         Self::Misbehave,
         Self::Loads,
         Self::SelfTest,
+        Self::Debug,
     ];
 
     /// The word on the protocol.
@@ -209,6 +358,7 @@ impl Capability {
             Self::Misbehave => "misbehave",
             Self::Loads => "loads",
             Self::SelfTest => "selftest",
+            Self::Debug => "debug",
         }
     }
 
@@ -231,7 +381,7 @@ impl Caps {
     /// No capability.
     pub const NONE: Self = Self(0);
     /// Every capability (the virtual fixture's).
-    pub const ALL: Self = Self(0x1FF);
+    pub const ALL: Self = Self(0x3FF);
 
     #[must_use]
     pub const fn with(self, c: Capability) -> Self {
@@ -448,6 +598,13 @@ pub enum Event {
         soc_permille: u16,
         draw_da: u16,
     },
+    /// Bytes station `ch` printed on its debug channel, verbatim (a line,
+    /// or part of one: the fixture sends at each newline, when the line
+    /// would not fit, and at the heartbeat).
+    Debug {
+        ch: Channel,
+        data: DebugBytes,
+    },
 }
 
 /// Why a command was refused.
@@ -460,6 +617,9 @@ pub enum ErrorCode {
     NoHello,
     /// The fixture lacks the capability the command needs.
     Unsupported,
+    /// The fixture cannot take it now (a station's debug queue is full):
+    /// try again later.
+    Busy,
 }
 
 impl ErrorCode {
@@ -473,6 +633,7 @@ impl ErrorCode {
             Self::Channel => "channel",
             Self::NoHello => "no-hello",
             Self::Unsupported => "unsupported",
+            Self::Busy => "busy",
         }
     }
 
@@ -484,6 +645,7 @@ impl ErrorCode {
             "channel" => Self::Channel,
             "no-hello" => Self::NoHello,
             "unsupported" => Self::Unsupported,
+            "busy" => Self::Busy,
             _ => return None,
         })
     }
@@ -615,7 +777,7 @@ pub fn parse_line(raw: &[u8]) -> Result<Line, LineError> {
         "A" => match f.next() {
             Some("OK") => Ok(Line::Ok {
                 seq,
-                info: join(f).ok_or(syntax("info under 128 characters"))?,
+                info: join(f).ok_or(syntax("info under 144 characters"))?,
             }),
             Some("ERR") => {
                 let code = f
@@ -660,6 +822,12 @@ fn ch<'a>(f: &mut impl Iterator<Item = &'a str>) -> Result<Channel, &'static str
     f.next().and_then(num::<Channel>).ok_or("channel number")
 }
 
+fn debug_text<'a>(f: &mut impl Iterator<Item = &'a str>) -> Result<DebugBytes, &'static str> {
+    f.next()
+        .and_then(DebugBytes::from_text)
+        .ok_or("debug text: 1 to 128 characters, escapes \\\\ \\s \\n \\r \\xHH")
+}
+
 fn end<'a>(f: &mut impl Iterator<Item = &'a str>) -> Result<(), &'static str> {
     if f.next().is_some() {
         Err("trailing fields")
@@ -682,6 +850,7 @@ fn parse_command<'a>(f: &mut impl Iterator<Item = &'a str>) -> Result<Command, &
         "PAUSE" => Command::Pause(ch(f)?),
         "QUERY" => Command::Query(ch(f)?),
         "SELFTEST" => Command::SelfTest(ch(f)?),
+        "DEBUG" => Command::Debug(ch(f)?, debug_text(f)?),
         "CAR" => {
             let c = ch(f)?;
             let (k, v) = f
@@ -852,6 +1021,10 @@ fn parse_event<'a>(f: &mut impl Iterator<Item = &'a str>) -> Result<Event, &'sta
             soc_permille: f.next().and_then(num::<u16>).ok_or("soc permille")?,
             draw_da: f.next().and_then(num::<u16>).ok_or("draw dA")?,
         },
+        "DEBUG" => Event::Debug {
+            ch: ch(f)?,
+            data: debug_text(f)?,
+        },
         _ => return Err("known event kind"),
     };
     end(f)?;
@@ -925,6 +1098,10 @@ fn write_command(cmd: &Command, out: &mut String<MAX_LINE>) -> core::fmt::Result
         Command::Pause(c) => write!(out, "PAUSE {c}"),
         Command::Query(c) => write!(out, "QUERY {c}"),
         Command::SelfTest(c) => write!(out, "SELFTEST {c}"),
+        Command::Debug(c, d) => {
+            write!(out, "DEBUG {c} ")?;
+            d.write_text(out)
+        }
         Command::Car(c, s) => match s {
             CarSetting::MaxDa(v) => write!(out, "CAR {c} max={v}"),
             CarSetting::Phases(v) => write!(out, "CAR {c} phases={v}"),
@@ -1010,6 +1187,10 @@ fn write_event(e: &Event, out: &mut String<MAX_LINE>) -> core::fmt::Result {
         Event::Heartbeat => write!(out, "HB"),
         Event::LostLines { total } => write!(out, "LOSS LINES {total}"),
         Event::LostCapture { ch, total } => write!(out, "LOSS CAPTURE {ch} {total}"),
+        Event::Debug { ch, data } => {
+            write!(out, "DEBUG {ch} ")?;
+            data.write_text(out)
+        }
         Event::Car {
             ch,
             plugged,

@@ -230,7 +230,9 @@ fn main() -> ! {
 
     let cfg = FixtureConfig {
         channels: CHANNELS as u16,
-        caps: Caps::ALL,
+        // No station debug relay yet (`debug`: a PIO UART per channel,
+        // docs/fixture-board.md).
+        caps: Caps::ALL.without(rig::protocol::Capability::Debug),
         fw_version: fixture_glue::FW_VERSION,
         ..FixtureConfig::default()
     };

@@ -182,7 +182,8 @@ pub fn write(w: &mut impl Write, sc: &Scenario, trace: &Trace) -> std::io::Resul
             Event::Heartbeat
             | Event::Car { .. }
             | Event::LostLines { .. }
-            | Event::LostCapture { .. } => {}
+            | Event::LostCapture { .. }
+            | Event::Debug { .. } => {}
         }
     }
     let series = trace.series();

@@ -175,7 +175,21 @@ fn any_command() -> impl Strategy<Value = Command> {
             }),
         meter.prop_map(Command::Meter),
         any::<u16>().prop_map(Command::MeterNoise),
+        (any::<u8>(), any_debug()).prop_map(|(c, d)| Command::Debug(c, d)),
     ]
+}
+
+/// Any bytes a station may print, as many as one `DEBUG` line carries.
+fn any_debug() -> impl Strategy<Value = DebugBytes> {
+    proptest::collection::vec(any::<u8>(), 1..=MAX_DEBUG).prop_map(|v| {
+        let mut d = DebugBytes::new();
+        assert!(d.fill(&v) > 0);
+        let mut text = std::string::String::new();
+        d.write_text(&mut text).unwrap();
+        assert_eq!(d.text_len(), text.len());
+        assert!(text.len() <= MAX_DEBUG);
+        d
+    })
 }
 
 fn any_event() -> impl Strategy<Value = Event> {
@@ -208,6 +222,7 @@ fn any_event() -> impl Strategy<Value = Event> {
                 draw_da
             }
         ),
+        (any::<u8>(), any_debug()).prop_map(|(ch, data)| Event::Debug { ch, data }),
     ]
 }
 
@@ -235,7 +250,8 @@ fn any_line() -> impl Strategy<Value = Line> {
                 Just(ErrorCode::Version),
                 Just(ErrorCode::Channel),
                 Just(ErrorCode::NoHello),
-                Just(ErrorCode::Unsupported)
+                Just(ErrorCode::Unsupported),
+                Just(ErrorCode::Busy)
             ],
             "[a-z]{1,10}( [a-z]{1,10}){0,3}"
         )
@@ -378,7 +394,7 @@ fn hello_answer_round_trips_and_reads_older_and_newer_fixtures() {
     info.emit(&mut s).unwrap();
     assert_eq!(
         s.as_str(),
-        "sharebench-fixture proto=1 fw=0.1.0 channels=16 caps=pwm,levels,relay,current,meter,car,misbehave,loads,selftest"
+        "sharebench-fixture proto=1 fw=0.1.0 channels=16 caps=pwm,levels,relay,current,meter,car,misbehave,loads,selftest,debug"
     );
     assert_eq!(FixtureInfo::parse(&s), Ok(info.clone()));
     // The whole answer fits a line and round-trips.
@@ -504,4 +520,123 @@ fn the_selftest_example_in_the_docs_parses() {
     let (ch, r) = parse_selftest(info).unwrap();
     assert_eq!(ch, 0);
     assert!(r.pass());
+}
+
+#[test]
+fn debug_text_is_escaped_one_field_and_read_back() {
+    let mut d = DebugBytes::new();
+    assert_eq!(d.fill(b"T grant 160*1A2B\r\n\\\x00\xff"), 21);
+    let l = line(&Line::Event {
+        seq: 4,
+        t_us: 9,
+        event: Event::Debug { ch: 2, data: d },
+    });
+    assert!(
+        l.starts_with("E 4 9 DEBUG 2 T\\sgrant\\s160*1A2B\\r\\n\\\\\\x00\\xFF*"),
+        "{l}"
+    );
+    assert_eq!(
+        parse_next(l.as_bytes()),
+        Parsed::Line(
+            l.len(),
+            Line::Event {
+                seq: 4,
+                t_us: 9,
+                event: Event::Debug { ch: 2, data: d }
+            }
+        )
+    );
+    // Any escape is read; a terminal may type `\x20` for a space.
+    assert_eq!(
+        parse_line(b"C 3 DEBUG 0 a\\x20b\\n*--"),
+        Ok(Line::Command {
+            seq: 3,
+            cmd: Command::Debug(0, DebugBytes::from_text("a\\sb\\n").unwrap())
+        })
+    );
+    // Bad escapes, nothing, or more than fits are refused, saying why.
+    for bad in [
+        "C 3 DEBUG 0 a\\q*--",
+        "C 3 DEBUG 0 a\\x2*--",
+        "C 3 DEBUG 0 a\\*--",
+        "C 3 DEBUG 0*--",
+        "C 3 DEBUG 0 a b*--",
+    ] {
+        assert!(
+            matches!(
+                parse_line(bad.as_bytes()),
+                Err(LineError::Syntax { what, .. }) if what.starts_with("debug text") || what == "trailing fields"
+            ),
+            "{bad}: {:?}",
+            parse_line(bad.as_bytes())
+        );
+    }
+    let too_long = format!("C 3 DEBUG 0 {}*--", "\\s".repeat(65));
+    assert!(parse_line(too_long.as_bytes()).is_err());
+    // What fits: 128 characters of text, whatever the bytes.
+    let mut spaces = DebugBytes::new();
+    assert_eq!(spaces.fill(&[b' '; 100]), 64);
+    let mut raw = DebugBytes::new();
+    assert_eq!(raw.fill(&[0u8; 100]), 32);
+    let mut plain = DebugBytes::new();
+    assert_eq!(plain.fill(&[b'a'; 200]), MAX_DEBUG);
+    // The longest DEBUG line fits a line.
+    let l = line(&Line::Event {
+        seq: u32::MAX,
+        t_us: u64::MAX,
+        event: Event::Debug {
+            ch: u8::MAX,
+            data: plain,
+        },
+    });
+    assert!(l.len() <= MAX_LINE, "{}", l.len());
+    assert_eq!(Command::Debug(1, plain).needs(), Some(Capability::Debug));
+    assert_eq!(Command::Debug(1, plain).channel(), Some(1));
+}
+
+#[test]
+fn the_debug_example_in_the_docs_parses() {
+    let doc = include_str!("../../../docs/fixture-protocol.md");
+    let start = doc.find("```text\nE 812 ").expect("debug example");
+    let body = &doc[start + 8..];
+    let body = &body[..body.find("```").expect("end of example")];
+    let lines: std::vec::Vec<Line> = body
+        .lines()
+        .map(|l| parse_line(l.as_bytes()).unwrap_or_else(|e| panic!("{l}: {e:?}")))
+        .collect();
+    let bytes = |l: &Line| match l {
+        Line::Event {
+            event: Event::Debug { ch: 1, data },
+            ..
+        }
+        | Line::Command {
+            cmd: Command::Debug(0, data),
+            ..
+        } => data.as_bytes().to_vec(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(bytes(&lines[0]), b"T grant 160*1A2B\n");
+    assert_eq!(bytes(&lines[1]), b"C begin 7 1 1*9F2A\n");
+    assert!(matches!(lines[2], Line::Ok { seq: 30, .. }));
+}
+
+/// With every capability, the longest version and the most channels, the
+/// HELLO answer still fits its info and its line.
+#[test]
+fn the_longest_hello_answer_fits() {
+    let info = FixtureInfo {
+        proto: u16::MAX,
+        fw: String::try_from("0123456789abcdef").unwrap(),
+        channels: u16::MAX,
+        caps: Caps::ALL,
+    };
+    let mut s = String::new();
+    info.emit(&mut s).unwrap();
+    let l = Line::Ok {
+        seq: u32::MAX,
+        info: s,
+    };
+    let text = line(&l);
+    assert!(text.len() <= MAX_LINE, "{text}");
+    assert_eq!(parse_next(text.as_bytes()), Parsed::Line(text.len(), l));
 }
