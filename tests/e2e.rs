@@ -1004,7 +1004,9 @@ impl FakeFixture {
                                         proto: protocol::PROTOCOL_VERSION,
                                         fw: heapless::String::try_from("fake").expect("fits"),
                                         channels: 16,
-                                        caps: protocol::Caps::ALL,
+                                        // It relays no station's debug channel.
+                                        caps: protocol::Caps::ALL
+                                            .without(protocol::Capability::Debug),
                                     }
                                     .emit(&mut info)
                                     .expect("fits");

@@ -492,13 +492,15 @@ pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
     let mut records: Vec<Record> = Vec::new();
     let mut outcome = reset(sc, bench, &mut |r| records.push(r))
         .and_then(|()| setup_channels(sc, bench, &mut |r| records.push(r)));
-    // Time 0 is when the stations are commissioned, as on the virtual
-    // bench, where all of this takes no time; the reset's report (taken a
-    // moment before) shows at 0.
-    let start_us = bench.now_us();
+    // Time 0 is when the stations have taken their plans (their timers
+    // start then), as on the virtual bench, where all of this takes no
+    // time. On a real-time bench commissioning does take time (round trips
+    // through a relaying fixture, a board writing its flash): what happened
+    // before, the reset's report and the stations' boot lines, shows at 0.
     if outcome.is_ok() {
         outcome = commission(sc, bench, &mut |r| records.push(r));
     }
+    let start_us = bench.now_us();
     if outcome.is_ok() {
         for (k, step) in sc.timeline.iter().enumerate() {
             if let Err(e) = bench.run_until(start_us.saturating_add(step.at_us), &mut |r| {
