@@ -492,15 +492,17 @@ pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
     let mut records: Vec<Record> = Vec::new();
     let mut outcome = reset(sc, bench, &mut |r| records.push(r))
         .and_then(|()| setup_channels(sc, bench, &mut |r| records.push(r)));
-    // Time 0 is when the stations have taken their plans (their timers
-    // start then), as on the virtual bench, where all of this takes no
-    // time. On a real-time bench commissioning does take time (round trips
-    // through a relaying fixture, a board writing its flash): what happened
-    // before, the reset's report and the stations' boot lines, shows at 0.
+    // Time 0 is when the leader took its plan: its cycle starts then, as
+    // on the virtual bench, where commissioning takes no time. On a
+    // real-time bench it does (round trips through a relaying fixture, a
+    // board writing its flash): the leader's answer, when its stamp is
+    // known by the end of commissioning (relayed lines are stamped by the
+    // fixture), or else the end of commissioning. What came before, the
+    // reset's report and the stations' boot lines, shows at 0.
     if outcome.is_ok() {
         outcome = commission(sc, bench, &mut |r| records.push(r));
     }
-    let start_us = bench.now_us();
+    let start_us = leader_accepted_at(sc, &records).unwrap_or_else(|| bench.now_us());
     if outcome.is_ok() {
         for (k, step) in sc.timeline.iter().enumerate() {
             if let Err(e) = bench.run_until(start_us.saturating_add(step.at_us), &mut |r| {
@@ -569,6 +571,24 @@ pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
         golden: None,
         artefacts: Vec::new(),
     }
+}
+
+/// When the leader said it took its plan, if that line is among `records`.
+fn leader_accepted_at(sc: &Scenario, records: &[Record]) -> Option<u64> {
+    let leader = sc.stations.iter().find(|s| s.leader)?.id;
+    let accepted = firmware::telemetry::Telemetry::ConfigAccepted {
+        stations: u16::try_from(sc.stations.len()).unwrap_or(u16::MAX),
+        nodes: u16::try_from(sc.nodes.len()).unwrap_or(u16::MAX),
+    }
+    .to_string();
+    records.iter().rev().find_map(|r| match r {
+        Record::Telemetry {
+            t_us,
+            station,
+            text,
+        } if *station == leader && *text == accepted => Some(*t_us),
+        _ => None,
+    })
 }
 
 fn shift(r: Record, start: u64) -> Record {
