@@ -1079,23 +1079,23 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
     // The stations' power control: one more pty, where `off CH`, `on CH`
     // and `cycle CH` lines switch the station on fixture channel CH (the
     // inventory's power commands write them), as a lab's hub or PDU does.
-    let (mut power_master, _power_slave, power_path) = match serialport::TTYPort::pair()
-        .and_then(|(mut m, sl)| {
+    let (mut power_master, _power_slave, power_path) =
+        match serialport::TTYPort::pair().and_then(|(mut m, sl)| {
             serialport::SerialPort::set_timeout(&mut m, Duration::ZERO)?;
             Ok((m, sl))
         }) {
-        Ok((m, sl)) => match sl.name() {
-            Some(path) => (m, sl, path),
-            None => {
-                eprintln!("error: the power control's pseudo-terminal has no name");
+            Ok((m, sl)) => match sl.name() {
+                Some(path) => (m, sl, path),
+                None => {
+                    eprintln!("error: the power control's pseudo-terminal has no name");
+                    return exit::SETUP;
+                }
+            },
+            Err(e) => {
+                eprintln!("error: failed to open a pseudo-terminal for the power control: {e}");
                 return exit::SETUP;
             }
-        },
-        Err(e) => {
-            eprintln!("error: failed to open a pseudo-terminal for the power control: {e}");
-            return exit::SETUP;
-        }
-    };
+        };
     // The fixture's pty first (on a line of its own), then each station's
     // debug channel, then the power control; written at once, and a closed
     // stdout is no error.
@@ -1104,16 +1104,17 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
         said.push_str(&format!("station {} debug {path}\n", st.id));
     }
     said.push_str(&format!("power {power_path}\n"));
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(said.as_bytes()).and_then(|()| out.flush());
-    }
     if let Some(file) = &a.inventory {
         let text = inventory_text(&a.name, &name, &power_path, &sc, &debug);
         if let Err(e) = std::fs::write(file, text) {
             eprintln!("error: failed to write {}: {e}", file.display());
             return exit::SETUP;
         }
+    }
+    // Printed once the inventory is there: who reads the paths finds it.
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(said.as_bytes()).and_then(|()| out.flush());
     }
     let start = Instant::now();
     let mut buf = [0u8; 1_024];
@@ -1199,8 +1200,14 @@ fn inventory_text(
             "\n[[bench.station]]\nid = {}\nboard = \"virtual\"\ndebug = \"serial:{path}\"\n",
             st.id
         ));
-        for (key, word) in [("power_off", "off"), ("power_on", "on"), ("power_cycle", "cycle")] {
-            t.push_str(&format!("{key} = \"printf '{word} {ch}\\\\n' > {power}\"\n"));
+        for (key, word) in [
+            ("power_off", "off"),
+            ("power_on", "on"),
+            ("power_cycle", "cycle"),
+        ] {
+            t.push_str(&format!(
+                "{key} = \"printf '{word} {ch}\\\\n' > {power}\"\n"
+            ));
         }
     }
     t
@@ -1215,12 +1222,10 @@ fn parse_power_line(line: &str) -> Result<(crate::sim::ServedPower, usize), Stri
         Some("off") => ServedPower::Off,
         Some("on") => ServedPower::On,
         Some("cycle") => ServedPower::Cycle,
-        _ => {
-            return Err(format!(
-                "\"{}\": expected \"off CH\", \"on CH\" or \"cycle CH\" (CH a fixture channel from 0)",
-                line.trim()
-            ))
-        }
+        _ => return Err(format!(
+            "\"{}\": expected \"off CH\", \"on CH\" or \"cycle CH\" (CH a fixture channel from 0)",
+            line.trim()
+        )),
     };
     match (words.next().map(str::parse::<usize>), words.next()) {
         (Some(Ok(ch)), None) => Ok((what, ch)),
