@@ -558,20 +558,61 @@ fn the_corpus_hardware_set_fits_30_minutes_of_one_3_station_bench() {
         "{} s",
         total_us / 1_000_000
     );
-    let steps = || set.iter().flat_map(|s| s.timeline.iter().map(move |t| (s, &t.action)));
+    let steps = || {
+        set.iter()
+            .flat_map(|s| s.timeline.iter().map(move |t| (s, &t.action)))
+    };
     let leader = |s: &Scenario, i: &usize| s.stations[*i].leader;
     let shows = [
-        ("a follower's power cycle", steps().any(|(s, a)| matches!(a, Action::Crash(i) if !leader(s, i)))),
-        ("the leader's power cycle", steps().any(|(s, a)| matches!(a, Action::Crash(i) if leader(s, i)))),
-        ("a reboot", steps().any(|(_, a)| matches!(a, Action::Reboot(_)))),
-        ("a silent meter", steps().any(|(_, a)| matches!(a, Action::Meter(MeterFault::Silent)))),
-        ("a garbage meter", steps().any(|(_, a)| matches!(a, Action::Meter(MeterFault::Garbage)))),
-        ("a pilot short", steps().any(|(_, a)| matches!(a, Action::Misbehave(_, Misbehave::ShortPilot)))),
-        ("a missing diode", steps().any(|(_, a)| matches!(a, Action::Misbehave(_, Misbehave::NoDiode)))),
-        ("rotation", set.iter().any(|s| s.sharing.rotation_us.is_some())),
-        ("priority", set.iter().any(|s| s.stations.iter().any(|st| st.priority > 0))),
-        ("a car that takes less than its share", set.iter().any(|s| s.cars.iter().any(|c| c.max_da < 160))),
-        ("make-before-break", set.iter().any(|s| s.assertions.iter().any(|a| matches!(a.kind, AssertKind::FirstOfferAfterDrop { .. })))),
+        (
+            "a follower's power cycle",
+            steps().any(|(s, a)| matches!(a, Action::Crash(i) if !leader(s, i))),
+        ),
+        (
+            "the leader's power cycle",
+            steps().any(|(s, a)| matches!(a, Action::Crash(i) if leader(s, i))),
+        ),
+        (
+            "a reboot",
+            steps().any(|(_, a)| matches!(a, Action::Reboot(_))),
+        ),
+        (
+            "a silent meter",
+            steps().any(|(_, a)| matches!(a, Action::Meter(MeterFault::Silent))),
+        ),
+        (
+            "a garbage meter",
+            steps().any(|(_, a)| matches!(a, Action::Meter(MeterFault::Garbage))),
+        ),
+        (
+            "a pilot short",
+            steps().any(|(_, a)| matches!(a, Action::Misbehave(_, Misbehave::ShortPilot))),
+        ),
+        (
+            "a missing diode",
+            steps().any(|(_, a)| matches!(a, Action::Misbehave(_, Misbehave::NoDiode))),
+        ),
+        (
+            "rotation",
+            set.iter().any(|s| s.sharing.rotation_us.is_some()),
+        ),
+        (
+            "priority",
+            set.iter()
+                .any(|s| s.stations.iter().any(|st| st.priority > 0)),
+        ),
+        (
+            "a car that takes less than its share",
+            set.iter().any(|s| s.cars.iter().any(|c| c.max_da < 160)),
+        ),
+        (
+            "make-before-break",
+            set.iter().any(|s| {
+                s.assertions
+                    .iter()
+                    .any(|a| matches!(a.kind, AssertKind::FirstOfferAfterDrop { .. }))
+            }),
+        ),
         ("a real contactor", set.iter().any(|s| s.requires_hardware)),
     ];
     for (what, shown) in shows {
