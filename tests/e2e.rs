@@ -635,7 +635,15 @@ fn power_cycle_scenarios_through_the_virtual_fixtures_power_control() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("virtual fixture starts");
+    let mut stderr = server.stderr.take().expect("stderr");
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
     let mut out = BufReader::new(server.stdout.take().expect("stdout"));
+    // Killed however the test ends.
+    let server = KilledOnDrop(server);
     let mut said = String::new();
     // The fixture's pty, one line per station, then the power control.
     for _ in 0..5 {
@@ -719,9 +727,8 @@ fn power_cycle_scenarios_through_the_virtual_fixtures_power_control() {
     // A bad line is said on stderr, the fixture serves on.
     std::fs::write(&power, "off 7\nreboot 1\n").expect("power control");
     std::thread::sleep(Duration::from_millis(500));
-    let _ = server.kill();
-    let output = server.wait_with_output().expect("fixture ends");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    drop(server);
+    let stderr = errors.join().expect("stderr read");
     assert!(
         stderr.contains("no station on channel 7: the site has 3"),
         "{stderr}"
@@ -731,6 +738,16 @@ fn power_cycle_scenarios_through_the_virtual_fixtures_power_control() {
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A child process killed (and waited for) when dropped.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The virtual fixture on a pty, in 20x real time, for `limit` of scenario
