@@ -1130,8 +1130,7 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
         // Each whole line switches a station at the virtual time it came.
         while let Some(end) = power_in.find('\n') {
             let line: String = power_in.drain(..=end).collect();
-            let virtual_now = (start.elapsed().as_secs_f64() * a.time_scale * 1e6) as u64;
-            out.extend(vb.serve_until(virtual_now));
+            out.extend(vb.serve_until((start.elapsed().as_secs_f64() * a.time_scale * 1e6) as u64));
             match parse_power_line(&line).and_then(|(what, ch)| {
                 vb.serve_power(ch, what)
                     .map_err(|e| format!("power control: {e}"))
@@ -1144,8 +1143,16 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
             eprintln!("error: {power_path}: a power control line longer than 1024 bytes, dropped");
             power_in.clear();
         }
+        let virtual_now = || (start.elapsed().as_secs_f64() * a.time_scale * 1e6) as u64;
         match master.read(&mut buf) {
-            Ok(n) if n > 0 => out.extend(vb.serve_input(&buf[..n])),
+            // A command takes effect when it is read, as on a fixture
+            // board: the site is brought up to that instant first (the
+            // read waited up to a millisecond; a pilot short was stamped
+            // 1 ms before its action's time).
+            Ok(n) if n > 0 => {
+                out.extend(vb.serve_until(virtual_now()));
+                out.extend(vb.serve_input(&buf[..n]));
+            }
             Ok(_) => {}
             Err(e) if crate::serial::nothing_yet(&e) => {}
             Err(e) => {
@@ -1157,12 +1164,12 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
             // A closed or empty debug pty is a station nobody listens to.
             if let Ok(n) = m.read(&mut buf) {
                 if n > 0 {
+                    out.extend(vb.serve_until(virtual_now()));
                     vb.serve_debug_input(i, &buf[..n]);
                 }
             }
         }
-        let virtual_now = (start.elapsed().as_secs_f64() * a.time_scale * 1e6) as u64;
-        out.extend(vb.serve_until(virtual_now));
+        out.extend(vb.serve_until(virtual_now()));
         for line in out {
             if master.write_all(line.as_bytes()).is_err() {
                 // Nobody is reading the other end (yet): the line is lost,
@@ -1222,10 +1229,12 @@ fn parse_power_line(line: &str) -> Result<(crate::sim::ServedPower, usize), Stri
         Some("off") => ServedPower::Off,
         Some("on") => ServedPower::On,
         Some("cycle") => ServedPower::Cycle,
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "\"{}\": expected \"off CH\", \"on CH\" or \"cycle CH\" (CH a fixture channel from 0)",
             line.trim()
-        )),
+        ))
+        }
     };
     match (words.next().map(str::parse::<usize>), words.next()) {
         (Some(Ok(ch)), None) => Ok((what, ch)),
