@@ -1104,15 +1104,37 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
         debug.push((m, sl, path));
     }
     vb.serve_debug_channels();
+    // The stations' power control: one more pty, where `off CH`, `on CH`
+    // and `cycle CH` lines switch the station on fixture channel CH (the
+    // inventory's power commands write them), as a lab's hub or PDU does.
+    let (mut power_master, _power_slave, power_path) =
+        match serialport::TTYPort::pair().and_then(|(mut m, sl)| {
+            serialport::SerialPort::set_timeout(&mut m, Duration::ZERO)?;
+            Ok((m, sl))
+        }) {
+            Ok((m, sl)) => match sl.name() {
+                Some(path) => (m, sl, path),
+                None => {
+                    eprintln!("error: the power control's pseudo-terminal has no name");
+                    return exit::SETUP;
+                }
+            },
+            Err(e) => {
+                eprintln!("error: failed to open a pseudo-terminal for the power control: {e}");
+                return exit::SETUP;
+            }
+        };
     // The fixture's pty first (on a line of its own), then each station's
-    // debug channel; written at once, and a closed stdout is no error.
+    // debug channel, then the power control; written at once, and a closed
+    // stdout is no error.
     let mut said = format!("{name}\n");
     for (st, (_, _, path)) in sc.stations.iter().zip(&debug) {
         said.push_str(&format!("station {} debug {path}\n", st.id));
     }
+    said.push_str(&format!("power {power_path}\n"));
     // The inventory first: whoever reads the paths may open it at once.
     if let Some(file) = &a.inventory {
-        let text = inventory_text(&a.name, &name, sc.stations.len(), &sc, &debug);
+        let text = inventory_text(&a.name, &name, &power_path, &sc, &debug);
         if let Err(e) = std::fs::write(file, text) {
             eprintln!("error: failed to write {}: {e}", file.display());
             return exit::SETUP;
@@ -1124,13 +1146,41 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
     }
     let start = Instant::now();
     let mut buf = [0u8; 1_024];
+    let mut power_in = String::new();
     loop {
         if stop_after.is_some_and(|d| start.elapsed() >= d) {
             return exit::PASS;
         }
         let mut out = Vec::new();
+        if let Ok(n) = power_master.read(&mut buf) {
+            power_in.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        // Each whole line switches a station at the virtual time it came.
+        while let Some(end) = power_in.find('\n') {
+            let line: String = power_in.drain(..=end).collect();
+            out.extend(vb.serve_until((start.elapsed().as_secs_f64() * a.time_scale * 1e6) as u64));
+            match parse_power_line(&line).and_then(|(what, ch)| {
+                vb.serve_power(ch, what)
+                    .map_err(|e| format!("power control: {e}"))
+            }) {
+                Ok(lines) => out.extend(lines),
+                Err(e) => eprintln!("error: {power_path}: {e}"),
+            }
+        }
+        if power_in.len() > 1_024 {
+            eprintln!("error: {power_path}: a power control line longer than 1024 bytes, dropped");
+            power_in.clear();
+        }
+        let virtual_now = || (start.elapsed().as_secs_f64() * a.time_scale * 1e6) as u64;
         match master.read(&mut buf) {
-            Ok(n) if n > 0 => out.extend(vb.serve_input(&buf[..n])),
+            // A command takes effect when it is read, as on a fixture
+            // board: the site is brought up to that instant first (the
+            // read waited up to a millisecond; a pilot short was stamped
+            // 1 ms before its action's time).
+            Ok(n) if n > 0 => {
+                out.extend(vb.serve_until(virtual_now()));
+                out.extend(vb.serve_input(&buf[..n]));
+            }
             Ok(_) => {}
             Err(e) if crate::serial::nothing_yet(&e) => {}
             Err(e) => {
@@ -1142,12 +1192,12 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
             // A closed or empty debug pty is a station nobody listens to.
             if let Ok(n) = m.read(&mut buf) {
                 if n > 0 {
+                    out.extend(vb.serve_until(virtual_now()));
                     vb.serve_debug_input(i, &buf[..n]);
                 }
             }
         }
-        let virtual_now = (start.elapsed().as_secs_f64() * a.time_scale * 1e6) as u64;
-        out.extend(vb.serve_until(virtual_now));
+        out.extend(vb.serve_until(virtual_now()));
         for line in out {
             if master.write_all(line.as_bytes()).is_err() {
                 // Nobody is reading the other end (yet): the line is lost,
@@ -1165,26 +1215,62 @@ fn virtual_fixture(a: &VirtualFixtureArgs) -> u8 {
     }
 }
 
-/// A bench inventory naming the virtual fixture's pty and its stations'
-/// debug ptys (`virtual-fixture --inventory`).
+/// A bench inventory naming the virtual fixture's pty, its stations' debug
+/// ptys and their power commands, which write to the power control's pty
+/// (`virtual-fixture --inventory`).
 fn inventory_text(
     bench: &str,
     fixture: &str,
-    channels: usize,
+    power: &str,
     sc: &Scenario,
     debug: &[(serialport::TTYPort, serialport::TTYPort, String)],
 ) -> String {
     let mut t = format!(
-        "# Written by `sharebench virtual-fixture {}`: valid while it runs.\n[[bench]]\nname = \"{bench}\"\nfixture = \"serial:{fixture}\"\nchannels = {channels}\n",
-        sc.path.display()
+        "# Written by `sharebench virtual-fixture {}`: valid while it runs.\n[[bench]]\nname = \"{bench}\"\nfixture = \"serial:{fixture}\"\nchannels = {}\n",
+        sc.path.display(),
+        sc.stations.len()
     );
-    for (st, (_, _, path)) in sc.stations.iter().zip(debug) {
+    for (ch, (st, (_, _, path))) in sc.stations.iter().zip(debug).enumerate() {
         t.push_str(&format!(
             "\n[[bench.station]]\nid = {}\nboard = \"virtual\"\ndebug = \"serial:{path}\"\n",
             st.id
         ));
+        for (key, word) in [
+            ("power_off", "off"),
+            ("power_on", "on"),
+            ("power_cycle", "cycle"),
+        ] {
+            t.push_str(&format!(
+                "{key} = \"printf '{word} {ch}\\\\n' > {power}\"\n"
+            ));
+        }
     }
     t
+}
+
+/// One line of the virtual fixture's power control: `off CH`, `on CH` or
+/// `cycle CH` (CH the fixture channel, from 0).
+fn parse_power_line(line: &str) -> Result<(crate::sim::ServedPower, usize), String> {
+    use crate::sim::ServedPower;
+    let mut words = line.split_whitespace();
+    let what = match words.next() {
+        Some("off") => ServedPower::Off,
+        Some("on") => ServedPower::On,
+        Some("cycle") => ServedPower::Cycle,
+        _ => {
+            return Err(format!(
+            "\"{}\": expected \"off CH\", \"on CH\" or \"cycle CH\" (CH a fixture channel from 0)",
+            line.trim()
+        ))
+        }
+    };
+    match (words.next().map(str::parse::<usize>), words.next()) {
+        (Some(Ok(ch)), None) => Ok((what, ch)),
+        _ => Err(format!(
+            "\"{}\": expected one fixture channel number after the word",
+            line.trim()
+        )),
+    }
 }
 
 fn flash(a: &FlashArgs) -> u8 {
@@ -1423,6 +1509,18 @@ mod tests {
             4,
             "needs a bench fixture: run with --bench serial:PORT".into(),
         )
+    }
+
+    #[test]
+    fn power_control_lines_name_a_word_and_a_channel() {
+        use crate::sim::ServedPower;
+        assert_eq!(parse_power_line("off 0\n"), Ok((ServedPower::Off, 0)));
+        assert_eq!(parse_power_line("on 2\r\n"), Ok((ServedPower::On, 2)));
+        assert_eq!(parse_power_line("cycle 1"), Ok((ServedPower::Cycle, 1)));
+        for bad in ["reboot 1", "off", "off one", "off 1 2", ""] {
+            let e = parse_power_line(bad).unwrap_err();
+            assert!(e.contains("expected"), "{bad}: {e}");
+        }
     }
 
     #[test]

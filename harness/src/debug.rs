@@ -83,6 +83,8 @@ struct Unstamped {
 pub struct DebugChannels {
     chans: Vec<Channel>,
     stop: Arc<AtomicBool>,
+    /// The reader threads: each holds its port until it ends.
+    readers: Vec<std::thread::JoinHandle<()>>,
     unstamped: Vec<Unstamped>,
     /// The last fixture event: its time and when it arrived.
     anchor: Option<(u64, Instant)>,
@@ -115,9 +117,25 @@ impl Channel {
     }
 }
 
+/// How long dropping the channels waits for their reader threads to end
+/// (each looks at the stop flag every [`READ_TIMEOUT`]).
+const READERS_END_WITHIN: Duration = Duration::from_secs(1);
+
 impl Drop for DebugChannels {
+    /// Stop the readers and wait (bounded) until they have closed their
+    /// ports: a serial port is opened exclusively, and the next run (a test
+    /// in another thread) opens it as soon as this one is dropped.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + READERS_END_WITHIN;
+        while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for r in self.readers.drain(..) {
+            if r.is_finished() {
+                let _ = r.join();
+            }
+        }
     }
 }
 
@@ -196,12 +214,13 @@ impl DebugChannels {
     #[must_use]
     pub fn over(links: Vec<(String, DebugRead, DebugWrite)>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let mut readers = Vec::new();
         let chans = links
             .into_iter()
             .map(|(name, r, writer)| {
                 let (tx, rx) = channel();
                 let stop = Arc::clone(&stop);
-                std::thread::spawn(move || reader(r, tx, stop));
+                readers.push(std::thread::spawn(move || reader(r, tx, stop)));
                 Channel {
                     name,
                     id: None,
@@ -214,6 +233,7 @@ impl DebugChannels {
         Self {
             chans,
             stop,
+            readers,
             unstamped: Vec::new(),
             anchor: None,
             outbox: Vec::new(),
@@ -236,6 +256,7 @@ impl DebugChannels {
         Self {
             chans,
             stop: Arc::new(AtomicBool::new(false)),
+            readers: Vec::new(),
             unstamped: Vec::new(),
             anchor: None,
             outbox: Vec::new(),
@@ -411,6 +432,23 @@ pub fn commissioned_id(message: &str) -> Option<u8> {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+
+    /// A serial port is opened exclusively: once the channels are dropped
+    /// their ports are closed, so the next run opens them at once (tests
+    /// on one bench in threads of one process failed with "Unable to
+    /// acquire exclusive lock" while a reader thread still held one).
+    #[test]
+    fn dropping_the_channels_closes_their_ports() {
+        let (_master, slave) = serialport::TTYPort::pair().unwrap();
+        let spec = BenchSpec::Serial {
+            port: serialport::SerialPort::name(&slave).unwrap(),
+            baud: 115_200,
+        };
+        for _ in 0..5 {
+            let d = DebugChannels::open(std::slice::from_ref(&spec)).unwrap();
+            drop(d);
+        }
+    }
 
     /// A debug link fed from a shared buffer.
     struct Fed(Arc<Mutex<Vec<u8>>>);

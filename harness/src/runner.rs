@@ -342,24 +342,46 @@ fn setup_channels(
     if let Some(m) = sc.meter.as_ref().filter(|m| m.noise_da > 0) {
         bench.command(Command::MeterNoise(m.noise_da), sink)?;
     }
-    for car in &sc.cars {
-        let ch = u8::try_from(car.station)
-            .map_err(|_| BenchError::Setup("more than 256 channels".into()))?;
-        let mut settings = vec![
-            CarSetting::MaxDa(car.max_da),
-            CarSetting::Phases(car.phases),
-            CarSetting::CapacityWh(car.capacity_wh),
-            CarSetting::SocPermille(car.soc_permille),
-            CarSetting::KneePermille(car.knee_permille),
-            CarSetting::TargetPermille(car.target_permille),
-            CarSetting::DelayMs(car.delay_ms),
-            CarSetting::RampDaPerS(car.ramp_da_per_s),
-            CarSetting::Ventilation(car.ventilation),
-        ];
-        if car.aux_da > 0 {
-            settings.push(CarSetting::AuxDa(car.aux_da));
+    // A station without a `[[car]]` gets the fixture's default car: a bench
+    // keeps the car the last run set (RESET only unplugs it).
+    let default = rig::vehicle::CarParams::default();
+    let default_delay_ms = match default.delay {
+        rig::vehicle::ResponseDelay::Fixed(d)
+        | rig::vehicle::ResponseDelay::Range { min: d, .. } => {
+            u32::try_from(d.to_millis()).unwrap_or(u32::MAX)
         }
-        if let Some(m) = car.delay_max_ms {
+    };
+    for i in 0..sc.stations.len() {
+        let ch = u8::try_from(i).map_err(|_| BenchError::Setup("more than 256 channels".into()))?;
+        let mut settings = match sc.cars.iter().find(|c| c.station == i) {
+            Some(car) => vec![
+                CarSetting::MaxDa(car.max_da),
+                CarSetting::Phases(car.phases),
+                CarSetting::CapacityWh(car.capacity_wh),
+                CarSetting::SocPermille(car.soc_permille),
+                CarSetting::KneePermille(car.knee_permille),
+                CarSetting::TargetPermille(car.target_permille),
+                CarSetting::DelayMs(car.delay_ms),
+                CarSetting::RampDaPerS(car.ramp_da_per_s),
+                CarSetting::Ventilation(car.ventilation),
+            ],
+            None => vec![
+                CarSetting::MaxDa(default.max_da),
+                CarSetting::Phases(default.phases),
+                CarSetting::CapacityWh(default.capacity_wh),
+                CarSetting::SocPermille(default.soc_permille),
+                CarSetting::KneePermille(default.knee_permille),
+                CarSetting::TargetPermille(default.target_permille),
+                CarSetting::DelayMs(default_delay_ms),
+                CarSetting::RampDaPerS(default.ramp_da_per_s),
+                CarSetting::Ventilation(default.ventilation),
+            ],
+        };
+        let car = sc.cars.iter().find(|c| c.station == i);
+        if let Some(aux) = car.map(|c| c.aux_da).filter(|&a| a > 0) {
+            settings.push(CarSetting::AuxDa(aux));
+        }
+        if let Some(m) = car.and_then(|c| c.delay_max_ms) {
             settings.push(CarSetting::DelayMaxMs(m));
         }
         for s in settings {
@@ -738,6 +760,86 @@ mod tests {
             event: Event::Heartbeat,
         }]);
         assert!(r.trace.incomplete.is_none(), "{:?}", r.trace.incomplete);
+    }
+
+    /// A bench that records the commands it is given.
+    #[derive(Default)]
+    struct Recorder(Vec<Command>);
+
+    impl Bench for Recorder {
+        fn name(&self) -> String {
+            "recorder".into()
+        }
+        fn command(&mut self, c: Command, _: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+            self.0.push(c);
+            Ok(())
+        }
+        fn fault(&mut self, f: &SimFault) -> Result<(), BenchError> {
+            Err(BenchError::Unsupported(f.to_string()))
+        }
+        fn run_until(&mut self, _: u64, _: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+            Ok(())
+        }
+        fn now_us(&self) -> u64 {
+            0
+        }
+        fn is_virtual(&self) -> bool {
+            false
+        }
+    }
+
+    /// A bench keeps the car the last run set (a 20 A car on channel 0 made
+    /// hw-contactor-timing's station offer 20.5 A after circuit-above-51a
+    /// on the virtual fixture): a station without a `[[car]]` is given the
+    /// default car, one with a `[[car]]` its own.
+    #[test]
+    fn every_channel_gets_its_car_also_the_default_one() {
+        let mut sc = crate::scenario::tests::tiny();
+        sc.cars.clear();
+        sc.cars.push(crate::scenario::Car {
+            station: 1,
+            max_da: 200,
+            phases: 3,
+            capacity_wh: 40_000,
+            soc_permille: 500,
+            knee_permille: 800,
+            target_permille: 900,
+            delay_ms: 1_000,
+            delay_max_ms: Some(1_500),
+            ramp_da_per_s: 50,
+            ventilation: false,
+            aux_da: 0,
+        });
+        let mut bench = Recorder::default();
+        setup_channels(&sc, &mut bench, &mut |_| {}).unwrap();
+        let of = |ch: u8| -> Vec<CarSetting> {
+            bench
+                .0
+                .iter()
+                .filter_map(|c| match c {
+                    Command::Car(c, s) if *c == ch => Some(*s),
+                    _ => None,
+                })
+                .collect()
+        };
+        let st0 = of(0);
+        for s in [
+            CarSetting::MaxDa(320),
+            CarSetting::Phases(1),
+            CarSetting::SocPermille(200),
+            CarSetting::DelayMs(2_000),
+            CarSetting::RampDaPerS(100),
+        ] {
+            assert!(st0.contains(&s), "{s:?} not in {st0:?}");
+        }
+        let st1 = of(1);
+        for s in [
+            CarSetting::MaxDa(200),
+            CarSetting::Phases(3),
+            CarSetting::DelayMaxMs(1_500),
+        ] {
+            assert!(st1.contains(&s), "{s:?} not in {st1:?}");
+        }
     }
 
     fn fixture_with(channels: u16, caps: Caps) -> FixtureInfo {

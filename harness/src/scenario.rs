@@ -1748,10 +1748,12 @@ impl Ctx<'_> {
             assertions,
         };
         if let Some(h) = raw.hardware_set.as_ref().filter(|h| *h.get_ref()) {
-            if sc.needs_sim() {
+            // Power faults (crash, reboot) a lab bench makes with its
+            // stations' power commands; nothing else that is sim-only.
+            if sc.needs_sim_beyond_power() {
                 return Err(self.err(
                     h,
-                    "a scenario in the hardware set cannot use a fault only the virtual bench makes (link-down, one-way, partition, noise, repair, crash, reboot, weld, unweld, forge)",
+                    "a scenario in the hardware set cannot use a fault only the virtual bench makes (link-down, one-way, partition, noise, repair, weld, unweld, forge; crash and reboot are power faults a lab bench makes)",
                 ));
             }
         }

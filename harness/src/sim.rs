@@ -48,6 +48,18 @@ use crate::scenario::Scenario;
 /// Most stations (and fixture channels) in one virtual site.
 pub const MAX_STATIONS: usize = 256;
 
+/// Server mode: the most a host's unfinished commissioning message is kept
+/// (a plan for 256 stations is well under it).
+const MAX_SERVED_MESSAGE: usize = 256 * 1_024;
+
+/// Server mode: what a host's power control does to a station.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServedPower {
+    Off,
+    On,
+    Cycle,
+}
+
 /// The station board's pins in the virtual bench: the firmware drives them
 /// through embedded-hal 1.0 and its own ADC and sensor traits, exactly as on
 /// a board, and the models read and write the other side.
@@ -391,6 +403,10 @@ pub struct VirtualBench {
     /// Server mode (`virtual-fixture --pty`): each station's debug channel
     /// as the lines it printed, for its own pty; `None` in a run.
     debug_out: Option<Vec<Vec<String>>>,
+    /// Server mode: what the host wrote to each station's debug channel
+    /// since its last answer (a commissioning message arrives in pieces);
+    /// an accepted one becomes the station's flash and id.
+    debug_in: Vec<String>,
 }
 
 /// Periods of a new PWM fed to the fixture's capture (then it holds): the
@@ -474,6 +490,7 @@ impl VirtualBench {
                 epoch: std::time::Instant::now(),
             }),
             debug_out: None,
+            debug_in: Vec::new(),
         };
         for i in 0..sc.stations.len() {
             let st = vb.boot_station(i, 0)?;
@@ -1013,16 +1030,68 @@ impl VirtualBench {
     /// the station in [`Self::serve_input`]).
     pub fn serve_debug_channels(&mut self) {
         self.debug_out = Some(vec![Vec::new(); self.stations.len()]);
+        self.debug_in = vec![String::new(); self.stations.len()];
     }
 
     /// Server mode: bytes a host wrote to station `i`'s debug channel
-    /// (commissioning messages).
+    /// (commissioning messages). A plan the station accepts is kept in its
+    /// flash (a power cycle boots with it) and the station answers to the
+    /// id it gives on the sharing link, as a board does.
     pub fn serve_debug_input(&mut self, i: usize, bytes: &[u8]) {
         let now = self.now;
-        if let Some(b) = self.stations.get_mut(i).and_then(|s| s.board.as_mut()) {
-            b.debug_rx(now, bytes);
-            self.drive(i);
+        let Some(b) = self.stations.get_mut(i).and_then(|s| s.board.as_mut()) else {
+            return;
+        };
+        b.debug_rx(now, bytes);
+        if let Some(buf) = self.debug_in.get_mut(i) {
+            buf.push_str(&String::from_utf8_lossy(bytes));
+            // A host that never finishes a message cannot grow it forever.
+            if buf.len() > MAX_SERVED_MESSAGE {
+                let from = buf.len() - MAX_SERVED_MESSAGE;
+                let from = (from..buf.len())
+                    .find(|&k| buf.is_char_boundary(k))
+                    .unwrap_or(buf.len());
+                buf.drain(..from);
+            }
         }
+        self.drive(i);
+        let answer = self.stations[i].answer.take();
+        let message = match (&answer, self.debug_in.get_mut(i)) {
+            (Some(_), Some(buf)) => std::mem::take(buf),
+            _ => return,
+        };
+        if answer == Some(Ok(())) {
+            let plan = message
+                .rfind("C begin ")
+                .map_or(message.as_str(), |k| &message[k..]);
+            if let Some(id) = crate::debug::commissioned_id(plan) {
+                self.stations[i].id = id;
+            }
+            self.stations[i].flash = Some(plan.to_string());
+        }
+    }
+
+    /// Server mode: station `i`'s power switched by the host's power
+    /// control (`virtual-fixture --pty`: `off`, `on`, `cycle`): off is the
+    /// virtual bench's crash, on its reboot, a cycle both at this instant.
+    /// Switching a station to the state it is in does nothing, as with a
+    /// hub port. Returns the fixture's lines.
+    pub fn serve_power(&mut self, i: usize, power: ServedPower) -> Result<Vec<String>, BenchError> {
+        let Some(st) = self.stations.get(i) else {
+            return Err(BenchError::Setup(format!(
+                "no station on channel {i}: the site has {} (channels 0 to {})",
+                self.stations.len(),
+                self.stations.len().saturating_sub(1)
+            )));
+        };
+        let powered = st.board.is_some();
+        if powered && matches!(power, ServedPower::Off | ServedPower::Cycle) {
+            self.fault(&SimFault::Crash(i))?;
+        }
+        if power != ServedPower::Off && (!powered || power == ServedPower::Cycle) {
+            self.fault(&SimFault::Reboot(i))?;
+        }
+        Ok(self.raw_lines())
     }
 
     /// Server mode: the lines station `i` printed since the last call.
@@ -1398,6 +1467,8 @@ impl Bench for VirtualBench {
                 fresh.welded = self.stations[i].welded;
                 fresh.draw = self.stations[i].draw;
                 fresh.flash = self.stations[i].flash.take();
+                // The id it was commissioned with (served: a host's plan).
+                fresh.id = self.stations[i].id;
                 self.stations[i] = fresh;
                 self.wait_until_up(i)?;
                 let staged = matches!(
