@@ -353,35 +353,40 @@ fn setup_channels(
     };
     for i in 0..sc.stations.len() {
         let ch = u8::try_from(i).map_err(|_| BenchError::Setup("more than 256 channels".into()))?;
-        let mut settings = match sc.cars.iter().find(|c| c.station == i) {
-            Some(car) => vec![
-                CarSetting::MaxDa(car.max_da),
-                CarSetting::Phases(car.phases),
-                CarSetting::CapacityWh(car.capacity_wh),
-                CarSetting::SocPermille(car.soc_permille),
-                CarSetting::KneePermille(car.knee_permille),
-                CarSetting::TargetPermille(car.target_permille),
-                CarSetting::DelayMs(car.delay_ms),
-                CarSetting::RampDaPerS(car.ramp_da_per_s),
-                CarSetting::Ventilation(car.ventilation),
-            ],
-            None => vec![
-                CarSetting::MaxDa(default.max_da),
-                CarSetting::Phases(default.phases),
-                CarSetting::CapacityWh(default.capacity_wh),
-                CarSetting::SocPermille(default.soc_permille),
-                CarSetting::KneePermille(default.knee_permille),
-                CarSetting::TargetPermille(default.target_permille),
-                CarSetting::DelayMs(default_delay_ms),
-                CarSetting::RampDaPerS(default.ramp_da_per_s),
-                CarSetting::Ventilation(default.ventilation),
-            ],
+        let default_car = crate::scenario::Car {
+            station: i,
+            max_da: default.max_da,
+            phases: default.phases,
+            capacity_wh: default.capacity_wh,
+            soc_permille: default.soc_permille,
+            knee_permille: default.knee_permille,
+            target_permille: default.target_permille,
+            delay_ms: default_delay_ms,
+            delay_max_ms: None,
+            ramp_da_per_s: default.ramp_da_per_s,
+            ventilation: default.ventilation,
+            aux_da: 0,
         };
-        let car = sc.cars.iter().find(|c| c.station == i);
-        if let Some(aux) = car.map(|c| c.aux_da).filter(|&a| a > 0) {
-            settings.push(CarSetting::AuxDa(aux));
+        let car = sc
+            .cars
+            .iter()
+            .find(|c| c.station == i)
+            .unwrap_or(&default_car);
+        let mut settings = vec![
+            CarSetting::MaxDa(car.max_da),
+            CarSetting::Phases(car.phases),
+            CarSetting::CapacityWh(car.capacity_wh),
+            CarSetting::SocPermille(car.soc_permille),
+            CarSetting::KneePermille(car.knee_permille),
+            CarSetting::TargetPermille(car.target_permille),
+            CarSetting::DelayMs(car.delay_ms),
+            CarSetting::RampDaPerS(car.ramp_da_per_s),
+            CarSetting::Ventilation(car.ventilation),
+        ];
+        if car.aux_da > 0 {
+            settings.push(CarSetting::AuxDa(car.aux_da));
         }
-        if let Some(m) = car.and_then(|c| c.delay_max_ms) {
+        if let Some(m) = car.delay_max_ms {
             settings.push(CarSetting::DelayMaxMs(m));
         }
         for s in settings {
