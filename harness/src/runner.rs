@@ -525,9 +525,11 @@ pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
     // board writing its flash): the leader's answer, when its stamp is
     // known by the end of commissioning (relayed lines are stamped by the
     // fixture), or else the end of commissioning. What came before, the
-    // reset's report and the stations' boot lines, shows at 0.
+    // reset's report and the stations' boot lines, shows at 0; what a
+    // station said before it took this plan is not this run's.
     if outcome.is_ok() {
         outcome = commission(sc, bench, &mut |r| records.push(r));
+        drop_previous_plans_output(sc, &mut records);
     }
     let start_us = leader_accepted_at(sc, &records).unwrap_or_else(|| bench.now_us());
     if outcome.is_ok() {
@@ -600,14 +602,52 @@ pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
     }
 }
 
-/// When the leader said it took its plan, if that line is among `records`.
-fn leader_accepted_at(sc: &Scenario, records: &[Record]) -> Option<u64> {
-    let leader = sc.stations.iter().find(|s| s.leader)?.id;
-    let accepted = firmware::telemetry::Telemetry::ConfigAccepted {
+/// Drop what a station said before it took this run's plan: on a bench
+/// that ran before, a station runs on its previous plan until the new one
+/// comes (a follower may join its old leader between the reset and the
+/// commissioning), and that is not this run's trace. Order, not time, says
+/// what came before: one station's lines come in the order it printed them.
+/// A station whose acceptance is not among `records` keeps all it said.
+fn drop_previous_plans_output(sc: &Scenario, records: &mut Vec<Record>) {
+    let accepted = config_accepted_text(sc);
+    let took_plan_at: Vec<(u8, usize)> = sc
+        .stations
+        .iter()
+        .filter_map(|s| {
+            let at = records.iter().rposition(|r| {
+                matches!(r, Record::Telemetry { station, text, .. }
+                    if *station == s.id && *text == accepted)
+            })?;
+            Some((s.id, at))
+        })
+        .collect();
+    let mut k = 0;
+    records.retain(|r| {
+        let keep = match r {
+            Record::Telemetry { station, .. } => took_plan_at
+                .iter()
+                .find(|(id, _)| id == station)
+                .is_none_or(|(_, at)| k >= *at),
+            _ => true,
+        };
+        k += 1;
+        keep
+    });
+}
+
+/// The line a station prints when it takes `sc`'s plan.
+fn config_accepted_text(sc: &Scenario) -> String {
+    firmware::telemetry::Telemetry::ConfigAccepted {
         stations: u16::try_from(sc.stations.len()).unwrap_or(u16::MAX),
         nodes: u16::try_from(sc.nodes.len()).unwrap_or(u16::MAX),
     }
-    .to_string();
+    .to_string()
+}
+
+/// When the leader said it took its plan, if that line is among `records`.
+fn leader_accepted_at(sc: &Scenario, records: &[Record]) -> Option<u64> {
+    let leader = sc.stations.iter().find(|s| s.leader)?.id;
+    let accepted = config_accepted_text(sc);
     records.iter().rev().find_map(|r| match r {
         Record::Telemetry {
             t_us,
@@ -845,6 +885,87 @@ mod tests {
         ] {
             assert!(st1.contains(&s), "{s:?} not in {st1:?}");
         }
+    }
+
+    /// A bench whose stations speak while they are commissioned: the
+    /// follower first runs on its previous plan (it joins its old leader
+    /// between the reset and the new plan), then takes this run's plan.
+    struct Recommissioned;
+
+    impl Bench for Recommissioned {
+        fn name(&self) -> String {
+            "recommissioned".into()
+        }
+        fn command(&mut self, _: Command, _: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+            Ok(())
+        }
+        fn fault(&mut self, f: &SimFault) -> Result<(), BenchError> {
+            Err(BenchError::Unsupported(f.to_string()))
+        }
+        fn run_until(&mut self, _: u64, _: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+            Ok(())
+        }
+        fn now_us(&self) -> u64 {
+            1_000
+        }
+        fn is_virtual(&self) -> bool {
+            false
+        }
+        fn commission_all(
+            &mut self,
+            messages: &[String],
+            sink: &mut dyn FnMut(Record),
+        ) -> Result<Vec<Option<Result<(), firmware::telemetry::Refusal>>>, BenchError> {
+            let said = |t_us, station, text: &str| Record::Telemetry {
+                t_us,
+                station,
+                text: text.to_string(),
+            };
+            let accepted = "configuration accepted (2 stations, 1 node)";
+            for r in [
+                said(100, 1, "joined the group"),
+                said(200, 0, accepted),
+                said(300, 0, "booted as leader"),
+                said(300, 1, accepted),
+                said(400, 1, "booted as follower"),
+                said(900, 1, "joined the group"),
+            ] {
+                sink(r);
+            }
+            Ok(vec![Some(Ok(())); messages.len()])
+        }
+    }
+
+    /// What a station said on its previous plan is not this run's trace;
+    /// all it said once it took this run's plan is, also the same words.
+    #[test]
+    fn what_a_station_said_before_it_took_this_runs_plan_is_not_traced() {
+        let sc = crate::scenario::tests::tiny();
+        assert_eq!(sc.stations.iter().map(|s| s.id).collect::<Vec<_>>(), [0, 1]);
+        let r = run(&sc, &mut Recommissioned, 1);
+        let said: Vec<(u64, u8, String)> = r
+            .trace
+            .entries
+            .iter()
+            .filter_map(|e| match &e.what {
+                crate::trace::What::Telemetry { station, text } => {
+                    Some((e.t_us, *station, text.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        let accepted = "configuration accepted (2 stations, 1 node)".to_string();
+        // Time 0 is the leader's acceptance, at 200 us.
+        assert_eq!(
+            said,
+            [
+                (0, 0, accepted.clone()),
+                (100, 0, "booted as leader".into()),
+                (100, 1, accepted),
+                (200, 1, "booted as follower".into()),
+                (700, 1, "joined the group".into()),
+            ]
+        );
     }
 
     fn fixture_with(channels: u16, caps: Caps) -> FixtureInfo {
