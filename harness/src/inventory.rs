@@ -296,9 +296,7 @@ pub fn lock(bench: &str, wait: Duration) -> Result<BenchLock, BenchError> {
         match file.try_lock() {
             Ok(()) => break,
             Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = File::open(&path).and_then(|mut f| f.read_to_string(&mut holder));
-                let holder = holder.trim().to_string();
+                let holder = holder(&path);
                 if started.elapsed() >= wait {
                     return Err(BenchError::Busy {
                         bench: bench.to_string(),
@@ -306,7 +304,9 @@ pub fn lock(bench: &str, wait: Duration) -> Result<BenchLock, BenchError> {
                         waited_s: wait.as_secs(),
                     });
                 }
-                if !said {
+                // The holder writes its PID right after it takes the lock:
+                // wait a moment for it before saying who holds the bench.
+                if !said && (holder.starts_with("PID") || started.elapsed() >= PID_WRITTEN) {
                     eprintln!(
                         "bench {bench} is in use by {holder}; waiting up to {} s",
                         wait.as_secs()
@@ -318,11 +318,27 @@ pub fn lock(bench: &str, wait: Duration) -> Result<BenchLock, BenchError> {
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
     }
-    // Say who holds it, for whoever waits next.
-    file.set_len(0).map_err(io)?;
+    // Say who holds it, for whoever waits next: one write of a line of one
+    // length, so that a reader never sees it empty or half written.
+    let line = format!("PID {:<10}\n", std::process::id());
     file.rewind().map_err(io)?;
-    writeln!(file, "PID {}", std::process::id()).map_err(io)?;
+    file.write_all(line.as_bytes()).map_err(io)?;
+    file.set_len(u64::try_from(line.len()).unwrap_or(u64::MAX))
+        .map_err(io)?;
     Ok(BenchLock { _file: file, path })
+}
+
+/// How long a lock's new holder may take to write its PID.
+const PID_WRITTEN: Duration = Duration::from_secs(1);
+
+/// Who holds the lock at `path`, as its holder wrote it.
+fn holder(path: &Path) -> String {
+    let mut text = String::new();
+    let _ = File::open(path).and_then(|mut f| f.read_to_string(&mut text));
+    match text.trim() {
+        "" => "another process (it has not written its PID)".to_string(),
+        who => who.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -387,7 +403,12 @@ debug = "serial:/dev/ttyUSB3@115200"
     #[test]
     fn a_held_bench_makes_the_next_one_wait_then_say_who_holds_it() {
         let name = format!("test-bench-{}", std::process::id());
+        // What an earlier holder left, longer than this one's line.
+        let path = lock_path(&name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "PID 4294967295 and more\n").unwrap();
         let held = lock(&name, Duration::from_secs(1)).unwrap();
+        assert_eq!(holder(&path), format!("PID {}", std::process::id()));
         let e = lock(&name, Duration::from_millis(300)).unwrap_err();
         let msg = e.to_string();
         assert!(

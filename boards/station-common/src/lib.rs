@@ -1,6 +1,7 @@
 //! What every station board shares, so each board crate is only its
 //! peripherals: the SysTick clock ([`clock`]), bounded transmit queues
-//! ([`TxQueue`]), the accepted commissioning kept in flash with a boot
+//! ([`TxQueue`]) and what a station sends into them ([`drain_output`]),
+//! the accepted commissioning kept in flash with a boot
 //! counter ([`config_store`]).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
@@ -8,7 +9,50 @@
 pub mod clock;
 pub mod config_store;
 
+use firmware::sharing::frame::MAX_FRAME;
+use firmware::station::Station;
+use firmware::telemetry;
 use heapless::Deque;
+
+/// The longest meter request a station sends.
+pub const MAX_METER_REQUEST: usize = 16;
+
+/// Move what `station` has to send into its boards' queues: link frames,
+/// meter requests and telemetry lines, each only while a whole one of the
+/// longest kind fits. What stays is the station's to hold (a frame is sent
+/// later; a telemetry line left in its queue is counted by it, `lost`).
+pub fn drain_output<
+    const S: usize,
+    const N: usize,
+    const A: usize,
+    const B: usize,
+    const C: usize,
+>(
+    station: &mut Station<S, N>,
+    link: &mut TxQueue<A>,
+    meter: &mut TxQueue<B>,
+    debug: &mut TxQueue<C>,
+) {
+    let mut frame = [0u8; MAX_FRAME];
+    while link.room() >= MAX_FRAME {
+        let Some(n) = station.poll_transmit(&mut frame) else {
+            break;
+        };
+        link.send(frame.get(..n).unwrap_or(&[]));
+    }
+    while meter.room() >= MAX_METER_REQUEST {
+        let Some(req) = station.poll_meter_transmit() else {
+            break;
+        };
+        meter.send(&req);
+    }
+    while debug.room() >= telemetry::MAX_LINE {
+        let Some(t) = station.poll_telemetry() else {
+            break;
+        };
+        debug.send(t.encode().as_bytes());
+    }
+}
 
 /// A transmit queue of `L` bytes in front of a UART: whole messages in,
 /// bytes out as the UART takes them. Never blocks.
@@ -65,6 +109,105 @@ impl<const L: usize> TxQueue<L> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use firmware::sharing::config::{GroupConfig, NodeConfig, Phase, StationConfig, Timing};
+    use firmware::time::us;
+
+    /// Station `id` of two on one 32 A circuit (1 leads), booted at 0.
+    fn station(id: u8) -> Station<2, 1> {
+        let mut nodes = heapless::Vec::new();
+        let _ = nodes.push(NodeConfig {
+            parent: None,
+            limit_da: 320,
+            breaker_da: None,
+        });
+        let mut stations = heapless::Vec::new();
+        for id in [1, 2] {
+            let _ = stations.push(StationConfig {
+                id,
+                node: 0,
+                nameplate_da: 320,
+                breaker_da: None,
+                phases: 1,
+                rotation: Phase::L1,
+                fallback_da: 100,
+                priority: 0,
+                weight: 1,
+            });
+        }
+        let group = GroupConfig {
+            group: 3,
+            key: [0x5A; 32],
+            enabled: true,
+            leader: 1,
+            nodes,
+            stations,
+            timing: Timing::default(),
+            dynamic: None,
+        };
+        Station::new(group, id, 7, us(0)).unwrap()
+    }
+
+    /// Run `st`'s timers until it has a link frame to send.
+    fn until_it_sends(st: &mut Station<2, 1>) {
+        for _ in 0..100 {
+            let Some(now) = st.poll_timeout() else { break };
+            st.handle_timeout(now);
+            let mut probe: TxQueue<{ MAX_FRAME * 4 }> = TxQueue::default();
+            let mut none: TxQueue<1> = TxQueue::default();
+            let mut debug: TxQueue<1> = TxQueue::default();
+            // Only the link queue has room: a frame is all that can move.
+            drain_output(st, &mut probe, &mut none, &mut debug);
+            if !probe.is_empty() {
+                return;
+            }
+        }
+        panic!("the follower never sent a frame");
+    }
+
+    #[test]
+    fn output_moves_only_while_a_whole_message_of_its_kind_fits() {
+        let mut st = station(1);
+        // Too little room for the longest line: the boot line stays with
+        // the station, nothing is cut.
+        let mut link: TxQueue<{ MAX_FRAME - 1 }> = TxQueue::default();
+        let mut meter: TxQueue<1> = TxQueue::default();
+        let mut small: TxQueue<{ telemetry::MAX_LINE - 1 }> = TxQueue::default();
+        drain_output(&mut st, &mut link, &mut meter, &mut small);
+        assert!(small.is_empty() && small.refused == 0);
+        // With room, it goes out whole, one line.
+        let mut debug: TxQueue<{ telemetry::MAX_LINE * 4 }> = TxQueue::default();
+        drain_output(&mut st, &mut link, &mut meter, &mut debug);
+        let mut out = std::vec::Vec::new();
+        debug.pump(|b| {
+            out.push(b);
+            true
+        });
+        let text = std::string::String::from_utf8(out).unwrap();
+        assert!(text.starts_with("T boot leader*"), "{text}");
+        assert!(text.ends_with('\n'), "{text:?}");
+        // A frame waits while the link queue cannot take the longest one
+        // (a follower asks to join its leader).
+        until_it_sends(&mut station(2));
+        let mut st = station(2);
+        let mut now = us(0);
+        let mut held = false;
+        for _ in 0..100 {
+            let Some(t) = st.poll_timeout() else { break };
+            now = t;
+            st.handle_timeout(now);
+            drain_output(&mut st, &mut link, &mut meter, &mut debug);
+            assert!(
+                link.is_empty(),
+                "a frame went into a queue too small for the longest"
+            );
+            let mut frame = [0u8; MAX_FRAME];
+            if st.poll_transmit(&mut frame).is_some() {
+                held = true;
+                break;
+            }
+        }
+        assert!(held, "the follower held no frame by {now:?}");
+    }
 
     #[test]
     fn a_message_goes_whole_or_not_at_all() {

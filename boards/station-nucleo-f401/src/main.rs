@@ -27,9 +27,8 @@ mod sector;
 
 use cortex_m_rt::entry;
 use firmware::hal::Board;
-use firmware::sharing::frame::MAX_FRAME;
 use firmware::station::{Station, StationError};
-use firmware::telemetry::{self, Refusal, Telemetry};
+use firmware::telemetry::{Refusal, Telemetry};
 use firmware::time::{ms, Instant};
 use stm32f4xx_hal::adc::{config::AdcConfig, Adc};
 use stm32f4xx_hal::gpio::{Input, Output, Pin, PushPull};
@@ -222,26 +221,12 @@ impl Image {
                 self.next_sample = now + ms(SAMPLE_MS);
             }
             let _ = board.apply();
-            let station = &mut board.station;
-            let mut frame = [0u8; MAX_FRAME];
-            while self.link.tx.room() >= MAX_FRAME {
-                let Some(n) = station.poll_transmit(&mut frame) else {
-                    break;
-                };
-                self.link.tx.send(frame.get(..n).unwrap_or(&[]));
-            }
-            while self.meter.tx.room() >= 16 {
-                let Some(req) = station.poll_meter_transmit() else {
-                    break;
-                };
-                self.meter.tx.send(&req);
-            }
-            while self.debug.tx.room() >= telemetry::MAX_LINE {
-                let Some(t) = station.poll_telemetry() else {
-                    break;
-                };
-                self.debug.tx.send(t.encode().as_bytes());
-            }
+            station_common::drain_output(
+                &mut board.station,
+                &mut self.link.tx,
+                &mut self.meter.tx,
+                &mut self.debug.tx,
+            );
         } else {
             while self.link.read().is_some() {}
             while self.meter.read().is_some() {}

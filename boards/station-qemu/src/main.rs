@@ -35,9 +35,7 @@ use firmware::bridge::{LineReader, PinLine, SenseLine};
 use firmware::charge_point::PilotOutput;
 use firmware::commission::DEFAULT_BENCH_KEY;
 use firmware::hal::Board;
-use firmware::sharing::frame::MAX_FRAME;
 use firmware::station::Station;
-use firmware::telemetry;
 use firmware::time::{ms, Instant};
 
 use pins::Sensed;
@@ -211,27 +209,12 @@ impl Image {
             board.station.handle_timeout(now);
         }
         let _ = board.apply();
-        let station = &mut board.station;
-        let mut frame = [0u8; MAX_FRAME];
-        while self.link.tx.room() >= MAX_FRAME {
-            let Some(n) = station.poll_transmit(&mut frame) else {
-                break;
-            };
-            self.link.tx.send(frame.get(..n).unwrap_or(&[]));
-        }
-        while self.meter.tx.room() >= 16 {
-            let Some(req) = station.poll_meter_transmit() else {
-                break;
-            };
-            self.meter.tx.send(&req);
-        }
-        // Lines left in the station's queue are counted by it (`lost`).
-        while self.debug.tx.room() >= telemetry::MAX_LINE {
-            let Some(t) = station.poll_telemetry() else {
-                break;
-            };
-            self.debug.tx.send(t.encode().as_bytes());
-        }
+        station_common::drain_output(
+            &mut board.station,
+            &mut self.link.tx,
+            &mut self.meter.tx,
+            &mut self.debug.tx,
+        );
         let bridge = &mut self.bridge.tx;
         pins::send_changes(|o| {
             let line = PinLine::Pin(o).encode();
