@@ -612,8 +612,9 @@ fn corpus_scenarios_through_the_pty_match_their_golden_traces() {
 /// station's debug channel, so the stations are commissioned through it and
 /// their telemetry reaches the trace. The same fixture without `debug`
 /// (`--caps`) gives a trace without telemetry, a golden diff, and the note
-/// that says why. At 4x real time: 4 min 32 s of scenario in about 70 s,
-/// then 15 s.
+/// that says why. A fixture with a station more than the scenario parks
+/// the spare one and gives the same golden trace. At 4x real time: 7 min
+/// 32 s of scenario in about 115 s, then 15 s.
 #[test]
 fn corpus_scenarios_through_the_bare_pty_match_their_golden_traces() {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/scenarios");
@@ -679,6 +680,41 @@ fn corpus_scenarios_through_the_bare_pty_match_their_golden_traces() {
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
+    // A bench with a station more than the scenario: the spare one is
+    // parked (a group of its own, sharing off), and the trace is the
+    // golden one. Left on its last plan it would share the link.
+    let name = "reclaim-fine";
+    let file = corpus.join(format!("{name}.toml"));
+    let dir = std::env::temp_dir().join(format!("sharebench-bare-spare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let three = dir.join("three-stations.toml");
+    let site = std::fs::read_to_string(&file).expect("scenario").replacen(
+        "[[car]]",
+        "[[station]]\nid = 3\nnode = \"circuit\"\nnameplate = \"32A\"\nfallback = \"0A\"\n\n[[car]]",
+        1,
+    );
+    // The fixture serves the site; the expectations are the scenario's.
+    let site = site.replace("expect = [\"15.3A\", \"16.7A\"]", "");
+    std::fs::write(&three, site).expect("site file");
+    let (mut server, pty) = serve(&three, None);
+    let out = run(&file, &pty, &dir.join("out"));
+    let _ = server.kill();
+    let _ = server.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let diff =
+        std::fs::read_to_string(dir.join(format!("out/{name}/golden.diff"))).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{name} on a bench of three: {stdout}\n{stderr}\n{diff}"
+    );
+    let trace = std::fs::read_to_string(dir.join(format!("out/{name}/trace.txt"))).expect("trace");
+    assert!(
+        !trace.contains("st250") && !trace.contains("ch2"),
+        "{trace}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
     // The same fixture without `debug`: no telemetry, and said.
     let name = "explore-pwm-on-a-shorted-pilot";
     let file = corpus.join(format!("{name}.toml"));

@@ -69,6 +69,9 @@ struct Channel {
     buf: Vec<u8>,
     /// Its answer to the last commissioning message.
     answer: Option<Result<(), Refusal>>,
+    /// Left out of this run ([`DebugChannels::park`]): its answer is
+    /// noted, its lines are not the run's.
+    parked: bool,
 }
 
 /// A station line waiting for the fixture event that stamps it.
@@ -108,7 +111,9 @@ impl Channel {
                 Ok(Telemetry::ConfigRefused(r)) => self.answer = Some(Err(r)),
                 _ => {}
             }
-            out.push((station, line));
+            if !self.parked {
+                out.push((station, line));
+            }
         }
         if self.buf.len() > MAX_DEBUG_LINE {
             self.buf.clear();
@@ -227,6 +232,7 @@ impl DebugChannels {
                     wire: Wire::Link { writer, rx },
                     buf: Vec::new(),
                     answer: None,
+                    parked: false,
                 }
             })
             .collect();
@@ -251,6 +257,7 @@ impl DebugChannels {
                 wire: Wire::Relay,
                 buf: Vec::new(),
                 answer: None,
+                parked: false,
             })
             .collect();
         Self {
@@ -369,6 +376,7 @@ impl DebugChannels {
         })?;
         c.id = Some(id);
         c.answer = None;
+        c.parked = false;
         let Wire::Link { writer, .. } = &mut c.wire else {
             self.outbox.push((i, message.as_bytes().to_vec()));
             return Ok(());
@@ -382,6 +390,17 @@ impl DebugChannels {
                     c.name
                 ))
             })
+    }
+
+    /// Give station `i`, which this run leaves out, the parked plan
+    /// ([`crate::provision::park_text`]): its answer comes as
+    /// [`Self::send`]'s does, and nothing it says is the run's.
+    pub fn park(&mut self, i: usize, message: &str) -> Result<(), BenchError> {
+        self.send(i, crate::provision::PARKED_ID, message)?;
+        if let Some(c) = self.chans.get_mut(i) {
+            c.parked = true;
+        }
+        Ok(())
     }
 
     /// Write `text` to station `i`'s debug channel (an operator's line):

@@ -55,6 +55,56 @@ pub fn commission_text(sc: &Scenario, i: usize, key: &Key) -> String {
     text
 }
 
+/// The sharing group a parked station is put in: not the scenarios' (1),
+/// so it ignores their link frames and they ignore its.
+pub const PARKED_GROUP: u8 = 2;
+
+/// The id a parked station takes in its group of one.
+pub const PARKED_ID: u8 = 250;
+
+/// The plan for a station on the bench that a scenario leaves out: a group
+/// of its own (another group id and key), sharing disabled, so it offers
+/// nothing and takes no part in the scenario's group. Left on its last
+/// plan it would join the scenario's group on the shared link, or lead it.
+#[must_use]
+pub fn park_text(key: &Key) -> String {
+    use firmware::sharing::config as fw;
+    let mut nodes = heapless::Vec::new();
+    let _ = nodes.push(fw::NodeConfig {
+        parent: None,
+        limit_da: u32::from(firmware::sharing::alloc::MIN_DA),
+        breaker_da: None,
+    });
+    let mut stations = heapless::Vec::new();
+    let _ = stations.push(fw::StationConfig {
+        id: PARKED_ID,
+        node: 0,
+        nameplate_da: firmware::sharing::alloc::MIN_DA,
+        breaker_da: None,
+        phases: 1,
+        rotation: fw::Phase::L1,
+        fallback_da: 0,
+        priority: 0,
+        weight: 1,
+    });
+    let c: Commission<1, 1> = Commission {
+        id: PARKED_ID,
+        group: fw::GroupConfig {
+            group: PARKED_GROUP,
+            key: [0xA7; 32],
+            enabled: false,
+            leader: PARKED_ID,
+            nodes,
+            stations,
+            timing: fw::Timing::default(),
+            dynamic: None,
+        },
+    };
+    let mut text = String::new();
+    commission::encode(&c, key, |l| text.push_str(l));
+    text
+}
+
 /// How long a power command may take.
 pub const POWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -133,6 +183,37 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("did not end within"), "{e}");
         assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    /// A parked station takes its plan and then stays off the link: no
+    /// frame, no meter request, in a minute of its timers.
+    #[test]
+    fn a_parked_station_takes_its_plan_and_stays_silent() {
+        use firmware::station::Station;
+        use firmware::telemetry::Telemetry;
+        use firmware::time::us;
+        let key = [0x3C; 32];
+        let mut st: Station<4, 2> = Station::awaiting(key, 9);
+        st.handle_debug_rx(us(0), park_text(&key).as_bytes());
+        let said: Vec<Telemetry> = core::iter::from_fn(|| st.poll_telemetry()).collect();
+        assert!(
+            said.contains(&Telemetry::ConfigAccepted {
+                stations: 1,
+                nodes: 1
+            }),
+            "{said:?}"
+        );
+        assert_eq!(st.id(), Some(PARKED_ID));
+        let mut frame = [0u8; firmware::sharing::frame::MAX_FRAME];
+        while let Some(t) = st.poll_timeout().filter(|t| t.ticks() <= 60_000_000) {
+            st.handle_timeout(t);
+            assert_eq!(st.poll_transmit(&mut frame), None, "a frame at {t:?}");
+            assert_eq!(st.poll_meter_transmit(), None);
+        }
+        // Another key's station refuses it: the plan is the bench's.
+        let mut other: Station<4, 2> = Station::awaiting([0x3D; 32], 9);
+        other.handle_debug_rx(us(0), park_text(&key).as_bytes());
+        assert_eq!(other.id(), None);
     }
 
     #[test]

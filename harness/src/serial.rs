@@ -301,18 +301,16 @@ impl SerialBench {
         let Some(d) = self.debug.as_mut() else {
             return Ok(answers);
         };
-        if from == 0 && d.len() != messages.len() {
-            // The others would keep their last plan on the shared link.
+        // The parked stations' answers follow the scenario's.
+        answers.resize(d.len().max(messages.len()), None);
+        if from == 0 && d.len() < messages.len() {
             let has = if d.is_relayed() {
-                format!(
-                    "the fixture relays {} station debug channel(s) (one per channel; name the stations wired in a bench inventory if fewer)",
-                    d.len()
-                )
+                format!("the fixture relays {} station debug channel(s)", d.len())
             } else {
                 format!("the bench has {}", d.len())
             };
             return Err(BenchError::Lacks(format!(
-                "it has {} station(s); {has}, and a station left out keeps its last plan on the sharing link",
+                "it has {} station(s); {has}",
                 messages.len()
             )));
         }
@@ -323,6 +321,16 @@ impl SerialBench {
             })?;
             d.send(i, id, message)?;
             ids.push((i, id));
+        }
+        // The bench's other stations are parked: left on their last plan
+        // they would join (or lead) this run's group on the shared link.
+        if from == 0 && d.len() > messages.len() {
+            let key = crate::provision::bench_key().map_err(BenchError::Setup)?;
+            let park = crate::provision::park_text(&key);
+            for i in messages.len()..d.len() {
+                d.park(i, &park)?;
+                ids.push((i, crate::provision::PARKED_ID));
+            }
         }
         self.flush_relay(sink)?;
         let limit = self.timeouts.ack + Duration::from_secs(1);
@@ -338,17 +346,35 @@ impl SerialBench {
             }
             if let Some(d) = self.debug.as_mut() {
                 for &(i, _) in &ids {
-                    if let Some(a) = d.answer(i) {
-                        answers[i] = Some(a);
+                    if let (Some(a), Some(slot)) = (d.answer(i), answers.get_mut(i)) {
+                        *slot = Some(a);
                     }
                 }
             }
+            let who = |i: usize, id: u8| {
+                if i < messages.len() {
+                    format!("st{id}")
+                } else {
+                    format!("the spare station on channel {i}")
+                }
+            };
             let waiting: Vec<String> = ids
                 .iter()
-                .filter(|(i, _)| answers[*i].is_none())
-                .map(|(_, id)| format!("st{id}"))
+                .filter(|(i, _)| answers.get(*i).is_some_and(Option::is_none))
+                .map(|&(i, id)| who(i, id))
                 .collect();
             if waiting.is_empty() {
+                let parked = answers.split_off(messages.len());
+                if let Some((i, Some(Err(why)))) = parked
+                    .iter()
+                    .enumerate()
+                    .find(|(_, a)| matches!(a, Some(Err(_))))
+                {
+                    return Err(BenchError::Setup(format!(
+                        "{} refused the plan that leaves it out of the run ({why}); a station left on its last plan would share the link",
+                        who(messages.len() + i, 0)
+                    )));
+                }
                 return Ok(answers);
             }
             if Instant::now() > deadline {
@@ -1394,7 +1420,12 @@ mod tests {
                     let mut got = self.got.lock().unwrap();
                     let got = &mut got[usize::from(ch)];
                     got.extend_from_slice(data.as_bytes());
-                    if got.ends_with(b"END\n") {
+                    // A message ends with its END (these tests') or its
+                    // `C end` line (a real one).
+                    let last = got
+                        .strip_suffix(b"\n")
+                        .and_then(|g| g.rsplit(|&b| b == b'\n').next());
+                    if got.ends_with(b"END\n") || last.is_some_and(|l| l.starts_with(b"C end ")) {
                         let answer = firmware::telemetry::Telemetry::ConfigAccepted {
                             stations: 2,
                             nodes: 1,
@@ -1426,6 +1457,11 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    /// What the fake fixture has been sent for channel `ch`'s station.
+    fn got_on(got: &Arc<Mutex<[Vec<u8>; 2]>>, ch: usize) -> Vec<u8> {
+        got.lock().unwrap()[ch].clone()
     }
 
     /// On a fixture by URL with `debug`, stations are commissioned through
@@ -1460,9 +1496,9 @@ mod tests {
             .commission_all(&messages, &mut |r| records.push(r))
             .unwrap();
         assert_eq!(answers, vec![Some(Ok(())), Some(Ok(()))]);
-        let got = got.lock().unwrap();
-        assert_eq!(got[0], long.as_bytes());
-        assert_eq!(got[1], messages[1].as_bytes());
+        let sent = got.lock().unwrap();
+        assert_eq!(sent[0], long.as_bytes());
+        assert_eq!(sent[1], messages[1].as_bytes());
         let mut said: Vec<_> = records
             .iter()
             .filter_map(|r| match r {
@@ -1494,8 +1530,7 @@ mod tests {
             )),
             "relayed bytes are station lines, not fixture events: {records:?}"
         );
-        // Another number of stations than the fixture relays: refused,
-        // saying so (a channel left out may have a station on the link).
+        // More stations than the fixture relays: refused, saying so.
         let three = vec![messages[1].clone(); 3];
         let e = b.commission_all(&three, &mut |_| {}).unwrap_err();
         assert!(
@@ -1503,7 +1538,28 @@ mod tests {
                 .contains("it has 3 station(s); the fixture relays 2 station debug channel(s)"),
             "{e}"
         );
-        assert!(b.commission_all(&three[..1], &mut |_| {}).is_err());
+        // Fewer: the spare station is parked (a group of its own, sharing
+        // off), and what it says is not the run's.
+        drop(sent);
+        let before = got_on(&got, 1).len();
+        let mut records = Vec::new();
+        let answers = b
+            .commission_all(&three[..1], &mut |r| records.push(r))
+            .unwrap();
+        assert_eq!(answers, vec![Some(Ok(()))]);
+        let key = crate::provision::bench_key().unwrap();
+        assert_eq!(
+            got_on(&got, 1).get(before..),
+            Some(crate::provision::park_text(&key).as_bytes())
+        );
+        let speakers: Vec<u8> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Telemetry { station, .. } => Some(*station),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(speakers, [8], "{records:?}");
         // Without the capability: no relay, and the note says why.
         let b = SerialBench::over(
             "test".into(),
