@@ -1331,6 +1331,24 @@ impl Ctx<'_> {
                 })
             }
         };
+        // The margin is all the leader holds back for a reading's error: a
+        // meter that reads low by more lets the node carry more than its
+        // limit (80.9 A on dynamic-home's 80 A service for 1.9 s, with 8 A
+        // of noise and a 2 A margin). A margin of at least the meter's
+        // error is the installer's rule; the firmware cannot know the error.
+        if let (Some(m), Some(noise)) = (&meter, raw.meter.as_ref().and_then(|r| r.noise.as_ref()))
+        {
+            if m.mode == MeterMode::Headroom && u32::from(m.noise_da) > m.margin_da {
+                return Err(self.err(
+                    noise,
+                    format!(
+                        "the meter's noise ({}) is more than its margin ({}): the leader holds back only the margin for a reading's error, so a low reading could let the node carry more than its limit; expected a margin of at least the noise",
+                        crate::units::amps_text(i64::from(m.noise_da)),
+                        crate::units::amps_text(i64::from(m.margin_da))
+                    ),
+                ));
+            }
+        }
 
         let b = &raw.bench;
         let bench = Bench {

@@ -1545,7 +1545,23 @@ fn meter_noise_and_car_aux_parse_with_their_defaults() {
     assert_eq!(s.meter.as_ref().unwrap().noise_da, 0);
     let s = Scenario::parse(Path::new("t.toml"), &(text.clone() + "noise = \"0.5A\"\n")).unwrap();
     assert_eq!(s.meter.as_ref().unwrap().noise_da, 5);
-    let bad = text + "noise = \"-1A\"\n";
+    let bad = text.clone() + "noise = \"-1A\"\n";
     let e = Scenario::parse(Path::new("bad.toml"), &bad).unwrap_err();
     assert_eq!((e.line, e.column), at_of(&bad, "\"-1A\""), "{e}");
+    // Up to the margin (1 A by default), not beyond: a reading low by more
+    // than the leader holds back lets the node carry more than its limit.
+    let s = Scenario::parse(Path::new("t.toml"), &(text.clone() + "noise = \"1A\"\n")).unwrap();
+    assert_eq!(s.meter.as_ref().unwrap().noise_da, 10);
+    let bad = text.clone() + "noise = \"1.1A\"\n";
+    let e = Scenario::parse(Path::new("bad.toml"), &bad).unwrap_err();
+    assert_eq!((e.line, e.column), at_of(&bad, "\"1.1A\""), "{e}");
+    assert!(
+        e.message
+            .contains("the meter's noise (1.1A) is more than its margin (1A)")
+            && e.message
+                .contains("expected a margin of at least the noise"),
+        "{e}"
+    );
+    let wide = text + "margin = \"2A\"\nnoise = \"1.1A\"\n";
+    assert!(Scenario::parse(Path::new("t.toml"), &wide).is_ok());
 }
