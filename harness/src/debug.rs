@@ -72,10 +72,15 @@ struct Channel {
     /// Left out of this run ([`DebugChannels::park`]): its answer is
     /// noted, its lines are not the run's.
     parked: bool,
+    /// Sent a plan, not yet answered: what it says meanwhile is its
+    /// previous plan's (a follower joining its old leader), not the run's.
+    awaiting: bool,
 }
 
 /// A station line waiting for the fixture event that stamps it.
 struct Unstamped {
+    /// The channel it came on.
+    ch: usize,
     at: Instant,
     station: u8,
     line: String,
@@ -109,8 +114,10 @@ impl Channel {
             match firmware::telemetry::parse_line(&line) {
                 Ok(Telemetry::ConfigAccepted { .. }) => self.answer = Some(Ok(())),
                 Ok(Telemetry::ConfigRefused(r)) => self.answer = Some(Err(r)),
+                _ if self.awaiting => continue,
                 _ => {}
             }
+            self.awaiting = false;
             if !self.parked {
                 out.push((station, line));
             }
@@ -233,6 +240,7 @@ impl DebugChannels {
                     buf: Vec::new(),
                     answer: None,
                     parked: false,
+                    awaiting: false,
                 }
             })
             .collect();
@@ -258,6 +266,7 @@ impl DebugChannels {
                 buf: Vec::new(),
                 answer: None,
                 parked: false,
+                awaiting: false,
             })
             .collect();
         Self {
@@ -312,7 +321,7 @@ impl DebugChannels {
     /// Take what arrived: split it into lines, note commissioning answers,
     /// and queue each line for stamping. A dead link is an error.
     pub fn poll(&mut self) -> Result<(), BenchError> {
-        for c in &mut self.chans {
+        for (i, c) in self.chans.iter_mut().enumerate() {
             while let Wire::Link { rx, .. } = &c.wire {
                 let (at, bytes) = match rx.try_recv() {
                     Ok(Chunk::Data(at, b)) => (at, b),
@@ -331,7 +340,12 @@ impl DebugChannels {
                     }
                 };
                 for (station, line) in c.lines(&bytes) {
-                    self.unstamped.push(Unstamped { at, station, line });
+                    self.unstamped.push(Unstamped {
+                        ch: i,
+                        at,
+                        station,
+                        line,
+                    });
                 }
             }
         }
@@ -377,6 +391,11 @@ impl DebugChannels {
         c.id = Some(id);
         c.answer = None;
         c.parked = false;
+        // What it said before is its previous plan's: not stamped into
+        // this run, nor a part line to finish.
+        c.awaiting = true;
+        c.buf.clear();
+        self.unstamped.retain(|u| u.ch != i);
         let Wire::Link { writer, .. } = &mut c.wire else {
             self.outbox.push((i, message.as_bytes().to_vec()));
             return Ok(());
@@ -614,5 +633,45 @@ mod tests {
         let mut linked = DebugChannels::over(Vec::new());
         assert!(!linked.is_relayed());
         assert!(linked.relay_in(0, 1, grant.as_bytes()).is_empty());
+    }
+
+    /// A station sent a new plan speaks on its old one until it answers:
+    /// that is not the run's, nor a part line from before the plan, nor the
+    /// lines of a parked station; all it says after its answer is.
+    #[test]
+    fn what_a_station_says_before_its_answer_or_parked_is_not_the_runs() {
+        let mut d = DebugChannels::relayed(2);
+        let joined = Telemetry::Joined.encode();
+        let grant = Telemetry::Grant { da: 160 }.encode();
+        let accepted = Telemetry::ConfigAccepted {
+            stations: 1,
+            nodes: 1,
+        }
+        .encode();
+        d.send(0, 3, "C begin 3 1 1*0000\n").unwrap();
+        assert!(d.relay_in(0, 1_000, joined.as_bytes()).is_empty());
+        // Half a line of the old plan, then the plan again: the half is
+        // dropped, not joined to what follows.
+        assert!(d.relay_in(0, 1_500, &grant.as_bytes()[..6]).is_empty());
+        d.send(0, 4, "C begin 4 1 1*0000\n").unwrap();
+        let texts = |r: Vec<Record>| -> Vec<(u8, String)> {
+            r.into_iter()
+                .filter_map(|r| match r {
+                    Record::Telemetry { station, text, .. } => Some((station, text)),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(texts(d.relay_in(0, 2_000, accepted.as_bytes())).len(), 1);
+        assert_eq!(d.answer(0), Some(Ok(())));
+        assert_eq!(
+            texts(d.relay_in(0, 3_000, joined.as_bytes())),
+            [(4, "joined the group".to_string())]
+        );
+        // Parked: its answer is noted, nothing it says is the run's.
+        d.park(1, "C begin 250 1 1*0000\n").unwrap();
+        assert!(d.relay_in(1, 4_000, accepted.as_bytes()).is_empty());
+        assert_eq!(d.answer(1), Some(Ok(())));
+        assert!(d.relay_in(1, 5_000, grant.as_bytes()).is_empty());
     }
 }

@@ -255,8 +255,16 @@ pub fn resolve(
 /// ends, however it ends: the lock is the kernel's, on an open file).
 #[derive(Debug)]
 pub struct BenchLock {
-    _file: File,
+    file: File,
     pub path: PathBuf,
+}
+
+impl Drop for BenchLock {
+    /// Clear the holder's PID before the lock goes, so that no waiter names
+    /// a process that has let the bench go.
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+    }
 }
 
 fn lock_path(bench: &str) -> PathBuf {
@@ -325,7 +333,7 @@ pub fn lock(bench: &str, wait: Duration) -> Result<BenchLock, BenchError> {
     file.write_all(line.as_bytes()).map_err(io)?;
     file.set_len(u64::try_from(line.len()).unwrap_or(u64::MAX))
         .map_err(io)?;
-    Ok(BenchLock { _file: file, path })
+    Ok(BenchLock { file, path })
 }
 
 /// How long a lock's new holder may take to write its PID.

@@ -205,11 +205,15 @@ mod tests {
         );
         assert_eq!(st.id(), Some(PARKED_ID));
         let mut frame = [0u8; firmware::sharing::frame::MAX_FRAME];
+        assert_eq!(st.poll_transmit(&mut frame), None, "a frame at its boot");
+        let mut wakes = 0;
         while let Some(t) = st.poll_timeout().filter(|t| t.ticks() <= 60_000_000) {
             st.handle_timeout(t);
             assert_eq!(st.poll_transmit(&mut frame), None, "a frame at {t:?}");
             assert_eq!(st.poll_meter_transmit(), None);
+            wakes += 1;
         }
+        assert!(wakes >= 60, "its timers ran {wakes} times in a minute");
         // Another key's station refuses it: the plan is the bench's.
         let mut other: Station<4, 2> = Station::awaiting([0x3D; 32], 9);
         other.handle_debug_rx(us(0), park_text(&key).as_bytes());

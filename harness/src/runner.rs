@@ -525,11 +525,12 @@ pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
     // board writing its flash): the leader's answer, when its stamp is
     // known by the end of commissioning (relayed lines are stamped by the
     // fixture), or else the end of commissioning. What came before, the
-    // reset's report and the stations' boot lines, shows at 0; what a
-    // station said before it took this plan is not this run's.
+    // reset's report and the stations' answers, shows at 0; what a station
+    // said before it took this plan is not this run's.
     if outcome.is_ok() {
+        let given_at = records.len();
         outcome = commission(sc, bench, &mut |r| records.push(r));
-        drop_previous_plans_output(sc, &mut records);
+        drop_previous_plans_output(sc, &mut records, given_at);
     }
     let start_us = leader_accepted_at(sc, &records).unwrap_or_else(|| bench.now_us());
     if outcome.is_ok() {
@@ -602,13 +603,16 @@ pub fn run(sc: &Scenario, bench: &mut dyn Bench, seed: u64) -> ScenarioRun {
     }
 }
 
-/// Drop what a station said before it took this run's plan: on a bench
-/// that ran before, a station runs on its previous plan until the new one
-/// comes (a follower may join its old leader between the reset and the
-/// commissioning), and that is not this run's trace. Order, not time, says
-/// what came before: one station's lines come in the order it printed them.
-/// A station whose acceptance is not among `records` keeps all it said.
-fn drop_previous_plans_output(sc: &Scenario, records: &mut Vec<Record>) {
+/// Drop what the stations said before they took this run's plan: on a
+/// bench that ran before, a station runs on its previous plan until the new
+/// one comes (a follower may join its old leader between the reset and the
+/// commissioning), and that is not this run's trace. Everything said before
+/// the plans were sent (`records[..given_at]`, under whatever id the line
+/// was labelled with), and what a station said before its acceptance.
+/// Order, not time, says what came before: one station's lines come in the
+/// order it printed them. A station whose acceptance is not among
+/// `records` keeps what it said once the plans were sent.
+fn drop_previous_plans_output(sc: &Scenario, records: &mut Vec<Record>, given_at: usize) {
     let accepted = config_accepted_text(sc);
     let took_plan_at: Vec<(u8, usize)> = sc
         .stations
@@ -624,10 +628,13 @@ fn drop_previous_plans_output(sc: &Scenario, records: &mut Vec<Record>) {
     let mut k = 0;
     records.retain(|r| {
         let keep = match r {
-            Record::Telemetry { station, .. } => took_plan_at
-                .iter()
-                .find(|(id, _)| id == station)
-                .is_none_or(|(_, at)| k >= *at),
+            Record::Telemetry { station, .. } => {
+                k >= given_at
+                    && took_plan_at
+                        .iter()
+                        .find(|(id, _)| id == station)
+                        .is_none_or(|(_, at)| k >= *at)
+            }
             _ => true,
         };
         k += 1;
@@ -896,7 +903,18 @@ mod tests {
         fn name(&self) -> String {
             "recommissioned".into()
         }
-        fn command(&mut self, _: Command, _: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+        /// After the reset, before the plans: lines of the previous plans,
+        /// one under an id this run does not use.
+        fn command(&mut self, c: Command, sink: &mut dyn FnMut(Record)) -> Result<(), BenchError> {
+            if matches!(c, Command::Reset) {
+                for (station, text) in [(7, "joined the group"), (0, "granted 16.0 A")] {
+                    sink(Record::Telemetry {
+                        t_us: 50,
+                        station,
+                        text: text.into(),
+                    });
+                }
+            }
             Ok(())
         }
         fn fault(&mut self, f: &SimFault) -> Result<(), BenchError> {
@@ -936,8 +954,9 @@ mod tests {
         }
     }
 
-    /// What a station said on its previous plan is not this run's trace;
-    /// all it said once it took this run's plan is, also the same words.
+    /// What a station said on its previous plan is not this run's trace,
+    /// under whatever id it was labelled with; all it said once it took
+    /// this run's plan is, also the same words.
     #[test]
     fn what_a_station_said_before_it_took_this_runs_plan_is_not_traced() {
         let sc = crate::scenario::tests::tiny();

@@ -197,16 +197,27 @@ impl SerialBench {
         if !debug.is_empty() {
             return Ok(bench.with_debug(crate::debug::DebugChannels::open(&debug)?));
         }
-        Ok(bench.with_relayed_debug())
+        let wired = entry.map(|e| e.stations.len()).filter(|&n| n > 0);
+        Ok(bench.with_relayed_debug_of(wired))
     }
 
     /// No debug ports of their own: read the stations' debug channels
-    /// through the fixture, if it relays them (the `debug` capability).
+    /// through the fixture, if it relays them (the `debug` capability),
+    /// one per fixture channel.
     #[must_use]
     pub fn with_relayed_debug(self) -> Self {
+        self.with_relayed_debug_of(None)
+    }
+
+    /// As [`Self::with_relayed_debug`], on the first `wired` channels when
+    /// a bench inventory lists the stations wired (fewer than the fixture
+    /// has channels: a channel without a station has nothing to park).
+    #[must_use]
+    pub fn with_relayed_debug_of(self, wired: Option<usize>) -> Self {
         match self.info.as_ref() {
             Some(f) if f.caps.has(Capability::Debug) => {
                 let n = usize::from(f.channels);
+                let n = wired.map_or(n, |w| w.min(n));
                 self.with_debug(crate::debug::DebugChannels::relayed(n))
             }
             _ => self,
@@ -355,7 +366,7 @@ impl SerialBench {
                 if i < messages.len() {
                     format!("st{id}")
                 } else {
-                    format!("the spare station on channel {i}")
+                    format!("the spare station on fixture channel {i}")
                 }
             };
             let waiting: Vec<String> = ids
@@ -378,10 +389,18 @@ impl SerialBench {
                 return Ok(answers);
             }
             if Instant::now() > deadline {
+                let spare = ids.iter().any(|&(i, _)| {
+                    i >= messages.len() && answers.get(i).is_some_and(Option::is_none)
+                });
                 return Err(BenchError::Timeout {
                     what: format!(
-                        "the answer of {} to its commissioning on its debug channel (is the station powered, and its debug channel in the inventory right?)",
-                        waiting.join(", ")
+                        "the answer of {} to its commissioning on its debug channel (is the station powered, and its debug channel in the inventory right?{})",
+                        waiting.join(", "),
+                        if spare {
+                            " A fixture channel without a station: list the stations wired in a bench inventory."
+                        } else {
+                            ""
+                        }
                     ),
                     timeout_ms: limit.as_millis() as u64,
                 });
@@ -1379,6 +1398,8 @@ mod tests {
         events: u32,
         out: Vec<u8>,
         got: Arc<Mutex<[Vec<u8>; 2]>>,
+        /// The channel whose station refuses its plan (a bad key).
+        refuses: Option<u8>,
     }
     impl Read for Relaying {
         fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
@@ -1426,9 +1447,15 @@ mod tests {
                         .strip_suffix(b"\n")
                         .and_then(|g| g.rsplit(|&b| b == b'\n').next());
                     if got.ends_with(b"END\n") || last.is_some_and(|l| l.starts_with(b"C end ")) {
-                        let answer = firmware::telemetry::Telemetry::ConfigAccepted {
-                            stations: 2,
-                            nodes: 1,
+                        let answer = if self.refuses == Some(ch) {
+                            firmware::telemetry::Telemetry::ConfigRefused(
+                                firmware::telemetry::Refusal::BadMac,
+                            )
+                        } else {
+                            firmware::telemetry::Telemetry::ConfigAccepted {
+                                stations: 2,
+                                nodes: 1,
+                            }
                         }
                         .encode();
                         let (a, z) = answer.as_bytes().split_at(5);
@@ -1480,6 +1507,7 @@ mod tests {
                 events: 0,
                 out: Vec::new(),
                 got: Arc::clone(&got),
+                refuses: None,
             }),
             Timeouts::default(),
         )
@@ -1560,6 +1588,48 @@ mod tests {
             })
             .collect();
         assert_eq!(speakers, [8], "{records:?}");
+        // A spare station that refuses its parked plan (another key) is an
+        // error naming it: left on its last plan it would share the link.
+        let mut b = SerialBench::over(
+            "test".into(),
+            Box::new(Relaying {
+                caps: "sharebench-fixture proto=1 fw=1 channels=2 caps=pwm,car,debug",
+                busy_once: false,
+                events: 0,
+                out: Vec::new(),
+                got: Arc::new(Mutex::new([Vec::new(), Vec::new()])),
+                refuses: Some(1),
+            }),
+            Timeouts::default(),
+        )
+        .unwrap()
+        .with_relayed_debug();
+        let e = b.commission_all(&three[..1], &mut |_| {}).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "the spare station on fixture channel 1 refused the plan that leaves it out of the run (the commissioning message's MAC does not verify)"
+            ),
+            "{e}"
+        );
+        // An inventory listing one station wired: one channel, none parked.
+        let b = SerialBench::over(
+            "test".into(),
+            Box::new(Relaying {
+                caps: "sharebench-fixture proto=1 fw=1 channels=2 caps=pwm,car,debug",
+                busy_once: false,
+                events: 0,
+                out: Vec::new(),
+                got: Arc::new(Mutex::new([Vec::new(), Vec::new()])),
+                refuses: Some(1),
+            }),
+            Timeouts::default(),
+        )
+        .unwrap()
+        .with_relayed_debug_of(Some(1));
+        assert_eq!(
+            b.debug.as_ref().map(crate::debug::DebugChannels::len),
+            Some(1)
+        );
         // Without the capability: no relay, and the note says why.
         let b = SerialBench::over(
             "test".into(),
@@ -1569,6 +1639,7 @@ mod tests {
                 events: 0,
                 out: Vec::new(),
                 got: Arc::new(Mutex::new([Vec::new(), Vec::new()])),
+                refuses: None,
             }),
             Timeouts::default(),
         )

@@ -531,8 +531,8 @@ fn the_hardware_set_takes_no_fault_a_lab_bench_cannot_make() {
 /// The corpus's hardware set (issue 13 §4): what `run --hardware-set`
 /// runs on a lab bench. It fits 30 minutes of bench time; every scenario
 /// has as many stations as the others, with the leader on channel 0 (a
-/// bench runs scenarios with as many stations as it has, and its meter
-/// line goes to one station), so one bench (or one virtual fixture) runs
+/// bench runs scenarios with at most as many stations as it has, parking
+/// the others, and its meter line goes to one station), so one bench (or one virtual fixture) runs
 /// them all; it needs no fault but power faults; and it makes every kind of
 /// row a bench can show.
 #[test]
