@@ -101,6 +101,19 @@ pub struct DebugChannels {
 }
 
 impl Channel {
+    /// A channel not yet sent a plan this run.
+    fn new(name: String, wire: Wire) -> Self {
+        Self {
+            name,
+            id: None,
+            wire,
+            buf: Vec::new(),
+            answer: None,
+            parked: false,
+            awaiting: false,
+        }
+    }
+
     /// What arrived on the channel, split into lines: commissioning
     /// answers noted, lines from before this run's commissioning dropped.
     /// The station id and text of each line of this run.
@@ -233,15 +246,7 @@ impl DebugChannels {
                 let (tx, rx) = channel();
                 let stop = Arc::clone(&stop);
                 readers.push(std::thread::spawn(move || reader(r, tx, stop)));
-                Channel {
-                    name,
-                    id: None,
-                    wire: Wire::Link { writer, rx },
-                    buf: Vec::new(),
-                    answer: None,
-                    parked: false,
-                    awaiting: false,
-                }
+                Channel::new(name, Wire::Link { writer, rx })
             })
             .collect();
         Self {
@@ -259,15 +264,7 @@ impl DebugChannels {
     #[must_use]
     pub fn relayed(n: usize) -> Self {
         let chans = (0..n)
-            .map(|i| Channel {
-                name: format!("fixture channel {i} (relayed)"),
-                id: None,
-                wire: Wire::Relay,
-                buf: Vec::new(),
-                answer: None,
-                parked: false,
-                awaiting: false,
-            })
+            .map(|i| Channel::new(format!("fixture channel {i} (relayed)"), Wire::Relay))
             .collect();
         Self {
             chans,
